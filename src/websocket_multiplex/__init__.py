@@ -1,0 +1,51 @@
+"""Many virtual channels over one SockJS or WebSocket connection.
+
+Wire-compatible with the JavaScript ``websocket-multiplex`` 0.1.0. Start
+with :class:`MultiplexServer`; mount it with an adapter from
+:mod:`websocket_multiplex.adapters` (they import aiohttp or your ASGI server
+only when you use them).
+"""
+
+from .asyncio import (
+    Channel,
+    ChannelHandler,
+    Connection,
+    Handler,
+    MultiplexServer,
+    Service,
+    Transport,
+)
+from .events import CloseReason
+from .exceptions import (
+    ChannelClosed,
+    InvalidFrame,
+    LocalProtocolError,
+    MultiplexError,
+    RemoteProtocolError,
+    ServiceNotFound,
+)
+from .request import Headers, RequestInfo
+from .wire import escape, unescape
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Channel",
+    "ChannelClosed",
+    "ChannelHandler",
+    "CloseReason",
+    "Connection",
+    "Handler",
+    "Headers",
+    "InvalidFrame",
+    "LocalProtocolError",
+    "MultiplexError",
+    "MultiplexServer",
+    "RemoteProtocolError",
+    "RequestInfo",
+    "Service",
+    "ServiceNotFound",
+    "Transport",
+    "escape",
+    "unescape",
+]

@@ -1,0 +1,202 @@
+"""One client connection: routes frames to channels and runs their handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+from ..events import ChannelClosedEvent, ChannelOpened, CloseReason, MessageReceived
+from ..exceptions import ChannelClosed
+from ..protocol import ProtocolCounters, ServerProtocol
+from ..request import RequestInfo
+from .channel import Channel
+from .transport import Transport
+
+if TYPE_CHECKING:
+    from .server import MultiplexServer, Service
+
+__all__ = ["Connection"]
+
+logger = logging.getLogger("websocket_multiplex")
+_ids = itertools.count(1)
+
+
+class Connection:
+    """The multiplexer's side of one carrier connection.
+
+    Made by :meth:`MultiplexServer.accept`. Incoming frames are handled
+    synchronously in :meth:`receive` (a message only lands in its channel's
+    inbox), so a slow handler never delays the other channels. Outgoing
+    frames go through one ordered queue drained by a writer task; senders
+    wait while it holds more than ``write_limit`` characters.
+    """
+
+    def __init__(self, server: MultiplexServer, transport: Transport) -> None:
+        self.id = next(_ids)
+        self.server = server
+        self.transport = transport
+        self.request: RequestInfo = transport.request
+        self._protocol = ServerProtocol(server._is_registered)
+        self._channels: dict[str, Channel] = {}
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._outbox: deque[str] = deque()
+        self._outbox_size = 0
+        self._outbox_ready: asyncio.Future[None] | None = None
+        self._writable = asyncio.Event()  # set while below the low-water mark
+        self._writable.set()
+        self._idle = asyncio.Event()  # set while the outbox is empty
+        self._idle.set()
+        self._lost = False
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    def __repr__(self) -> str:
+        return f"<Connection #{self.id} from {self.request.remote_address}>"
+
+    @property
+    def channels(self) -> list[Channel]:
+        """The channels open on this connection."""
+        return list(self._channels.values())
+
+    @property
+    def counters(self) -> ProtocolCounters:
+        """Frame counters of this connection's protocol core."""
+        return self._protocol.counters
+
+    @property
+    def closed(self) -> bool:
+        return self._lost
+
+    # -- input, called by the adapter --------------------------------------
+
+    def receive(self, text: str) -> None:
+        """Handle one carrier message from the client."""
+        if self._lost:
+            return
+        event = self._protocol.receive(text)
+        if event is None:
+            return
+        if type(event) is MessageReceived:
+            self._channels[event.topic]._deliver(event.payload)
+        elif type(event) is ChannelOpened:
+            self._open_channel(event.topic)
+        elif type(event) is ChannelClosedEvent:
+            self._channels.pop(event.topic)._mark_closed(event.reason)
+
+    async def connection_lost(self) -> None:
+        """The carrier is gone: close every channel and end every handler.
+
+        Handlers see their channel closed and get ``handler_timeout``
+        seconds to return before they are cancelled. Safe to call twice.
+        """
+        if self._lost:
+            return
+        self._lost = True
+        self._close_all(self._protocol.connection_lost())
+        self._writer.cancel()
+        self.server._connections.discard(self)
+        await self._finish_handlers()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close from the server side: ``uns`` every channel, then the carrier."""
+        for channel in list(self._channels.values()):
+            self._close_channel(channel, CloseReason.SHUTDOWN)
+        await self._flush()
+        try:
+            await self.transport.close(code, reason)
+        finally:
+            await self.connection_lost()
+
+    # -- channels ------------------------------------------------------------
+
+    def _open_channel(self, topic: str) -> None:
+        service = self.server._services[topic]
+        channel = Channel(self, service.name, topic)
+        self._channels[topic] = channel
+        task = asyncio.get_running_loop().create_task(
+            self._run_handler(service, channel), name=f"multiplex {channel.name!r}"
+        )
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
+    async def _run_handler(self, service: Service, channel: Channel) -> None:
+        reason = CloseReason.SERVER_CLOSED
+        try:
+            await service.handler(channel)
+        except ChannelClosed:
+            pass  # the handler used its channel after the client left
+        except Exception:
+            logger.exception("handler of channel %r failed on %r", channel.name, self)
+            reason = CloseReason.HANDLER_FAILED
+        self._close_channel(channel, reason)
+
+    def _close_channel(self, channel: Channel, reason: CloseReason) -> None:
+        """Close one channel from the server side (sends ``uns``)."""
+        if channel.closed or self._lost:
+            return
+        self._enqueue(self._protocol.close(channel.topic))
+        del self._channels[channel.topic]
+        channel._mark_closed(reason)
+
+    def _close_all(self, events: list[ChannelClosedEvent]) -> None:
+        for event in events:
+            self._channels.pop(event.topic)._mark_closed(event.reason)
+
+    async def _finish_handlers(self) -> None:
+        if not self._handlers:
+            return
+        _, pending = await asyncio.wait(
+            set(self._handlers), timeout=self.server.handler_timeout
+        )
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    # -- output ----------------------------------------------------------------
+
+    async def _send_frame(self, frame: str) -> None:
+        self._enqueue(frame)
+        if self._outbox_size > self.server.write_limit:
+            self._writable.clear()
+            await self._writable.wait()
+
+    def _enqueue(self, frame: str) -> None:
+        self._outbox.append(frame)
+        self._outbox_size += len(frame)
+        self._idle.clear()
+        ready = self._outbox_ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
+
+    async def _flush(self) -> None:
+        """Wait until every queued frame went to the transport (or it failed)."""
+        idle = asyncio.ensure_future(self._idle.wait())
+        await asyncio.wait([idle, self._writer], return_when=asyncio.FIRST_COMPLETED)
+        idle.cancel()
+
+    async def _write_loop(self) -> None:
+        outbox = self._outbox
+        low_water = self.server.write_limit // 4
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if not outbox:
+                    self._idle.set()
+                    self._outbox_ready = loop.create_future()
+                    await self._outbox_ready
+                    continue
+                frame = outbox.popleft()
+                self._outbox_size -= len(frame)
+                if self._outbox_size <= low_water:
+                    self._writable.set()
+                await self.transport.send(frame)
+        except (ConnectionError, RuntimeError) as exc:
+            logger.debug("%r: write failed: %s", self, exc)
+        finally:
+            self._outbox.clear()
+            self._outbox_size = 0
+            self._writable.set()
+            self._idle.set()

@@ -1,0 +1,189 @@
+"""The registry of services and the entry point adapters call."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterable, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ..events import CloseReason
+from ..exceptions import LocalProtocolError, ServiceNotFound
+from ..wire import escape
+from .channel import Channel
+from .connection import Connection
+from .transport import Transport
+
+__all__ = ["ChannelHandler", "Handler", "MultiplexServer", "Service"]
+
+Handler = Callable[[Channel], Awaitable[None]]
+"""A service: an async function that owns one channel until it returns."""
+
+H = TypeVar("H", bound="Handler | type[ChannelHandler]")
+
+
+class ChannelHandler:
+    """Base class for services written as callbacks instead of a coroutine.
+
+    One instance is made per channel. Override any of :meth:`on_open`,
+    :meth:`on_message` and :meth:`on_close`; each may be a plain method or
+    a coroutine. Messages are handled one at a time, in order. Call
+    ``await self.channel.close()`` to end the channel from the server.
+    """
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def on_open(self) -> Awaitable[None] | None:
+        """The client subscribed; ``self.channel`` is ready to send."""
+        return None
+
+    def on_message(self, data: str) -> Awaitable[None] | None:
+        """The client sent ``data`` on this channel."""
+        return None
+
+    def on_close(self, reason: CloseReason) -> Awaitable[None] | None:
+        """The channel closed; called exactly once, even after an error."""
+        return None
+
+    @classmethod
+    async def serve(cls, channel: Channel) -> None:
+        """Drive one instance over ``channel``: the :data:`Handler` for a class."""
+        handler = cls(channel)
+        reason = CloseReason.HANDLER_FAILED
+        try:
+            await _maybe_await(handler.on_open())
+            async for data in channel:
+                await _maybe_await(handler.on_message(data))
+            reason = channel.close_reason or CloseReason.SERVER_CLOSED
+        finally:
+            if reason is CloseReason.HANDLER_FAILED and not channel.closed:
+                channel.connection._close_channel(channel, reason)
+            await _maybe_await(handler.on_close(channel.close_reason or reason))
+
+
+async def _maybe_await(result: Awaitable[None] | None) -> None:
+    if result is not None and inspect.isawaitable(result):
+        await result
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A registered name and the handler that serves each of its channels."""
+
+    name: str
+    topic: str
+    handler: Handler
+
+
+class MultiplexServer:
+    """Named services, each offered to every client connection.
+
+    ::
+
+        mux = MultiplexServer()
+
+        @mux.channel("ann")
+        async def ann(channel):
+            await channel.send("Ann says hi!")
+            async for data in channel:
+                await channel.send(f"Ann nods: {data}")
+
+    Then mount it with an adapter, e.g.
+    :func:`websocket_multiplex.adapters.aiohttp.add_sockjs_endpoint`.
+
+    ``write_limit`` (characters) bounds what a connection buffers before
+    ``send`` waits; ``handler_timeout`` (seconds) is how long handlers may
+    run after their connection closed before they are cancelled.
+    """
+
+    def __init__(
+        self, *, write_limit: int = 1 << 20, handler_timeout: float = 5.0
+    ) -> None:
+        self.write_limit = write_limit
+        self.handler_timeout = handler_timeout
+        self._services: dict[str, Service] = {}
+        self._connections: set[Connection] = set()
+
+    # -- services --------------------------------------------------------------
+
+    def channel(self, name: str) -> Callable[[H], H]:
+        """Decorator: register an async function or a ChannelHandler class."""
+
+        def register(handler: H) -> H:
+            self.register(name, handler)
+            return handler
+
+        return register
+
+    def register(self, name: str, handler: Handler | type[ChannelHandler]) -> Service:
+        """Offer the service ``name``; each subscription runs ``handler``."""
+        if not isinstance(name, str) or not name:
+            raise LocalProtocolError("a service name must be a non-empty string")
+        serve: Handler
+        if isinstance(handler, type) and issubclass(handler, ChannelHandler):
+            serve = handler.serve
+        elif inspect.iscoroutinefunction(handler) or callable(handler):
+            serve = handler  # type: ignore[assignment]
+        else:
+            raise LocalProtocolError(
+                f"the handler of {name!r} must be an async function taking a "
+                "channel, or a ChannelHandler subclass"
+            )
+        topic = escape(name)
+        if topic in self._services:
+            raise LocalProtocolError(
+                f"a service named {name!r} is already registered; "
+                "call unregister() first to replace it"
+            )
+        service = self._services[topic] = Service(name, topic, serve)
+        return service
+
+    def unregister(self, name: str) -> None:
+        """Stop offering ``name`` to new subscriptions; open channels go on."""
+        try:
+            del self._services[escape(name)]
+        except KeyError:
+            raise ServiceNotFound(f"no service is registered as {name!r}") from None
+
+    @property
+    def services(self) -> list[str]:
+        return [service.name for service in self._services.values()]
+
+    def _is_registered(self, topic: str) -> bool:
+        return topic in self._services
+
+    # -- connections -------------------------------------------------------------
+
+    @property
+    def connections(self) -> set[Connection]:
+        """The connections currently open, for inspection and shutdown."""
+        return set(self._connections)
+
+    def accept(self, transport: Transport) -> Connection:
+        """Start multiplexing over a new carrier connection.
+
+        The adapter then calls ``connection.receive(text)`` for each message
+        and ``await connection.connection_lost()`` when the carrier ends.
+        """
+        connection = Connection(self, transport)
+        self._connections.add(connection)
+        return connection
+
+    async def serve(self, transport: Transport, messages: AsyncIterable[str]) -> None:
+        """Run one connection whose incoming messages are an async iterable."""
+        connection = self.accept(transport)
+        try:
+            async for text in messages:
+                connection.receive(text)
+        finally:
+            await connection.connection_lost()
+
+    async def close(self, code: int = 1001, reason: str = "server shutdown") -> None:
+        """Close every connection: ``uns`` each channel, then the carrier."""
+        connections = list(self._connections)
+        if connections:
+            await asyncio.gather(
+                *(c.close(code, reason) for c in connections), return_exceptions=True
+            )

@@ -1,0 +1,55 @@
+"""Events the sans-I/O core hands back, as small frozen values.
+
+The server-side core (:mod:`websocket_multiplex.protocol`) turns each
+incoming frame into at most one of these; the asyncio layer acts on them.
+They print well, compare by value, and carry no behaviour.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "ChannelClosedEvent",
+    "ChannelOpened",
+    "CloseReason",
+    "Event",
+    "MessageReceived",
+]
+
+
+class CloseReason(enum.Enum):
+    """Why a channel closed. The value is a sentence fit for a log line."""
+
+    CLIENT_CLOSED = "the client unsubscribed"
+    SERVER_CLOSED = "the service closed it"
+    HANDLER_FAILED = "the service's handler raised an exception"
+    CONNECTION_LOST = "the connection closed"
+    SHUTDOWN = "the server is shutting down"
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelOpened:
+    """The peer subscribed to a registered topic that was not open."""
+
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """The peer sent ``payload`` on an open channel."""
+
+    topic: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelClosedEvent:
+    """An open channel is now closed, and why."""
+
+    topic: str
+    reason: CloseReason
+
+
+Event = ChannelOpened | MessageReceived | ChannelClosedEvent

@@ -1,0 +1,75 @@
+"""What a service may know about the client: captured when it connects.
+
+Transports differ in what they keep (SockJS forgets its HTTP request as
+soon as a polling request ends), so every adapter copies the facts into a
+:class:`RequestInfo` at connect time and channels expose that copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qsl
+
+__all__ = ["Headers", "RequestInfo"]
+
+
+class Headers(Mapping[str, str]):
+    """Read-only HTTP headers with case-insensitive names.
+
+    Repeated headers are joined with ``", "`` as RFC 9110 allows.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        merged: dict[str, str] = {}
+        for name, value in items:
+            key = name.lower()
+            merged[key] = f"{merged[key]}, {value}" if key in merged else value
+        self._items = merged
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """The HTTP request that opened the connection, as plain data."""
+
+    path: str = "/"
+    query_string: str = ""
+    headers: Headers = field(default_factory=Headers)
+    remote_address: str | None = None
+
+    @property
+    def query(self) -> dict[str, str]:
+        """Query parameters; the first value wins when a name repeats."""
+        params: dict[str, str] = {}
+        for name, value in parse_qsl(self.query_string, keep_blank_values=True):
+            params.setdefault(name, value)
+        return params
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """Cookies sent with the request (an unparsable header gives ``{}``)."""
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(self.headers.get("cookie", ""))
+        except Exception:
+            return {}
+        return {name: morsel.value for name, morsel in jar.items()}
+
+    @property
+    def origin(self) -> str | None:
+        return self.headers.get("origin")
