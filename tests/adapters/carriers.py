@@ -1,0 +1,126 @@
+"""Client ends of real carriers, for the conformance check over sockets.
+
+Each speaks one transport exactly as a browser would, with aiohttp's client:
+the raw WebSocket, SockJS over WebSocket, and SockJS xhr-polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import deque
+
+import aiohttp
+
+
+class RawWebSocketCarrier:
+    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse):
+        self._session = session
+        self.ws = ws
+
+    @classmethod
+    async def connect(cls, url: str, **kwargs: object) -> RawWebSocketCarrier:
+        session = aiohttp.ClientSession()
+        return cls(session, await session.ws_connect(url, **kwargs))  # type: ignore[arg-type]
+
+    async def send(self, text: str) -> None:
+        await self.ws.send_str(text)
+
+    async def receive(self) -> str | None:
+        message = await self.ws.receive()
+        return message.data if message.type is aiohttp.WSMsgType.TEXT else None
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self._session.close()
+
+
+class _SockJSFrames:
+    """Unpacks SockJS frames (o, h, a[...], c[...]) into messages."""
+
+    def __init__(self) -> None:
+        self.messages: deque[str | None] = deque()
+        self.opened = False
+        self.close_frame: list[object] | None = None
+
+    def feed(self, frame: str) -> None:
+        if frame == "o":
+            self.opened = True
+        elif frame.startswith("a"):
+            self.messages.extend(json.loads(frame[1:]))
+        elif frame.startswith("c"):
+            self.close_frame = json.loads(frame[1:])
+            self.messages.append(None)
+
+
+class SockJSWebSocketCarrier:
+    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse):
+        self._session = session
+        self.ws = ws
+        self.frames = _SockJSFrames()
+
+    @classmethod
+    async def connect(cls, base_url: str) -> SockJSWebSocketCarrier:
+        session = aiohttp.ClientSession()
+        url = f"{base_url}/000/{uuid.uuid4().hex[:8]}/websocket"
+        carrier = cls(session, await session.ws_connect(url))
+        assert await carrier.ws.receive_str() == "o"
+        return carrier
+
+    async def send(self, text: str) -> None:
+        await self.ws.send_str(json.dumps([text]))
+
+    async def receive(self) -> str | None:
+        while not self.frames.messages:
+            message = await self.ws.receive()
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                return None
+            self.frames.feed(message.data)
+        return self.frames.messages.popleft()
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self._session.close()
+
+
+class SockJSXhrPollingCarrier:
+    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+        self._session = session
+        self.url = url
+        self.frames = _SockJSFrames()
+
+    @classmethod
+    async def connect(cls, base_url: str) -> SockJSXhrPollingCarrier:
+        session = aiohttp.ClientSession()
+        carrier = cls(session, f"{base_url}/000/{uuid.uuid4().hex[:8]}")
+        await carrier._poll()
+        assert carrier.frames.opened
+        return carrier
+
+    async def _poll(self) -> None:
+        async with self._session.post(f"{self.url}/xhr") as response:
+            assert response.status == 200, response.status
+            for line in (await response.text()).splitlines():
+                self.frames.feed(line)
+
+    async def send(self, text: str) -> None:
+        async with self._session.post(
+            f"{self.url}/xhr_send", data=json.dumps([text])
+        ) as response:
+            assert response.status == 204, response.status
+
+    async def receive(self) -> str | None:
+        while not self.frames.messages:
+            await self._poll()
+        return self.frames.messages.popleft()
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+async def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    """Await a condition the server reaches asynchronously, bounded in time."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
