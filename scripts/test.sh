@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a fresh Debian machine, then runs them:
+# linters, the type checker, the layering check and the whole pytest suite
+# (unit, property, real-socket, real-node and real-Chromium tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# System packages: Debian's Chromium for the browser tests (Playwright drives
+# it; no browser is ever downloaded) and node/npm for the reference peers.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}"
+fi
+
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e '.[test]'
+npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+.venv/bin/ruff check src tests
+.venv/bin/mypy
+.venv/bin/lint-imports
+.venv/bin/pytest -q "$@"

@@ -1,0 +1,62 @@
+"""The ``websocket-multiplex`` command line: ``demo`` serves the example page."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="websocket-multiplex",
+        description="Many virtual channels over one SockJS or WebSocket connection.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo", help="serve the ann/bob/carl example page and its SockJS endpoint"
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
+    demo.add_argument("--port", type=int, default=9999, help="default: %(default)s")
+    demo.add_argument(
+        "--sockjs-url",
+        help="sockjs-client script for the page and the iframe transports "
+        "(default: the jsDelivr CDN; without internet the page uses a native "
+        "WebSocket instead)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "demo":
+        return _demo(args)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from .adapters.aiohttp import DEFAULT_SOCKJS_URL
+    from .demo import demo_app
+
+    app = demo_app(args.sockjs_url or DEFAULT_SOCKJS_URL)
+    print(f"websocket-multiplex demo: open http://{args.host}:{args.port}/", flush=True)
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        print=None,
+        handler_cancellation=True,  # notice clients that drop a polling request
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
