@@ -1,0 +1,10 @@
+// Each line must fail to type-check: the declarations are not just `any`.
+/// <reference path="../../../src/websocket_multiplex/static/websocket-multiplex.d.ts" />
+
+const m = new WebSocketMultiplex(new WebSocket("ws://127.0.0.1/x"));
+m.channel(42);
+m.channel("a").send({ not: "text" });
+m.channel("a").onmessage = (event) => event.data.toFixed();
+m.channel("a").addEventListener("messages", () => undefined);
+m.channel("a").readyState = 1;
+new WebSocketMultiplex("not a socket");

@@ -1,0 +1,26 @@
+// An ES module: named and default imports of websocket-multiplex.mjs.
+import DefaultExport, {
+  MultiplexChannel,
+  type MultiplexCloseEvent,
+  type MultiplexMessageEvent,
+  WebSocketMultiplex,
+} from "../../../src/websocket_multiplex/static/websocket-multiplex.js";
+
+const same: typeof WebSocketMultiplex = DefaultExport;
+const multiplexer = new same(new WebSocket("ws://127.0.0.1/multiplex/websocket"));
+const bob: MultiplexChannel = multiplexer.channel("bob");
+const state: 0 | 1 | 2 | 3 = bob.readyState;
+if (state === MultiplexChannel.OPEN || bob.readyState === bob.CONNECTING) {
+  bob.send("queued until open");
+}
+const onMessage = (event: MultiplexMessageEvent): void => {
+  console.log(event.data.length);
+};
+bob.addEventListener("message", onMessage);
+bob.removeEventListener("message", onMessage);
+bob.addEventListener("close", (event: MultiplexCloseEvent) => console.log(event.reason), {
+  once: true,
+});
+bob.addEventListener("open", { handleEvent: (event) => console.log(event.type) });
+bob.close(4000, "done");
+console.log(WebSocketMultiplex.Channel === MultiplexChannel);
