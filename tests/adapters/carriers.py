@@ -15,7 +15,9 @@ import aiohttp
 
 
 class RawWebSocketCarrier:
-    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse):
+    def __init__(
+        self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse
+    ):
         self._session = session
         self.ws = ws
 
@@ -55,7 +57,9 @@ class _SockJSFrames:
 
 
 class SockJSWebSocketCarrier:
-    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse):
+    def __init__(
+        self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse
+    ):
         self._session = session
         self.ws = ws
         self.frames = _SockJSFrames()

@@ -12,7 +12,10 @@ import pytest
 from aiohttp import web
 
 from websocket_multiplex import CloseReason, MultiplexServer
-from websocket_multiplex.adapters.aiohttp import add_sockjs_endpoint, add_websocket_route
+from websocket_multiplex.adapters.aiohttp import (
+    add_sockjs_endpoint,
+    add_websocket_route,
+)
 from websocket_multiplex.testing import check_adapter_conformance, conformance_server
 
 from .carriers import (
@@ -64,3 +67,237 @@ async def test_conformance_plain_websocket_route() -> None:
         await check_adapter_conformance(lambda: RawWebSocketCarrier.connect(url))
     finally:
         await runner.cleanup()
+
+
+# -- the gaps of sockjs 0.13 this adapter closes -----------------------------
+
+
+class Recorder:
+    """A server whose 'rec' channels record how and why they closed."""
+
+    def __init__(self) -> None:
+        self.server = MultiplexServer()
+        self.closed: list[CloseReason] = []
+        self.requests: list[object] = []
+        self.opened = 0
+        self.server.register("rec", self.handler)
+
+    async def handler(self, channel) -> None:  # type: ignore[no-untyped-def]
+        self.opened += 1
+        self.requests.append(channel.request)
+        await channel.send("ready")
+        async for data in channel:
+            await channel.send(data)
+        self.closed.append(channel.close_reason)
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[tuple[Recorder, str]]:
+    rec = Recorder()
+    app = web.Application()
+    add_sockjs_endpoint(
+        app, rec.server, prefix="/mx", sockjs_url="http://127.0.0.1:1/local-sockjs.js"
+    )
+    runner, base = await start(app)
+    yield rec, f"{base}/mx"
+    await runner.cleanup()
+
+
+ORIGIN = "http://page.example:8000"
+
+
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [
+        ("/info", "OPTIONS, GET"),
+        ("/000/abcdefgh/xhr", "OPTIONS, POST"),
+        ("/000/abcdefgh/xhr_send", "OPTIONS, POST"),
+        ("/000/abcdefgh/xhr_streaming", "OPTIONS, POST"),
+    ],
+)
+async def test_preflight_answers_like_sockjs_node(
+    recorder: tuple[Recorder, str], path: str, methods: str
+) -> None:
+    _, url = recorder
+    headers = {"Origin": ORIGIN, "Access-Control-Request-Headers": "content-type"}
+    async with aiohttp.ClientSession() as http:
+        async with http.options(url + path, headers=headers) as response:
+            assert response.status == 204
+            assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+            assert response.headers["Access-Control-Allow-Credentials"] == "true"
+            assert response.headers["Access-Control-Allow-Methods"] == methods
+            assert response.headers["Access-Control-Allow-Headers"] == "content-type"
+            assert response.headers["Access-Control-Max-Age"] == "31536000"
+            assert "max-age=31536000" in response.headers["Cache-Control"]
+            assert "Expires" in response.headers
+
+
+async def test_info_and_streaming_responses_carry_cors(
+    recorder: tuple[Recorder, str],
+) -> None:
+    _, url = recorder
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url + "/info", headers={"Origin": ORIGIN}) as response:
+            assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+            assert response.headers["Access-Control-Allow-Credentials"] == "true"
+            info = await response.json()
+            assert "websocket" in info["transports"] or info["websocket"]
+        async with http.get(url + "/info") as response:
+            assert response.headers["Access-Control-Allow-Origin"] == "*"
+            assert "Access-Control-Allow-Credentials" not in response.headers
+        async with http.post(
+            url + "/000/cors0001/xhr", headers={"Origin": ORIGIN}
+        ) as response:
+            assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+            assert await response.text() == "o\n"
+
+
+async def test_allowed_origins_refuses_others() -> None:
+    app = web.Application()
+    add_sockjs_endpoint(app, conformance_server(), allowed_origins=[ORIGIN])
+    runner, base = await start(app)
+    try:
+        async with aiohttp.ClientSession() as http:
+            ok = await http.get(base + "/multiplex/info", headers={"Origin": ORIGIN})
+            assert ok.status == 200
+            bad = {"Origin": "http://evil.example"}
+            refused = await http.get(base + "/multiplex/info", headers=bad)
+            assert refused.status == 403
+            with pytest.raises(aiohttp.WSServerHandshakeError):
+                await http.ws_connect(
+                    base.replace("http", "ws") + "/multiplex/websocket", headers=bad
+                )
+    finally:
+        await runner.cleanup()
+
+
+async def test_iframe_loads_the_configured_sockjs_client(
+    recorder: tuple[Recorder, str],
+) -> None:
+    _, url = recorder
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url + "/iframe.html") as response:
+            assert 'src="http://127.0.0.1:1/local-sockjs.js"' in await response.text()
+
+
+async def test_second_poll_gets_2010_and_the_first_keeps_the_session(
+    recorder: tuple[Recorder, str],
+) -> None:
+    rec, url = recorder
+    session_url = f"{url}/000/{uuid.uuid4().hex[:8]}"
+    async with aiohttp.ClientSession() as http:
+        assert await (await http.post(session_url + "/xhr")).text() == "o\n"
+        await http.post(session_url + "/xhr_send", data='["sub,rec"]')
+        assert (
+            await (await http.post(session_url + "/xhr")).text()
+            == 'a["msg,rec,ready"]\n'
+        )
+
+        (connection,) = rec.server.connections
+        sockjs_session = connection.transport._session  # type: ignore[attr-defined]
+        holder = asyncio.ensure_future(http.post(session_url + "/xhr"))
+        await wait_until(lambda: sockjs_session.acquired)
+        second = await (await http.post(session_url + "/xhr")).text()
+        assert second == 'c[2010,"Another connection still open"]\n'
+        await http.post(session_url + "/xhr_send", data='["msg,rec,after"]')
+        first = await asyncio.wait_for(holder, 5)
+        assert await first.text() == 'a["msg,rec,after"]\n'
+        assert rec.closed == []
+
+
+async def test_abandoned_streaming_request_closes_the_session(
+    recorder: tuple[Recorder, str],
+) -> None:
+    """Noticed without handler_cancellation and long before a heartbeat."""
+    rec, url = recorder
+    session_url = f"{url}/000/{uuid.uuid4().hex[:8]}"
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(session_url + "/xhr_streaming")
+        await response.content.readuntil(b"o\n")
+        await http.post(session_url + "/xhr_send", data='["sub,rec"]')
+        await wait_until(lambda: rec.opened == 1)
+        response.close()  # drop the TCP connection mid-stream
+    await wait_until(lambda: rec.closed == [CloseReason.CONNECTION_LOST], timeout=5)
+    await wait_until(lambda: not rec.server.connections)
+
+
+async def test_htmlfile_delivers_script_end_tags(
+    recorder: tuple[Recorder, str],
+) -> None:
+    rec, url = recorder
+    session_url = f"{url}/000/{uuid.uuid4().hex[:8]}"
+    payload = "a</script><script>alert(1)</script>"
+    async with aiohttp.ClientSession() as http:
+        response = await http.get(session_url + "/htmlfile?c=cb")
+        await http.post(session_url + "/xhr_send", data=json.dumps(["sub,rec"]))
+        await http.post(
+            session_url + "/xhr_send", data=json.dumps([f"msg,rec,{payload}"])
+        )
+        body = b""
+        async with asyncio.timeout(5):
+            while b"alert" not in body:
+                body += await response.content.readany()
+        response.close()
+    scripts = body.decode().split("<script>")
+    last = scripts[-1]
+    assert "</script>" not in last.split("\n</script>")[0]
+    assert "\\u003c/script\\u003e" in last
+
+
+async def test_request_data_reaches_the_channel(recorder: tuple[Recorder, str]) -> None:
+    rec, url = recorder
+    ws_url = url.replace("http", "ws") + "/websocket?user=ann"
+    carrier = await RawWebSocketCarrier.connect(
+        ws_url, headers={"Cookie": "token=s3cret", "X-Test": "yes"}
+    )
+    await carrier.send("sub,rec")
+    assert await carrier.receive() == "msg,rec,ready"
+    request = rec.requests[0]
+    assert request.query == {"user": "ann"}  # type: ignore[attr-defined]
+    assert request.cookies == {"token": "s3cret"}  # type: ignore[attr-defined]
+    assert request.headers["x-test"] == "yes"  # type: ignore[attr-defined]
+    assert request.remote_address == "127.0.0.1"  # type: ignore[attr-defined]
+    await carrier.close()
+
+
+@pytest.mark.parametrize("carrier_kind", ["raw", "sockjs-websocket", "xhr-polling"])
+async def test_connection_close_closes_every_channel(
+    recorder: tuple[Recorder, str], carrier_kind: str
+) -> None:
+    rec, url = recorder
+    extra = Recorder()  # a second service on the same connection
+    rec.server.register("other", extra.handler)
+    if carrier_kind == "raw":
+        carrier = await RawWebSocketCarrier.connect(
+            url.replace("http", "ws") + "/websocket"
+        )
+    elif carrier_kind == "sockjs-websocket":
+        carrier = await SockJSWebSocketCarrier.connect(url.replace("http", "ws"))
+    else:
+        carrier = await SockJSXhrPollingCarrier.connect(url)
+    await carrier.send("sub,rec")
+    assert await carrier.receive() == "msg,rec,ready"
+    await carrier.send("sub,other")
+    assert await carrier.receive() == "msg,other,ready"
+    await carrier.close()
+    # xhr-polling has no close: the session times out after disconnect_delay.
+    timeout = 15 if carrier_kind == "xhr-polling" else 5
+    await wait_until(lambda: rec.closed and extra.closed, timeout=timeout)
+    assert rec.closed == [CloseReason.CONNECTION_LOST]
+    assert extra.closed == [CloseReason.CONNECTION_LOST]
+    await wait_until(lambda: not rec.server.connections)
+
+
+async def test_server_close_sends_uns_then_closes(
+    recorder: tuple[Recorder, str],
+) -> None:
+    rec, url = recorder
+    carrier = await SockJSWebSocketCarrier.connect(url.replace("http", "ws"))
+    await carrier.send("sub,rec")
+    assert await carrier.receive() == "msg,rec,ready"
+    await rec.server.close()
+    assert await carrier.receive() == "uns,rec"
+    assert await carrier.receive() is None
+    assert carrier.frames.close_frame is not None
+    assert rec.closed == [CloseReason.SHUTDOWN]
+    await carrier.close()

@@ -14,6 +14,8 @@ WebSocket; :func:`add_client_routes` serves the browser client.
   then kills the session the first request holds: we keep the holder;
 * a polling request the client abandoned goes unnoticed until the next
   heartbeat: we watch held requests and release them when their socket goes;
+* a polling session whose client stops polling never expires (a leak): we
+  start its ``disconnect_delay`` countdown whenever no request holds it;
 * ``htmlfile`` loses messages containing ``</script>``: we escape ``<``;
 * the iframe page loads sockjs-client from a CDN: ``sockjs_url`` chooses.
 """
@@ -142,6 +144,10 @@ def _keeps_holder_and_watches_disconnect(base: type[Any]) -> type[Any]:
             if not work.done():
                 work.cancel()  # the client went away: release the session
             await asyncio.gather(work, return_exceptions=True)
+            if not self.manager.is_acquired(self.session):
+                # sockjs never sets an expiry on a released polling session,
+                # so a client that stops polling would leak it forever.
+                self.session.expire()
         if work.done() and not work.cancelled() and work.exception() is not None:
             raise work.exception()
 
