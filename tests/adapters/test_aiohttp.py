@@ -120,16 +120,18 @@ async def test_preflight_answers_like_sockjs_node(
 ) -> None:
     _, url = recorder
     headers = {"Origin": ORIGIN, "Access-Control-Request-Headers": "content-type"}
-    async with aiohttp.ClientSession() as http:
-        async with http.options(url + path, headers=headers) as response:
-            assert response.status == 204
-            assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
-            assert response.headers["Access-Control-Allow-Credentials"] == "true"
-            assert response.headers["Access-Control-Allow-Methods"] == methods
-            assert response.headers["Access-Control-Allow-Headers"] == "content-type"
-            assert response.headers["Access-Control-Max-Age"] == "31536000"
-            assert "max-age=31536000" in response.headers["Cache-Control"]
-            assert "Expires" in response.headers
+    async with (
+        aiohttp.ClientSession() as http,
+        http.options(url + path, headers=headers) as response,
+    ):
+        assert response.status == 204
+        assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+        assert response.headers["Access-Control-Allow-Credentials"] == "true"
+        assert response.headers["Access-Control-Allow-Methods"] == methods
+        assert response.headers["Access-Control-Allow-Headers"] == "content-type"
+        assert response.headers["Access-Control-Max-Age"] == "31536000"
+        assert "max-age=31536000" in response.headers["Cache-Control"]
+        assert "Expires" in response.headers
 
 
 async def test_info_and_streaming_responses_carry_cors(
@@ -175,9 +177,11 @@ async def test_iframe_loads_the_configured_sockjs_client(
     recorder: tuple[Recorder, str],
 ) -> None:
     _, url = recorder
-    async with aiohttp.ClientSession() as http:
-        async with http.get(url + "/iframe.html") as response:
-            assert 'src="http://127.0.0.1:1/local-sockjs.js"' in await response.text()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(url + "/iframe.html") as response,
+    ):
+        assert 'src="http://127.0.0.1:1/local-sockjs.js"' in await response.text()
 
 
 async def test_second_poll_gets_2010_and_the_first_keeps_the_session(
@@ -224,7 +228,7 @@ async def test_abandoned_streaming_request_closes_the_session(
 async def test_htmlfile_delivers_script_end_tags(
     recorder: tuple[Recorder, str],
 ) -> None:
-    rec, url = recorder
+    _, url = recorder
     session_url = f"{url}/000/{uuid.uuid4().hex[:8]}"
     payload = "a</script><script>alert(1)</script>"
     async with aiohttp.ClientSession() as http:
