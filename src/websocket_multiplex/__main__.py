@@ -23,9 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=9999, help="default: %(default)s")
     demo.add_argument(
         "--sockjs-url",
-        help="sockjs-client script for the page and the iframe transports "
-        "(default: the jsDelivr CDN; without internet the page uses a native "
-        "WebSocket instead)",
+        help="sockjs-client 1.x for the page and the iframe transports: a URL "
+        "or a local file (default: the jsDelivr CDN; when it cannot be loaded "
+        "the page uses a native WebSocket instead)",
     )
     return parser
 

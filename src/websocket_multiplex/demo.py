@@ -7,6 +7,7 @@ example of a server, so it stays short.
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 from aiohttp import web
 
@@ -47,10 +48,20 @@ def demo_server() -> MultiplexServer:
 def demo_app(sockjs_url: str = DEFAULT_SOCKJS_URL) -> web.Application:
     """An aiohttp app with the demo page at ``/`` and SockJS at ``/multiplex``.
 
-    The page loads sockjs-client from ``sockjs_url``; when that fails (no
-    internet), it falls back to a native WebSocket on the raw endpoint.
+    The page loads sockjs-client from ``sockjs_url``, a URL or a local file
+    (served as ``/sockjs.min.js``); when that fails (no internet), it falls
+    back to a native WebSocket on the raw endpoint.
     """
     app = web.Application()
+    local_copy = Path(sockjs_url)
+    if "://" not in sockjs_url and local_copy.is_file():
+        script = local_copy.read_bytes()
+
+        async def serve_sockjs(_request: web.Request) -> web.Response:
+            return web.Response(body=script, content_type="text/javascript")
+
+        app.router.add_get("/sockjs.min.js", serve_sockjs)
+        sockjs_url = "/sockjs.min.js"
     add_sockjs_endpoint(app, demo_server(), prefix="/multiplex", sockjs_url=sockjs_url)
     add_client_routes(app, "/websocket-multiplex")
     page = (resources.files("websocket_multiplex") / "static" / "demo.html").read_text()

@@ -1,0 +1,96 @@
+"""The demo command, run as a user would: a subprocess and a real Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page, async_playwright
+
+SOCKJS_CLIENT = (
+    Path(__file__).parent / "node/node_modules/sockjs-client/dist/sockjs.min.js"
+)
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def run_demo(*extra: str) -> tuple[asyncio.subprocess.Process, str]:
+    port = free_port()
+    command = ["-m", "websocket_multiplex", "demo", "--port", str(port), *extra]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *command, stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    async with asyncio.timeout(20):
+        line = (await process.stdout.readline()).decode()
+    assert f"http://127.0.0.1:{port}/" in line, line
+    return process, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[Page]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        yield await browser.new_page()
+        await browser.close()
+
+
+async def talk_to_every_box(page: Page, url: str) -> str:
+    await page.goto(url)
+    logs = {
+        name: page.locator(f"#{name} .log") for name in ("ann", "bob", "carl", "echo")
+    }
+    await page.wait_for_function(
+        "document.querySelector('#carl .log').textContent.includes('close')"
+    )
+    for name, text in (("ann", "hello, world"), ("bob", "cake"), ("echo", 'a,"b"😀')):
+        await page.fill(f"#{name} input", text)
+        await page.press(f"#{name} input", "Enter")
+    await page.wait_for_function(
+        "document.querySelector('#echo .log').textContent.includes('😀\"')"
+    )
+    await page.wait_for_function(
+        "document.querySelector('#bob .log').textContent.includes('Bob says no to')"
+    )
+    assert "Ann says hi!" in await logs["ann"].inner_text()
+    assert "Ann nods: hello, world" in await logs["ann"].inner_text()
+    assert "Bob doesn't agree." in await logs["bob"].inner_text()
+    assert "Bob says no to: cake" in await logs["bob"].inner_text()
+    carl = await logs["carl"].inner_text()
+    assert carl.index("Carl says goodbye!") < carl.index("[*] close")
+    return await page.inner_text("#status")
+
+
+async def test_demo_without_internet_falls_back_to_native_websocket(page: Page) -> None:
+    process, url = await run_demo()
+    try:
+        status = await talk_to_every_box(page, url)
+        assert "native WebSocket" in status
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_demo_with_local_sockjs_client(page: Page) -> None:
+    assert SOCKJS_CLIENT.is_file(), "run `npm ci --prefix tests/node` first"
+    process, url = await run_demo("--sockjs-url", str(SOCKJS_CLIENT))
+    try:
+        status = await talk_to_every_box(page, url)
+        assert status.startswith("connected: SockJS / websocket"), status
+    finally:
+        process.terminate()
+        await process.wait()
