@@ -47,12 +47,12 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import demo_app
 
     app = demo_app(args.sockjs_url or DEFAULT_SOCKJS_URL)
-    print(f"websocket-multiplex demo: open http://{args.host}:{args.port}/", flush=True)
+    ready = f"websocket-multiplex demo: open http://{args.host}:{args.port}/"
     web.run_app(
         app,
         host=args.host,
         port=args.port,
-        print=None,
+        print=lambda _banner: print(ready, flush=True),  # once it is listening
         handler_cancellation=True,  # notice clients that drop a polling request
     )
     return 0
