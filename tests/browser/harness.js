@@ -1,0 +1,73 @@
+// Page-side half of the browser tests: opens a connection with whichever
+// client the page loaded (the original multiplex_client.js or ours) and
+// records every channel event in `harness.log[name]` as plain arrays the
+// Python side can read: ["open"], ["message", data], ["close", code, reason].
+"use strict";
+
+var harness = {
+  sock: null,
+  multiplexer: null,
+  // name -> channel and name -> events; null prototypes because the tests
+  // use names such as "__proto__".
+  channels: Object.create(null),
+  log: Object.create(null),
+  socketEvents: [],
+  errors: [],
+
+  // Open the socket: a SockJS transport forced by name, or a native
+  // WebSocket for transport "native".
+  connect: function (transport, url) {
+    var sock = transport === "native"
+      ? new WebSocket(url)
+      : new SockJS(url, null, { transports: [transport] });
+    harness.sock = sock;
+    sock.addEventListener("open", function () {
+      harness.socketEvents.push(["open", sock.transport || "native"]);
+    });
+    sock.addEventListener("close", function (e) {
+      harness.socketEvents.push(["close", e.code, e.reason]);
+    });
+    harness.multiplexer = new WebSocketMultiplex(sock);
+    return sock;
+  },
+
+  // Open a channel and record its events; `greet` is sent from onopen (the
+  // original client throws on send before the socket is open).
+  open: function (name, greet) {
+    var channel = harness.multiplexer.channel(name);
+    var log = harness.log[name] = [];
+    harness.channels[name] = channel;
+    channel.onopen = function () {
+      log.push(["open"]);
+      if (greet !== undefined) {
+        channel.send(greet);
+      }
+    };
+    channel.onmessage = function (e) { log.push(["message", e.data]); };
+    channel.onclose = function (e) { log.push(["close", e.code, e.reason]); };
+    return channel;
+  },
+
+  send: function (name, data) {
+    harness.channels[name].send(data);
+  },
+
+  close: function (name) {
+    harness.channels[name].close();
+  },
+
+  messages: function (name) {
+    return (harness.log[name] || []).filter(function (e) {
+      return e[0] === "message";
+    }).map(function (e) { return e[1]; });
+  },
+
+  has: function (name, type) {
+    return (harness.log[name] || []).some(function (e) { return e[0] === type; });
+  },
+};
+
+window.addEventListener("error", function (e) {
+  harness.errors.push(String(e.message) + " (socket state " +
+    (harness.sock ? harness.sock.readyState : "none") + ")");
+});
