@@ -17,7 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
-STATIC = Path(__file__).resolve().parent.parent / "src" / "websocket_multiplex" / "static"
+STATIC = (
+    Path(__file__).resolve().parent.parent / "src" / "websocket_multiplex" / "static"
+)
 SOURCE = STATIC / "websocket-multiplex.js"
 MODULE = STATIC / "websocket-multiplex.mjs"
 

@@ -69,7 +69,9 @@ def installed_node_modules() -> Path:
     wanted = json.loads((NODE / "package.json").read_text())["dependencies"]
     for package, version in wanted.items():
         manifest = modules / package / "package.json"
-        found = json.loads(manifest.read_text())["version"] if manifest.exists() else None
+        found = (
+            json.loads(manifest.read_text())["version"] if manifest.exists() else None
+        )
         if found != version:
             pytest.fail(
                 f"tests/node/node_modules has {package} {found or 'missing'}, "
@@ -183,6 +185,24 @@ PAGES = {
 }
 
 
+ESM_PAGE = """<!doctype html>
+<meta charset="utf-8">
+<script type="module">
+import DefaultExport, { WebSocketMultiplex }
+  from "/websocket-multiplex/websocket-multiplex.mjs";
+const esm = window.esm = {
+  same: DefaultExport === WebSocketMultiplex,
+  global: typeof window.WebSocketMultiplex,
+  messages: [],
+};
+const url = new URLSearchParams(location.search).get("ws");
+const ann = new WebSocketMultiplex(new WebSocket(url)).channel("ann");
+ann.send("from a module");  // queued until the socket opens
+ann.onmessage = (e) => esm.messages.push(e.data);
+</script>
+"""
+
+
 def page_app(modules: Path) -> web.Application:
     app = web.Application()
     files = {
@@ -208,9 +228,16 @@ def page_app(modules: Path) -> web.Application:
         app.router.add_get(f"/{client}.html", page)
 
     async def blank(_: web.Request) -> web.Response:
-        return web.Response(text="<!doctype html><title>blank</title>", content_type="text/html")
+        return web.Response(
+            text="<!doctype html><title>blank</title>", content_type="text/html"
+        )
 
     app.router.add_get("/blank.html", blank)
+
+    async def esm(_: web.Request) -> web.Response:
+        return web.Response(text=ESM_PAGE, content_type="text/html")
+
+    app.router.add_get("/esm.html", esm)
     add_client_routes(app)
     return app
 
@@ -283,8 +310,9 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
         await context.close()
 
 
-async def wait_for(page: Page, predicate: str, arg: Any = None, what: str = "",
-                   timeout: float = 20.0) -> None:
+async def wait_for(
+    page: Page, predicate: str, arg: Any = None, what: str = "", timeout: float = 20.0
+) -> None:
     """Wait for a JS predicate; on timeout fail with the page's whole record."""
     try:
         await page.wait_for_function(predicate, arg=arg, timeout=timeout * 1000)

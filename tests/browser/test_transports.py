@@ -37,7 +37,7 @@ PAYLOADS = [
     "a,b,,c,",
     ",leading comma",
     "",
-    'double "quotes" and \'single\' and `back`',
+    "double \"quotes\" and 'single' and `back`",
     "new\nline\r\nand\ttab",
     "emoji 😀👍🏽 and ü, 日本",
     "</script><script>alert(1)</script><!--",
@@ -58,8 +58,9 @@ def expected_greetings() -> dict[str, list[str]]:
     }
 
 
-async def open_everything(page: Page, servers: Servers, transport: str, token: str,
-                          client: str) -> None:
+async def open_everything(
+    page: Page, servers: Servers, transport: str, token: str, client: str
+) -> None:
     url = servers.websocket if transport == "native" else servers.endpoint
     await page.evaluate(
         """([transport, url, token, weird, numbered, odd, ours]) => {
@@ -172,8 +173,11 @@ async def test_client_over_transport(
         reason = await wait_closed(on_server[name])
         assert reason is CloseReason.CONNECTION_LOST, name
     assert connection.closed
-    await wait_for(page, "() => harness.socketEvents.some(e => e[0] === 'close')",
-                   what="the socket's close event")
+    await wait_for(
+        page,
+        "() => harness.socketEvents.some(e => e[0] === 'close')",
+        what="the socket's close event",
+    )
     log = dict(await page.evaluate("Object.entries(harness.log)"))
     if ours:
         await wait_for(
@@ -188,8 +192,9 @@ async def test_client_over_transport(
         )
         for name in still_open:
             closes = [e for e in log[name] if e[0] == "close"]
-            assert closes == [["close", socket_close[1], socket_close[2] or
-                               "connection closed"]], name
+            assert closes == [
+                ["close", socket_close[1], socket_close[2] or "connection closed"]
+            ], name
         for name in names:  # exactly once, whoever closed it
             assert [e[0] for e in log[name]].count("close") == 1, name
     else:
