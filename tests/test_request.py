@@ -85,12 +85,6 @@ def test_origin() -> None:
     assert request.origin == "https://app.example"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RequestInfo.cookies parses with http.cookies.SimpleCookie, which is "
-    "for Set-Cookie: one odd cookie drops the whole jar, and cookies named like "
-    "attributes (path, domain, expires) or holding JSON are lost",
-)
 @pytest.mark.parametrize(
     ("header", "cookies"),
     [

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl
 
 __all__ = ["Headers", "RequestInfo"]
@@ -62,13 +61,22 @@ class RequestInfo:
 
     @property
     def cookies(self) -> dict[str, str]:
-        """Cookies sent with the request (an unparsable header gives ``{}``)."""
-        jar: SimpleCookie = SimpleCookie()
-        try:
-            jar.load(self.headers.get("cookie", ""))
-        except Exception:
-            return {}
-        return {name: morsel.value for name, morsel in jar.items()}
+        """Cookies sent with the request, read the way browsers write them.
+
+        ``http.cookies`` parses Set-Cookie syntax and drops the whole jar on
+        one odd cookie, so this follows RFC 6265 section 4.2 leniently:
+        ``name=value`` pairs split on ``;``, the first of a name wins.
+        """
+        jar: dict[str, str] = {}
+        for pair in self.headers.get("cookie", "").split(";"):
+            name, equals, value = pair.partition("=")
+            name, value = name.strip(), value.strip()
+            if not equals or not name:
+                continue
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            jar.setdefault(name, value)
+        return jar
 
     @property
     def origin(self) -> str | None:
