@@ -18,8 +18,8 @@
  *   channel's "sub" frame (the original throws while the socket is
  *   connecting). send() between "sub" and the open event goes straight out.
  * - send() on a CLOSING or CLOSED channel is silently dropped, as a
- *   WebSocket drops it: no frame is put on the wire after a channel
- *   closed, in either direction of our implementation.
+ *   WebSocket drops it: once a channel is closed, this client puts no
+ *   frame for it on the wire (the original still sends them).
  * - channel(name) while a channel of that name is open on this
  *   multiplexer throws (the original silently orphaned the first one).
  * - channel.name is the name you passed; channel.topic is its wire form,
