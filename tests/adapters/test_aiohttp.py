@@ -305,3 +305,29 @@ async def test_server_close_sends_uns_then_closes(
     assert carrier.frames.close_frame is not None
     assert rec.closed == [CloseReason.SHUTDOWN]
     await carrier.close()
+
+
+async def test_eventsource_escapes_what_decodeURI_and_sse_would_break(
+    recorder: tuple[Recorder, str],
+) -> None:
+    _, url = recorder
+    session_url = f"{url}/000/{uuid.uuid4().hex[:8]}"
+    payload = "100% sure\r\nnext line"
+    async with aiohttp.ClientSession() as http:
+        response = await http.get(session_url + "/eventsource")
+        await http.post(session_url + "/xhr_send", data=json.dumps(["sub,rec"]))
+        await http.post(
+            session_url + "/xhr_send", data=json.dumps([f"msg,rec,{payload}"])
+        )
+        events: list[str] = []
+        async with asyncio.timeout(5):
+            while len(events) < 3:  # o, ready, payload
+                line = (await response.content.readline()).decode()
+                if line.startswith("data: "):
+                    events.append(line[len("data: ") : -2])
+        response.close()
+    # What sockjs-client does with each event: decodeURI, then SockJS framing.
+    assert events[0] == "o"
+    assert "%" not in events[2].replace("%25", "").replace("%0D", "").replace("%0A", "")
+    decoded = events[2].replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
+    assert json.loads(decoded[1:]) == [f"msg,rec,{payload}"]

@@ -17,6 +17,9 @@ WebSocket; :func:`add_client_routes` serves the browser client.
 * a polling session whose client stops polling never expires (a leak): we
   start its ``disconnect_delay`` countdown whenever no request holds it;
 * ``htmlfile`` loses messages containing ``</script>``: we escape ``<``;
+* ``eventsource`` sends frames unescaped, but sockjs-client runs each one
+  through ``decodeURI``: a ``%`` in any message kills the session. We
+  escape ``%``, CR, LF and NUL as sockjs-node does;
 * the iframe page loads sockjs-client from a CDN: ``sockjs_url`` chooses.
 """
 
@@ -33,6 +36,7 @@ from aiohttp import WSMsgType, hdrs, web
 from sockjs import MsgType, Session, SessionManager, SockjsMessage
 from sockjs.route import SockJSRoute
 from sockjs.transports import transport_handlers
+from sockjs.transports.eventsource import EventsourceTransport
 from sockjs.transports.htmlfile import HTMLFileTransport
 
 from ..asyncio.connection import Connection
@@ -170,15 +174,33 @@ class _SafeHTMLFileTransport(HTMLFileTransport):  # type: ignore[misc]
         return await super(HTMLFileTransport, self)._send(script)  # type: ignore[no-any-return]
 
 
+class _SafeEventsourceTransport(EventsourceTransport):  # type: ignore[misc]
+    """Server-sent events end at a newline and are ``decodeURI``-d by the client."""
+
+    async def _send(self, text: str) -> bool:
+        event = f"data: {text.translate(_EVENTSOURCE_ESCAPES)}\r\n\r\n"
+        return await super(EventsourceTransport, self)._send(event)  # type: ignore[no-any-return]
+
+
+_EVENTSOURCE_ESCAPES: Final = str.maketrans(
+    {"%": "%25", "\r": "%0D", "\n": "%0A", "\0": "%00"}
+)
+
+
 def _script_safe_json(text: str) -> str:
     return json.dumps(text).replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+_SAFER: Final[dict[type[Any], type[Any]]] = {
+    HTMLFileTransport: _SafeHTMLFileTransport,
+    EventsourceTransport: _SafeEventsourceTransport,
+}
 
 
 def _fixed_transport_handlers() -> dict[str, type[Any]]:
     fixed: dict[str, type[Any]] = {}
     for name, cls in transport_handlers.items():
-        if cls is HTMLFileTransport:
-            cls = _SafeHTMLFileTransport
+        cls = _SAFER.get(cls, cls)
         if hasattr(cls, "handle_session"):
             cls = _keeps_holder_and_watches_disconnect(cls)
         fixed[name] = cls
