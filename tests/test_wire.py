@@ -154,7 +154,7 @@ def test_unescape_inverts_escape(name: str) -> None:
     assert utf16(unescape(escape(name))) == utf16(name)
 
 
-@given(st.text(st.characters(exclude_categories=("Cs",))))
+@given(st.text())  # st.text() leaves out lone surrogates
 def test_unescape_inverts_escape_exactly_for_valid_text(name: str) -> None:
     assert unescape(escape(name)) == name
 

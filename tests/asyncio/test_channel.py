@@ -145,7 +145,8 @@ async def test_send_refuses_bytes() -> None:
 
     client = await connect_in_memory(server_with("t", handler))
     await client.send("sub,t")
-    assert "encode" in str(await item(results))
+    error: BaseException = await item(results)
+    assert "encode" in str(error)
     await client.close()
 
 

@@ -1,0 +1,317 @@
+"""MultiplexServer: the service registry, ChannelHandler classes, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+
+from websocket_multiplex import (
+    Channel,
+    ChannelHandler,
+    CloseReason,
+    LocalProtocolError,
+    MultiplexServer,
+    ServiceNotFound,
+)
+from websocket_multiplex.testing import MemoryClient, MemoryTransport, connect_in_memory
+
+from .helpers import frame, frames, item, nothing_sent, settle
+
+
+async def echo(channel: Channel) -> None:
+    async for data in channel:
+        await channel.send(data)
+
+
+# -- registry ------------------------------------------------------------------
+
+
+def test_register_and_decorator() -> None:
+    server = MultiplexServer()
+    service = server.register("a b", echo)
+    assert (service.name, service.topic, service.handler) == ("a b", "a%20b", echo)
+
+    @server.channel("c")
+    async def c(channel: Channel) -> None:
+        pass
+
+    assert server.services == ["a b", "c"]
+
+
+def test_duplicate_registration_is_an_error() -> None:
+    server = MultiplexServer()
+    server.register("news", echo)
+    with pytest.raises(LocalProtocolError, match="already registered"):
+        server.register("news", echo)
+
+
+@pytest.mark.parametrize("name", ["", None, 42])
+def test_a_name_must_be_a_non_empty_string(name: object) -> None:
+    with pytest.raises(LocalProtocolError, match="non-empty string"):
+        MultiplexServer().register(name, echo)  # type: ignore[arg-type]
+
+
+def test_a_handler_must_be_callable() -> None:
+    with pytest.raises(LocalProtocolError, match="async function"):
+        MultiplexServer().register("x", "not a handler")  # type: ignore[arg-type]
+
+
+def test_unregister_an_unknown_service() -> None:
+    with pytest.raises(ServiceNotFound):
+        MultiplexServer().unregister("nobody")
+    with pytest.raises(LookupError):
+        MultiplexServer().unregister("nobody")
+
+
+async def test_unregister_refuses_new_subscriptions_but_keeps_open_channels() -> None:
+    server = MultiplexServer()
+    server.register("news", echo)
+    first = await connect_in_memory(server)
+    await first.send("sub,news")
+    server.unregister("news")
+    assert server.services == []
+
+    await first.send("msg,news,still open")
+    assert await frame(first) == "msg,news,still open"
+    second = await connect_in_memory(server)
+    await second.send("sub,news")
+    await second.send("msg,news,x")
+    await settle()
+    assert nothing_sent(second)
+    assert second.connection.counters.ignored_frames == 2
+
+    server.register("news", echo)  # registering again after unregister works
+    await second.send("sub,news")
+    await second.send("msg,news,back")
+    assert await frame(second) == "msg,news,back"
+    await first.close()
+    await second.close()
+
+
+# -- ChannelHandler ------------------------------------------------------------------
+
+
+class Recorder(ChannelHandler):
+    """Sync callbacks; records every call in a queue the test reads."""
+
+    calls: asyncio.Queue[tuple[str, object]]
+
+    def on_open(self) -> None:
+        self.calls.put_nowait(("open", self.channel.name))
+
+    def on_message(self, data: str) -> None:
+        self.calls.put_nowait(("message", data))
+        if data == "close":
+            self.closing = asyncio.ensure_future(self.channel.close("closing"))
+        if data == "fail":
+            raise ValueError("on_message failed")
+
+    def on_close(self, reason: CloseReason) -> None:
+        self.calls.put_nowait(("close", reason))
+
+
+class AsyncRecorder(ChannelHandler):
+    """The same with coroutine callbacks, replying on the channel."""
+
+    calls: asyncio.Queue[tuple[str, object]]
+
+    async def on_open(self) -> None:
+        self.calls.put_nowait(("open", self.channel.name))
+        await self.channel.send("welcome")
+
+    async def on_message(self, data: str) -> None:
+        self.calls.put_nowait(("message", data))
+        if data == "close":
+            await self.channel.close("closing")
+        elif data == "fail":
+            raise ValueError("on_message failed")
+        else:
+            await self.channel.send(f"got {data}")
+
+    async def on_close(self, reason: CloseReason) -> None:
+        await asyncio.sleep(0)
+        self.calls.put_nowait(("close", reason))
+
+
+@pytest.fixture(params=[Recorder, AsyncRecorder])
+def recorder(request: pytest.FixtureRequest) -> type[ChannelHandler]:
+    cls: type[ChannelHandler] = type(
+        request.param.__name__, (request.param,), {"calls": asyncio.Queue()}
+    )
+    return cls
+
+
+async def open_recorder(
+    recorder: type[ChannelHandler],
+) -> tuple[MultiplexServer, asyncio.Queue[tuple[str, object]], MemoryClient]:
+    server = MultiplexServer(handler_timeout=0.5)
+    server.register("rec", recorder)
+    client = await connect_in_memory(server)
+    await client.send("sub,rec")
+    calls: asyncio.Queue[tuple[str, object]] = recorder.calls  # type: ignore[attr-defined]
+    assert await item(calls) == ("open", "rec")
+    if recorder.__mro__[1] is AsyncRecorder:
+        assert await frame(client) == "msg,rec,welcome"
+    return server, calls, client
+
+
+async def closes_once(calls: asyncio.Queue[tuple[str, object]]) -> CloseReason:
+    kind, reason = await item(calls)
+    assert kind == "close"
+    await settle()
+    assert calls.empty(), "on_close ran more than once"
+    assert isinstance(reason, CloseReason)
+    return reason
+
+
+async def test_handler_messages_then_client_close(
+    recorder: type[ChannelHandler],
+) -> None:
+    _, calls, client = await open_recorder(recorder)
+    await client.send("msg,rec,1")
+    await client.send("msg,rec,2")
+    assert [await item(calls), await item(calls)] == [
+        ("message", "1"),
+        ("message", "2"),
+    ]
+    await client.send("uns,rec")
+    assert await closes_once(calls) is CloseReason.CLIENT_CLOSED
+    await client.close()
+
+
+async def test_handler_closes_its_channel(recorder: type[ChannelHandler]) -> None:
+    _, calls, client = await open_recorder(recorder)
+    if recorder.__mro__[1] is AsyncRecorder:
+        await client.send("msg,rec,x")
+        assert await item(calls) == ("message", "x")
+        assert await frame(client) == "msg,rec,got x"
+    await client.send("msg,rec,close")
+    assert await item(calls) == ("message", "close")
+    assert await closes_once(calls) is CloseReason.SERVER_CLOSED
+    assert await frames(client, 2) == ["msg,rec,closing", "uns,rec"]
+    await client.close()
+
+
+async def test_handler_fails(
+    recorder: type[ChannelHandler], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, calls, client = await open_recorder(recorder)
+    with caplog.at_level(logging.ERROR, logger="websocket_multiplex"):
+        await client.send("msg,rec,fail")
+        assert await item(calls) == ("message", "fail")
+        assert await closes_once(calls) is CloseReason.HANDLER_FAILED
+        assert await frame(client) == "uns,rec"
+    assert "on_message failed" in caplog.text
+    await client.close()
+
+
+async def test_handler_sees_connection_lost(recorder: type[ChannelHandler]) -> None:
+    _, calls, client = await open_recorder(recorder)
+    await client.close()
+    assert await closes_once(calls) is CloseReason.CONNECTION_LOST
+
+
+async def test_handler_failing_in_on_open(caplog: pytest.LogCaptureFixture) -> None:
+    reasons: list[CloseReason] = []
+
+    class Broken(ChannelHandler):
+        async def on_open(self) -> None:
+            raise RuntimeError("cannot open")
+
+        def on_close(self, reason: CloseReason) -> None:
+            reasons.append(reason)
+
+    server = MultiplexServer()
+    server.register("broken", Broken)
+    client = await connect_in_memory(server)
+    with caplog.at_level(logging.ERROR, logger="websocket_multiplex"):
+        await client.send("sub,broken")
+        assert await frame(client) == "uns,broken"
+    assert reasons == [CloseReason.HANDLER_FAILED]
+    assert "cannot open" in caplog.text
+    await client.close()
+
+
+async def test_default_callbacks_do_nothing() -> None:
+    server = MultiplexServer()
+    server.register("plain", ChannelHandler)
+    client = await connect_in_memory(server)
+    await client.send("sub,plain")
+    await client.send("msg,plain,ignored")
+    await client.send("uns,plain")
+    await settle()
+    assert nothing_sent(client)
+    await client.close()
+
+
+# -- connections and shutdown -----------------------------------------------------
+
+
+async def test_close_sends_uns_for_every_channel_on_every_connection() -> None:
+    server = MultiplexServer()
+    reasons: asyncio.Queue[CloseReason] = asyncio.Queue()
+
+    async def wait(channel: Channel) -> None:
+        reasons.put_nowait(await channel.wait_closed())
+
+    server.register("a", wait)
+    server.register("b", wait)
+    clients = [await connect_in_memory(server) for _ in range(2)]
+    for client in clients:
+        await client.send("sub,a")
+        await client.send("sub,b")
+    assert len(server.connections) == 2
+
+    await server.close()
+    for client in clients:
+        assert await frames(client, 3) == ["uns,a", "uns,b", None]
+        assert client.transport.closed_with == (1001, "server shutdown")
+    assert [await item(reasons) for _ in range(4)] == [CloseReason.SHUTDOWN] * 4
+    assert server.connections == set()
+
+
+async def test_close_without_connections() -> None:
+    await MultiplexServer().close()
+
+
+async def test_close_flushes_what_handlers_sent_first() -> None:
+    server = MultiplexServer()
+    sent = asyncio.Event()
+
+    @server.channel("last")
+    async def last(channel: Channel) -> None:
+        await channel.send("last words")
+        sent.set()
+        await channel.wait_closed()
+
+    client = await connect_in_memory(server)
+    await client.send("sub,last")
+    async with asyncio.timeout(5):
+        await sent.wait()
+    await server.close()
+    assert await frames(client, 3) == ["msg,last,last words", "uns,last", None]
+
+
+async def test_serve_runs_a_connection_from_an_async_iterable() -> None:
+    server = MultiplexServer()
+    server.register("echo", echo)
+    transport = MemoryTransport()
+    incoming: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def messages() -> AsyncIterator[str]:
+        while (text := await incoming.get()) is not None:
+            yield text
+
+    serving = asyncio.create_task(server.serve(transport, messages()))
+    incoming.put_nowait("sub,echo")
+    incoming.put_nowait("msg,echo,hi")
+    async with asyncio.timeout(5):
+        assert await transport.to_client.get() == "msg,echo,hi"
+    assert len(server.connections) == 1
+    incoming.put_nowait(None)  # the carrier ends
+    async with asyncio.timeout(5):
+        await serving
+    assert server.connections == set()
