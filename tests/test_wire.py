@@ -22,7 +22,7 @@ from websocket_multiplex.wire import (
     unescape,
 )
 
-# -- PROTOCOL.md, "Frame" --------------------------------------------------------
+# -- PROTOCOL.md, "Frame" ------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,7 @@ def test_format_frame_vectors(args: tuple[str, ...], text: str) -> None:
     assert format_frame(*args) == text
 
 
-# -- PROTOCOL.md, "Topics and names" ----------------------------------------------
+# -- PROTOCOL.md, "Topics and names" -------------------------------------------
 
 ESCAPE_VECTORS = [
     ("ann", "ann"),
@@ -131,7 +131,7 @@ def test_escape_of_a_lone_surrogate() -> None:
     assert escape("x\udfffy") == "x%uDFFFy"
 
 
-# -- properties --------------------------------------------------------------------
+# -- properties ----------------------------------------------------------------
 
 # Every code point, lone surrogates included ("Cs"); st.text() leaves them out.
 # Mixed with text made of the pieces that are easy to get wrong: surrogate
@@ -203,7 +203,7 @@ def test_parse_frame_returns_a_frame_or_raises_invalid_frame(text: str) -> None:
     assert format_frame(frame.type, frame.topic, frame.payload) in (text, text + ",")
 
 
-# -- against JavaScript itself ---------------------------------------------------
+# -- against JavaScript itself -------------------------------------------------
 
 NODE = shutil.which("node")
 

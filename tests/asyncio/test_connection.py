@@ -206,7 +206,7 @@ async def test_close_sends_uns_for_every_channel_then_closes_the_carrier() -> No
     assert client.connection.closed
 
 
-# -- write_limit -------------------------------------------------------------------
+# -- write_limit ---------------------------------------------------------------
 
 
 @dataclass(eq=False)
@@ -284,7 +284,7 @@ async def test_a_blocked_sender_is_released_when_the_connection_is_lost() -> Non
     assert await item(outcome) is CloseReason.CONNECTION_LOST
 
 
-# -- known bugs in the core, kept visible (see the reports in the git log) ---------
+# -- known bugs in the core, kept visible (see the reports in the git log) -----
 
 
 @pytest.mark.xfail(

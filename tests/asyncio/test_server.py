@@ -91,7 +91,7 @@ async def test_unregister_refuses_new_subscriptions_but_keeps_open_channels() ->
     await second.close()
 
 
-# -- ChannelHandler ------------------------------------------------------------------
+# -- ChannelHandler ------------------------------------------------------------
 
 
 class Recorder(ChannelHandler):
@@ -247,7 +247,7 @@ async def test_default_callbacks_do_nothing() -> None:
     await client.close()
 
 
-# -- connections and shutdown -----------------------------------------------------
+# -- connections and shutdown --------------------------------------------------
 
 
 async def test_close_sends_uns_for_every_channel_on_every_connection() -> None:
