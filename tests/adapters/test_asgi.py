@@ -130,6 +130,25 @@ async def test_conformance_mounted_in_starlette() -> None:
             await check_adapter_conformance(connect)
 
 
+async def test_starlette_lifespan_closes_the_server() -> None:
+    mux = echo_server()
+    adapter = MultiplexASGI(mux)
+    app = Starlette(routes=[WebSocketRoute("/ws", adapter)], lifespan=adapter.lifespan)
+    # uvicorn closes its own sockets before the lifespan shutdown; a
+    # connection it does not know about shows that server.close() ran.
+    bystander = await connect_in_memory(mux)
+    await bystander.send("sub,a")
+    async with uvicorn_serving(app) as url:
+        carrier = await RawWebSocketCarrier.connect(url + "/ws")
+        await carrier.send("sub,a")
+        await carrier.send("msg,a,hi")
+        assert await receive(carrier) == "msg,a,hi"
+        await carrier.close()
+    async with asyncio.timeout(TIMEOUT):
+        assert [await bystander.receive() for _ in range(2)] == ["uns,a", None]
+    assert mux.connections == set()
+
+
 # -- what reaches the services -------------------------------------------------
 
 

@@ -26,17 +26,27 @@ Scopes it answers:
     <websocket_multiplex.MultiplexServer.close>`, which sends ``uns`` for
     every open channel before closing the sockets. Frameworks that run
     their own lifespan (Starlette's router does) do not forward it to
-    mounted apps: call ``await mux.close()`` from theirs.
+    mounted apps: pass them :meth:`MultiplexASGI.lifespan`, e.g.
+    ``Starlette(routes=..., lifespan=mux_app.lifespan)``.
 ``http``
     ``426 Upgrade Required`` with a one-line explanation: this endpoint
     only speaks WebSocket.
+
+Limits on message size and keepalive pings belong to the ASGI server
+(uvicorn: ``--ws-max-size``, ``--ws-ping-interval``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    MutableMapping,
+)
 from typing import Any, Final
 
 from ..asyncio.connection import Connection
@@ -152,6 +162,18 @@ class MultiplexASGI:
             await self._http(send)
         else:
             raise ValueError(f"unsupported ASGI scope type {kind!r}")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """Lifespan context for frameworks that own the lifespan protocol.
+
+        Starlette and FastAPI call ``lifespan(app)`` and do not forward the
+        lifespan scope to mounted apps; on shutdown this closes ``server``.
+        """
+        try:
+            yield
+        finally:
+            await self.server.close()
 
     # -- websocket ---------------------------------------------------------
 
