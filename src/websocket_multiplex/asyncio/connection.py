@@ -50,6 +50,7 @@ class Connection:
         self._idle = asyncio.Event()  # set while the outbox is empty
         self._idle.set()
         self._lost = False
+        self._finishing: asyncio.Task[None] | None = None
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     def __repr__(self) -> str:
@@ -89,15 +90,25 @@ class Connection:
         """The carrier is gone: close every channel and end every handler.
 
         Handlers see their channel closed and get ``handler_timeout``
-        seconds to return before they are cancelled. Safe to call twice.
+        seconds to return before they are cancelled; this waits for that,
+        except when a handler itself calls it. Safe to call more than once.
         """
+        self._lose()
+        assert self._finishing is not None
+        if asyncio.current_task() not in self._handlers:
+            await asyncio.shield(self._finishing)
+
+    def _lose(self) -> None:
+        """Everything that must happen at once when the carrier goes away."""
         if self._lost:
             return
         self._lost = True
         self._close_all(self._protocol.connection_lost())
         self._writer.cancel()
         self.server._connections.discard(self)
-        await self._finish_handlers()
+        self._finishing = asyncio.get_running_loop().create_task(
+            self._finish_handlers()
+        )
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close from the server side: ``uns`` every channel, then the carrier."""
@@ -158,6 +169,8 @@ class Connection:
     # -- output ----------------------------------------------------------------
 
     async def _send_frame(self, frame: str) -> None:
+        if self._lost:
+            return  # the caller reports the closed channel
         self._enqueue(frame)
         if self._outbox_size > self.server.write_limit:
             self._writable.clear()
@@ -194,7 +207,9 @@ class Connection:
                     self._writable.set()
                 await self.transport.send(frame)
         except (ConnectionError, RuntimeError) as exc:
+            # The carrier is gone even if its adapter has not said so yet.
             logger.debug("%r: write failed: %s", self, exc)
+            self._lose()
         finally:
             self._outbox.clear()
             self._outbox_size = 0
