@@ -331,3 +331,19 @@ async def test_eventsource_escapes_what_decodeURI_and_sse_would_break(
     assert "%" not in events[2].replace("%25", "").replace("%0D", "").replace("%0A", "")
     decoded = events[2].replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
     assert json.loads(decoded[1:]) == [f"msg,rec,{payload}"]
+
+
+async def test_client_files_are_served_to_any_origin() -> None:
+    app = web.Application()
+    add_client_routes(app)
+    runner, base = await start(app)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for name in ("js", "mjs", "d.ts"):
+                url = f"{base}/websocket-multiplex/websocket-multiplex.{name}"
+                async with http.get(url, headers={"Origin": ORIGIN}) as response:
+                    assert response.status == 200
+                    assert response.headers["Access-Control-Allow-Origin"] == "*"
+                    assert "WebSocketMultiplex" in await response.text()
+    finally:
+        await runner.cleanup()

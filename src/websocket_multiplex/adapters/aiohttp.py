@@ -404,7 +404,14 @@ def add_client_routes(
         async def serve(
             _request: web.Request, body: bytes = body, content_type: str = content_type
         ) -> web.StreamResponse:
-            return web.Response(body=body, content_type=content_type, charset="utf-8")
+            # Module scripts are fetched with CORS: pages on other origins
+            # may import the client. It is public code, so any origin may.
+            return web.Response(
+                body=body,
+                content_type=content_type,
+                charset="utf-8",
+                headers={hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: "*"},
+            )
 
         routes.append(app.router.add_get(f"{path.rstrip('/')}/{filename}", serve))
     return routes
