@@ -13,6 +13,7 @@ from aiohttp import web
 
 from websocket_multiplex import CloseReason, MultiplexServer
 from websocket_multiplex.adapters.aiohttp import (
+    add_client_routes,
     add_sockjs_endpoint,
     add_websocket_route,
 )
