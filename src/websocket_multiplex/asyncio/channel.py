@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from ..events import CloseReason
-from ..exceptions import ChannelClosed
+from ..exceptions import ChannelClosed, LocalProtocolError
 from ..request import RequestInfo
 
 if TYPE_CHECKING:
@@ -76,10 +76,17 @@ class Channel:
 
         Messages that arrived before the close are still returned first.
         With ``timeout``, raise ``TimeoutError`` after that many seconds.
+        Only one task may wait at a time; a second raises
+        :class:`~websocket_multiplex.LocalProtocolError`.
         """
         while not self._inbox:
             if self._close_reason is not None:
                 raise ChannelClosed(self.name, self._close_reason)
+            if self._waiter is not None:
+                raise LocalProtocolError(
+                    f"channel {self.name!r} is already being received from: "
+                    "read it from one task only and share the messages yourself"
+                )
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 async with asyncio.timeout(timeout):
