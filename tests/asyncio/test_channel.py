@@ -11,6 +11,7 @@ from websocket_multiplex import (
     ChannelClosed,
     CloseReason,
     Headers,
+    LocalProtocolError,
     MultiplexServer,
     RequestInfo,
 )
@@ -223,3 +224,40 @@ async def test_messages_arrive_in_order(count: int) -> None:
         await client.send(f"msg,e,{i}")
     assert await frames(client, count) == [f"msg,e,{i}" for i in range(count)]
     await client.close()
+
+
+async def test_a_second_concurrent_receive_is_refused() -> None:
+    # Concurrent misuse fails at once, as websockets raises ConcurrencyError;
+    # the first receiver still gets its message (it once waited forever).
+    outcomes: asyncio.Queue[str] = asyncio.Queue()
+    waiting = asyncio.Event()
+
+    async def handler(channel: Channel) -> None:
+        async def reader() -> None:
+            try:
+                outcomes.put_nowait(await channel.receive())
+            except LocalProtocolError:
+                outcomes.put_nowait("refused")
+
+        readers = [asyncio.create_task(reader()) for _ in range(2)]
+        await settle()
+        waiting.set()
+        try:
+            await asyncio.wait(readers)
+        finally:
+            for task in readers:
+                task.cancel()
+
+    server = MultiplexServer(handler_timeout=0.05)
+    server.register("t", handler)
+    client = await connect_in_memory(server)
+    await client.send("sub,t")
+    async with asyncio.timeout(5):
+        await waiting.wait()
+    await client.send("msg,t,1")
+    await client.send("msg,t,2")
+    await client.send("uns,t")
+    await settle()
+    await client.close()
+    got = sorted(outcomes.get_nowait() for _ in range(outcomes.qsize()))
+    assert got == ["1", "refused"]

@@ -284,17 +284,12 @@ async def test_a_blocked_sender_is_released_when_the_connection_is_lost() -> Non
     assert await item(outcome) is CloseReason.CONNECTION_LOST
 
 
-# -- known bugs in the core, kept visible (see the reports in the git log) -----
+# -- failures of the carrier and of handlers ------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Connection._write_loop swallows a failed send and ends: the connection "
-    "stays 'open', later frames pile up and senders block forever above the limit",
-)
 async def test_a_failed_write_closes_the_connection() -> None:
-    # handler_timeout is short because, with the bug, connection_lost cannot
-    # release the blocked sender either: it waits for the timeout.
+    # The write loop used to swallow the error: senders then blocked above
+    # the limit until the adapter noticed (handler_timeout bounds a regression).
     server = MultiplexServer(write_limit=100, handler_timeout=0.1)
     progress: list[int] = []
 
@@ -324,11 +319,6 @@ async def test_a_failed_write_closes_the_connection() -> None:
         await connection.connection_lost()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="connection_lost waits for every handler, the calling one included: a "
-    "handler that closes its own connection waits handler_timeout, then is cancelled",
-)
 async def test_a_handler_can_close_its_own_connection() -> None:
     server = MultiplexServer(handler_timeout=0.1)
     outcome: asyncio.Queue[str] = asyncio.Queue()
