@@ -315,3 +315,28 @@ async def test_serve_runs_a_connection_from_an_async_iterable() -> None:
     async with asyncio.timeout(5):
         await serving
     assert server.connections == set()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="server.close() runs each Connection.close in a gather() child task, so "
+    "connection_lost does not see that the caller is a handler and waits for it: "
+    "the handler is cancelled after handler_timeout",
+)
+async def test_a_handler_can_close_the_server() -> None:
+    server = MultiplexServer(handler_timeout=0.1)
+    outcome: asyncio.Queue[str] = asyncio.Queue()
+
+    @server.channel("shutdown")
+    async def shutdown(channel: Channel) -> None:
+        try:
+            await server.close()
+        except asyncio.CancelledError:
+            outcome.put_nowait("cancelled")
+            raise
+        outcome.put_nowait("returned")
+
+    client = await connect_in_memory(server)
+    await client.send("sub,shutdown")
+    assert await frames(client, 2) == ["uns,shutdown", None]
+    assert await item(outcome) == "returned"
