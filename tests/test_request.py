@@ -98,3 +98,12 @@ def test_origin() -> None:
 def test_cookies_as_browsers_send_them(header: str, cookies: dict[str, str]) -> None:
     request = RequestInfo(headers=Headers([("Cookie", header)]))
     assert request.cookies.items() >= cookies.items()
+
+
+def test_cookie_lines_split_by_http2_are_joined_as_one_cookie_header() -> None:
+    headers = Headers(
+        [("cookie", "a=1"), ("Cookie", "b=2"), ("Accept", "x"), ("accept", "y")]
+    )
+    assert headers["cookie"] == "a=1; b=2"
+    assert headers["accept"] == "x, y"
+    assert RequestInfo(headers=headers).cookies == {"a": "1", "b": "2"}

@@ -17,7 +17,9 @@ __all__ = ["Headers", "RequestInfo"]
 class Headers(Mapping[str, str]):
     """Read-only HTTP headers with case-insensitive names.
 
-    Repeated headers are joined with ``", "`` as RFC 9110 allows.
+    Repeated headers are joined with ``", "`` as RFC 9110 allows, except
+    ``Cookie``, which HTTP/2 splits into lines joined back with ``"; "``
+    (RFC 9113, section 8.2.3).
     """
 
     __slots__ = ("_items",)
@@ -26,7 +28,10 @@ class Headers(Mapping[str, str]):
         merged: dict[str, str] = {}
         for name, value in items:
             key = name.lower()
-            merged[key] = f"{merged[key]}, {value}" if key in merged else value
+            if key in merged:
+                separator = "; " if key == "cookie" else ", "
+                value = f"{merged[key]}{separator}{value}"
+            merged[key] = value
         self._items = merged
 
     def __getitem__(self, name: str) -> str:

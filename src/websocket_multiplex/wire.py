@@ -104,7 +104,7 @@ def unescape(topic: str) -> str:
     Malformed ``%`` sequences are kept literally, as JavaScript does;
     surrogate pairs are joined into one character, lone ones are kept.
     """
-    if "%" not in topic:
+    if "%" not in topic and topic.isascii():
         return topic
     units = _ESCAPE_SEQUENCE.sub(_decode_sequence, topic)
     return units.encode("utf-16-le", "surrogatepass").decode(

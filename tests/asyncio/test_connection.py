@@ -336,3 +336,33 @@ async def test_a_handler_can_close_its_own_connection() -> None:
     await client.send("sub,kick")
     assert await frames(client, 2) == ["uns,kick", None]
     assert await item(outcome) == "returned"
+
+
+async def test_close_gives_up_flushing_a_client_that_does_not_read() -> None:
+    server = MultiplexServer(write_limit=10, close_timeout=0.05)
+    never = asyncio.Event()
+
+    @dataclass(eq=False)
+    class StuckTransport:
+        request: RequestInfo = field(default_factory=RequestInfo)
+        closed_with: tuple[int, str] | None = None
+
+        async def send(self, text: str) -> None:
+            await never.wait()  # the client stopped reading
+
+        async def close(self, code: int, reason: str) -> None:
+            self.closed_with = (code, reason)
+
+    @server.channel("t")
+    async def chatty(channel: Channel) -> None:
+        await channel.send("x" * 5)
+        await channel.wait_closed()
+
+    transport = StuckTransport()
+    connection = server.accept(transport)
+    connection.receive("sub,t")
+    await settle()
+    async with asyncio.timeout(5):
+        await server.close()
+    assert transport.closed_with == (1001, "server shutdown")
+    assert connection.closed

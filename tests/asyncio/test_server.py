@@ -317,12 +317,6 @@ async def test_serve_runs_a_connection_from_an_async_iterable() -> None:
     assert server.connections == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server.close() runs each Connection.close in a gather() child task, so "
-    "connection_lost does not see that the caller is a handler and waits for it: "
-    "the handler is cancelled after handler_timeout",
-)
 async def test_a_handler_can_close_the_server() -> None:
     server = MultiplexServer(handler_timeout=0.1)
     outcome: asyncio.Queue[str] = asyncio.Queue()

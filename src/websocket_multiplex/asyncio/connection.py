@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 from collections import deque
@@ -22,6 +23,12 @@ __all__ = ["Connection"]
 
 logger = logging.getLogger("websocket_multiplex")
 _ids = itertools.count(1)
+
+# The handler task a piece of code runs in, seen through child tasks too
+# (gather, create_task), so that no wait ever waits on its own caller.
+_current_handler: contextvars.ContextVar[asyncio.Task[None] | None] = (
+    contextvars.ContextVar("websocket_multiplex_handler", default=None)
+)
 
 
 class Connection:
@@ -95,7 +102,7 @@ class Connection:
         """
         self._lose()
         assert self._finishing is not None
-        if asyncio.current_task() not in self._handlers:
+        if _current_handler.get() not in self._handlers:
             await asyncio.shield(self._finishing)
 
     def _lose(self) -> None:
@@ -114,7 +121,11 @@ class Connection:
         """Close from the server side: ``uns`` every channel, then the carrier."""
         for channel in list(self._channels.values()):
             self._close_channel(channel, CloseReason.SHUTDOWN)
-        await self._flush()
+        try:
+            async with asyncio.timeout(self.server.close_timeout):
+                await self._flush()
+        except TimeoutError:
+            logger.info("%r: client not reading; closing without flushing", self)
         try:
             await self.transport.close(code, reason)
         finally:
@@ -133,6 +144,7 @@ class Connection:
         task.add_done_callback(self._handlers.discard)
 
     async def _run_handler(self, service: Service, channel: Channel) -> None:
+        _current_handler.set(asyncio.current_task())
         reason = CloseReason.SERVER_CLOSED
         try:
             await service.handler(channel)

@@ -95,14 +95,21 @@ class MultiplexServer:
 
     ``write_limit`` (characters) bounds what a connection buffers before
     ``send`` waits; ``handler_timeout`` (seconds) is how long handlers may
-    run after their connection closed before they are cancelled.
+    run after their connection closed before they are cancelled;
+    ``close_timeout`` (seconds) is how long a server-side close waits for
+    queued frames to reach a client before closing the carrier anyway.
     """
 
     def __init__(
-        self, *, write_limit: int = 1 << 20, handler_timeout: float = 5.0
+        self,
+        *,
+        write_limit: int = 1 << 20,
+        handler_timeout: float = 5.0,
+        close_timeout: float = 10.0,
     ) -> None:
         self.write_limit = write_limit
         self.handler_timeout = handler_timeout
+        self.close_timeout = close_timeout
         self._services: dict[str, Service] = {}
         self._connections: set[Connection] = set()
 
