@@ -22,6 +22,7 @@ async def test_conformance_in_memory() -> None:
 
 async def test_memory_client_is_a_client_carrier() -> None:
     client: ClientCarrier = await connect_in_memory(MultiplexServer())
+    assert isinstance(client, ClientCarrier)
     await client.close()
 
 

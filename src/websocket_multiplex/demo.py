@@ -54,7 +54,12 @@ def demo_app(sockjs_url: str = DEFAULT_SOCKJS_URL) -> web.Application:
     """
     app = web.Application()
     local_copy = Path(sockjs_url)
-    if "://" not in sockjs_url and local_copy.is_file():
+    if "://" not in sockjs_url and not local_copy.is_file():
+        raise FileNotFoundError(
+            f"sockjs_url {sockjs_url!r} is neither a URL nor a file: give an "
+            "http(s) URL or the path of sockjs-client's dist/sockjs.min.js"
+        )
+    if "://" not in sockjs_url:
         script = local_copy.read_bytes()
 
         async def serve_sockjs(_request: web.Request) -> web.Response:

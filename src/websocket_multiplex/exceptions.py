@@ -39,9 +39,9 @@ class ChannelClosed(MultiplexError):
     instead of raising this.
     """
 
-    def __init__(self, topic: str, reason: CloseReason) -> None:
-        super().__init__(f"channel {topic!r} is closed: {reason.value}")
-        self.topic = topic
+    def __init__(self, name: str, reason: CloseReason) -> None:
+        super().__init__(f"channel {name!r} is closed: {reason.value}")
+        self.name = name
         self.reason = reason
 
 

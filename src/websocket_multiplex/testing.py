@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from .asyncio.channel import Channel
 from .asyncio.connection import Connection
 from .asyncio.server import MultiplexServer
 from .request import RequestInfo
@@ -23,6 +24,7 @@ __all__ = [
     "MemoryClient",
     "MemoryTransport",
     "check_adapter_conformance",
+    "conformance_server",
     "connect_in_memory",
 ]
 
@@ -46,6 +48,7 @@ class MemoryTransport:
             self.to_client.put_nowait(None)
 
 
+@runtime_checkable
 class ClientCarrier(Protocol):
     """The client end of any carrier, as the conformance check needs it."""
 
@@ -103,18 +106,18 @@ def conformance_server() -> MultiplexServer:
     server = MultiplexServer()
 
     @server.channel("echo")
-    async def echo(channel):  # type: ignore[no-untyped-def]
+    async def echo(channel: Channel) -> None:
         async for data in channel:
             await channel.send(data)
 
     @server.channel("weird name,ü/%😀")
-    async def weird(channel):  # type: ignore[no-untyped-def]
+    async def weird(channel: Channel) -> None:
         await channel.send(channel.name)
         async for data in channel:
             await channel.close(f"bye {data}")
 
     @server.channel("closed-by-server")
-    async def closes(channel):  # type: ignore[no-untyped-def]
+    async def closes(channel: Channel) -> None:
         await channel.close("goodbye")
 
     return server

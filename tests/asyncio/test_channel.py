@@ -100,7 +100,7 @@ async def test_messages_before_the_close_are_still_received() -> None:
     closed = await item(results)
     assert isinstance(closed, ChannelClosed)
     assert closed.reason is CloseReason.CLIENT_CLOSED
-    assert closed.topic == "t"
+    assert closed.name == "t"
     await client.close()
 
 

@@ -366,3 +366,88 @@ async def test_close_gives_up_flushing_a_client_that_does_not_read() -> None:
         await server.close()
     assert transport.closed_with == (1001, "server shutdown")
     assert connection.closed
+
+
+async def test_closed_channel_errors_from_another_channel_fail_the_handler(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = MultiplexServer()
+    other: asyncio.Queue[Channel] = asyncio.Queue()
+
+    @server.channel("gone")
+    async def gone(channel: Channel) -> None:
+        other.put_nowait(channel)
+        await channel.wait_closed()
+
+    @server.channel("relay")
+    async def relay(channel: Channel) -> None:
+        departed = await item(other)
+        async for data in channel:
+            await departed.send(data)  # raises: that channel is closed
+
+    leaver = await connect_in_memory(server)
+    await leaver.send("sub,gone")
+    stayer = await connect_in_memory(server)
+    await stayer.send("sub,relay")
+    await settle()
+    await leaver.close()
+    with caplog.at_level(logging.ERROR, logger="websocket_multiplex"):
+        await stayer.send("msg,relay,hello")
+        assert await frame(stayer) == "uns,relay"
+    assert "ChannelClosed" in caplog.text  # logged, not silently swallowed
+    await stayer.close()
+
+
+async def test_any_transport_failure_loses_the_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = MultiplexServer(write_limit=10)
+
+    @dataclass(eq=False)
+    class OddTransport:
+        request: RequestInfo = field(default_factory=RequestInfo)
+
+        async def send(self, text: str) -> None:
+            raise OSError("an adapter that does not wrap its errors")
+
+        async def close(self, code: int, reason: str) -> None:
+            pass
+
+    outcome: asyncio.Queue[CloseReason | None] = asyncio.Queue()
+
+    @server.channel("t")
+    async def flood(channel: Channel) -> None:
+        for _ in range(100):
+            await channel.send("x" * 20)
+        outcome.put_nowait(channel.close_reason)
+
+    connection = server.accept(OddTransport())
+    with caplog.at_level(logging.ERROR, logger="websocket_multiplex"):
+        connection.receive("sub,t")
+        await settle()
+    assert connection.closed
+    assert "the transport failed to send" in caplog.text
+    await connection.connection_lost()
+
+
+async def test_shutdown_is_bounded_even_if_a_handler_ignores_cancellation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = MultiplexServer(handler_timeout=0.05, close_timeout=0.05)
+    release = asyncio.Event()
+
+    @server.channel("stubborn")
+    async def stubborn(channel: Channel) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await release.wait()  # cleanup that never ends on its own
+
+    client = await connect_in_memory(server)
+    await client.send("sub,stubborn")
+    with caplog.at_level(logging.ERROR, logger="websocket_multiplex"):
+        async with asyncio.timeout(5):
+            await server.close()
+    assert "ignores cancellation" in caplog.text
+    release.set()  # let the test end with no task left behind
+    await settle()

@@ -279,7 +279,9 @@ def add_sockjs_endpoint(
 
     Every sockjs-client 1.x transport works, from any origin unless
     ``allowed_origins`` lists the ones to accept (exact ``Origin`` values,
-    e.g. ``"https://example.com"``). ``sockjs_url`` is the sockjs-client
+    e.g. ``"https://example.com"``). Any origin means any web page may open
+    channels that carry your users' cookies: set ``allowed_origins`` when
+    services trust cookies. ``sockjs_url`` is the sockjs-client
     script the iframe transports load; point it at a local copy when the
     browser cannot reach the CDN. The raw WebSocket endpoint,
     ``<prefix>/websocket``, carries frames without SockJS framing.

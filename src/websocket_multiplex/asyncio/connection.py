@@ -149,7 +149,9 @@ class Connection:
         try:
             await service.handler(channel)
         except ChannelClosed:
-            pass  # the handler used its channel after the client left
+            if not channel.closed:  # it came from another channel: a bug
+                logger.exception("handler of %r failed on %r", channel.name, self)
+                reason = CloseReason.HANDLER_FAILED
         except Exception:
             logger.exception("handler of channel %r failed on %r", channel.name, self)
             reason = CloseReason.HANDLER_FAILED
@@ -176,7 +178,11 @@ class Connection:
         for task in pending:
             task.cancel()
         if pending:
-            await asyncio.wait(pending)
+            _, stuck = await asyncio.wait(pending, timeout=self.server.handler_timeout)
+            for task in stuck:  # it swallowed the cancellation: leave it be
+                logger.error(
+                    "%r: handler %s ignores cancellation", self, task.get_name()
+                )
 
     # -- output ----------------------------------------------------------------
 
@@ -221,6 +227,9 @@ class Connection:
         except (ConnectionError, RuntimeError) as exc:
             # The carrier is gone even if its adapter has not said so yet.
             logger.debug("%r: write failed: %s", self, exc)
+            self._lose()
+        except Exception:
+            logger.exception("%r: the transport failed to send", self)
             self._lose()
         finally:
             self._outbox.clear()

@@ -131,7 +131,9 @@ class MultiplexServer:
         serve: Handler
         if isinstance(handler, type) and issubclass(handler, ChannelHandler):
             serve = handler.serve
-        elif inspect.iscoroutinefunction(handler) or callable(handler):
+        elif inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+            getattr(handler, "__call__", None)  # noqa: B004 - async callables too
+        ):
             serve = handler  # type: ignore[assignment]
         else:
             raise LocalProtocolError(
