@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -55,8 +56,34 @@ def test_a_name_must_be_a_non_empty_string(name: object) -> None:
 
 
 def test_a_handler_must_be_callable() -> None:
-    with pytest.raises(LocalProtocolError, match="async function"):
+    with pytest.raises(LocalProtocolError):
         MultiplexServer().register("x", "not a handler")  # type: ignore[arg-type]
+
+
+def sync_handler(channel: Channel) -> None:
+    pass
+
+
+class NotAHandler:
+    def __init__(self, channel: Channel) -> None:
+        pass
+
+
+@pytest.mark.parametrize("handler", [sync_handler, NotAHandler, print])
+def test_a_handler_must_be_async_or_a_channel_handler(handler: object) -> None:
+    with pytest.raises(LocalProtocolError, match="async function"):
+        MultiplexServer().register("x", handler)  # type: ignore[arg-type]
+
+
+def test_async_callables_are_handlers() -> None:
+    class Service:
+        async def __call__(self, channel: Channel) -> None:
+            pass
+
+    server = MultiplexServer()
+    server.register("obj", Service())
+    server.register("partial", functools.partial(Service().__call__))
+    assert server.services == ["obj", "partial"]
 
 
 def test_unregister_an_unknown_service() -> None:
