@@ -16,11 +16,13 @@ from hypothesis.stateful import (
 from websocket_multiplex.events import (
     ChannelClosedEvent,
     ChannelOpened,
+    ChannelRefused,
     CloseReason,
     MessageReceived,
 )
 from websocket_multiplex.exceptions import LocalProtocolError
-from websocket_multiplex.protocol import ServerProtocol
+from websocket_multiplex.protocol import ClientProtocol, ServerProtocol
+from websocket_multiplex.wire import instance_topic, service_topic
 
 REGISTERED = frozenset({"ann", "bob", "weird%20name%2C%FC/%25"})
 
@@ -59,17 +61,37 @@ def test_sub_to_an_open_topic_is_ignored() -> None:
     assert protocol.counters.ignored_frames == 1
 
 
-def test_sub_to_an_unregistered_topic_is_ignored() -> None:
+def test_sub_to_an_unregistered_topic_is_refused() -> None:
     protocol = make_protocol()
-    assert protocol.receive("sub,nobody") is None
+    assert protocol.receive("sub,nobody") == ChannelRefused("nobody")
     assert protocol.open_topics == frozenset()
-    assert protocol.counters.ignored_frames == 1
+    assert protocol.counters.refused_subscriptions == 1
+    assert protocol.refuse("nobody", "404 no such service") == [
+        "err,nobody,404 no such service",
+        "uns,nobody",
+    ]
+    assert protocol.counters.frames_sent == 2
+
+
+def test_refuse_is_for_topics_that_are_not_open() -> None:
+    protocol = make_protocol("ann")
+    with pytest.raises(LocalProtocolError):
+        protocol.refuse("ann", "403 no")
+
+
+def test_fail_closes_an_open_channel_with_a_notice() -> None:
+    protocol = make_protocol("ann")
+    assert protocol.fail("ann", "500 service failed") == [
+        "err,ann,500 service failed",
+        "uns,ann",
+    ]
+    assert protocol.open_topics == frozenset()
 
 
 def test_topics_are_compared_escaped() -> None:
     # The client escapes the name; an unescaped name is another topic.
     protocol = make_protocol()
-    assert protocol.receive("sub,weird name,ü/%") is None
+    assert protocol.receive("sub,weird name,ü/%") == ChannelRefused("weird name")
 
 
 # -- server: msg,T,P and uns,T -------------------------------------------------
@@ -144,8 +166,12 @@ def test_frames_for_topics_that_are_not_open_are_ignored(frame: str) -> None:
 def test_object_prototype_names_are_ignored(frame: str) -> None:
     # The reference node server crashes on these; they are plain topics here.
     protocol = make_protocol("ann")
-    assert protocol.receive(frame) is None
-    assert protocol.counters.ignored_frames == 1
+    event = protocol.receive(frame)
+    if frame.startswith("sub,"):  # a sub nobody answers is refused
+        assert event == ChannelRefused(frame[4:])
+    else:
+        assert event is None
+        assert protocol.counters.ignored_frames == 1
     assert protocol.receive("msg,ann,still here") == MessageReceived(
         "ann", "still here"
     )
@@ -252,6 +278,8 @@ class ProtocolModel(RuleBasedStateMachine):
         if kind == "sub" and topic in REGISTERED and topic not in self.open:
             assert event == ChannelOpened(topic)
             self.open.add(topic)
+        elif kind == "sub" and topic and topic not in self.open:
+            assert event == ChannelRefused(topic)
         elif kind == "msg" and topic in self.open:
             assert event == MessageReceived(topic, payload)
         elif kind == "uns" and topic in self.open:
@@ -297,6 +325,7 @@ class ProtocolModel(RuleBasedStateMachine):
         assert counters.frames_received == (
             self.events + counters.invalid_frames + counters.ignored_frames
         )
+        assert counters.refused_subscriptions <= self.events
         assert counters.frames_sent == self.sent
 
 
@@ -310,3 +339,101 @@ def test_receive_never_raises(texts: list[str]) -> None:
     for text in texts:
         protocol.receive(text)
     assert protocol.counters.frames_received == len(texts)
+
+
+# -- extension: instance topics and refusal notices, server side ---------------
+
+
+@pytest.mark.parametrize(
+    ("topic", "service"),
+    [("news#1", "news"), ("news#a9Z", "news"), ("%u65E5#2", "%u65E5")],
+)
+def test_service_topic_of_instance_topics(topic: str, service: str) -> None:
+    assert service_topic(topic) == service
+    assert instance_topic(service, topic.partition("#")[2]) == topic
+
+
+@pytest.mark.parametrize(
+    "topic", ["news", "news#", "#1", "news#1#2", "news#-", "n#" + "1" * 17]
+)
+def test_topics_that_are_not_instance_topics(topic: str) -> None:
+    assert service_topic(topic) is None
+
+
+# -- client side ----------------------------------------------------------------
+
+
+def test_client_opens_sends_and_closes() -> None:
+    client = ClientProtocol()
+    assert client.open("weird name,ü/%") == (
+        "weird%20name%2C%FC/%25",
+        "sub,weird%20name%2C%FC/%25",
+    )
+    assert (
+        client.send("weird%20name%2C%FC/%25", "a,b") == "msg,weird%20name%2C%FC/%25,a,b"
+    )
+    assert client.receive("msg,weird%20name%2C%FC/%25,x,y") == MessageReceived(
+        "weird%20name%2C%FC/%25", "x,y"
+    )
+    assert client.close("weird%20name%2C%FC/%25") == "uns,weird%20name%2C%FC/%25"
+    with pytest.raises(LocalProtocolError):
+        client.send("weird%20name%2C%FC/%25", "late")
+
+
+def test_client_gives_further_channels_of_a_name_instance_topics() -> None:
+    client = ClientProtocol()
+    assert client.open("news")[0] == "news"
+    assert client.open("news")[0] == "news#1"
+    assert client.open("news")[0] == "news#2"
+    client.close("news")
+    assert client.open("news")[0] == "news"  # the plain topic is free again
+    assert client.open_topics == {"news", "news#1", "news#2"}
+
+
+def test_client_sees_server_close_and_refusal() -> None:
+    client = ClientProtocol()
+    client.open("carl")
+    client.open("nobody")
+    assert client.receive("uns,carl") == ChannelClosedEvent(
+        "carl", CloseReason.SERVER_CLOSED
+    )
+    assert client.receive("err,nobody,404 no such service") is None
+    assert client.receive("uns,nobody") == ChannelClosedEvent(
+        "nobody", CloseReason.REFUSED, "404 no such service"
+    )
+    assert client.open_topics == frozenset()
+
+
+@pytest.mark.parametrize(
+    "text", ["", "foo", "msg,other,x", "uns,other", "err,other,x", "sub,ann", "msg"]
+)
+def test_client_ignores_what_is_not_for_an_open_channel(text: str) -> None:
+    client = ClientProtocol()
+    client.open("ann")
+    assert client.receive(text) is None
+    assert client.open_topics == {"ann"}
+
+
+def test_client_resubscribes_or_loses_every_channel() -> None:
+    client = ClientProtocol()
+    client.open("b")
+    client.open("a")
+    assert client.resubscribe() == ["sub,a", "sub,b"]
+    lost = client.connection_lost()
+    assert sorted(lost, key=lambda event: event.topic) == [
+        ChannelClosedEvent("a", CloseReason.CONNECTION_LOST),
+        ChannelClosedEvent("b", CloseReason.CONNECTION_LOST),
+    ]
+    assert client.resubscribe() == []
+
+
+def test_a_client_and_a_server_core_talk() -> None:
+    server = ServerProtocol(lambda topic: (service_topic(topic) or topic) == "news")
+    client = ClientProtocol()
+    topics = [client.open("news") for _ in range(2)]
+    for topic, sub in topics:
+        assert server.receive(sub) == ChannelOpened(topic)
+    assert server.open_topics == {"news", "news#1"}
+    assert client.receive(server.send("news#1", "only #1")) == MessageReceived(
+        "news#1", "only #1"
+    )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 __all__ = [
     "ChannelClosedEvent",
     "ChannelOpened",
+    "ChannelRefused",
     "CloseReason",
     "Event",
     "MessageReceived",
@@ -27,6 +28,7 @@ class CloseReason(enum.Enum):
     HANDLER_FAILED = "the service's handler raised an exception"
     CONNECTION_LOST = "the connection closed"
     SHUTDOWN = "the server is shutting down"
+    REFUSED = "the server refused the channel"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +47,23 @@ class MessageReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelRefused:
+    """The peer subscribed to a topic no service answers to (server side)."""
+
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelClosedEvent:
-    """An open channel is now closed, and why."""
+    """An open channel is now closed, and why.
+
+    ``detail`` is the server's refusal notice (``"404 no such service"``)
+    when it sent one (docs/PROTOCOL-EXTENSIONS.md), else ``""``.
+    """
 
     topic: str
     reason: CloseReason
+    detail: str = ""
 
 
-Event = ChannelOpened | MessageReceived | ChannelClosedEvent
+Event = ChannelOpened | MessageReceived | ChannelClosedEvent | ChannelRefused

@@ -1,11 +1,12 @@
-"""The server side of one multiplexed connection, without any I/O.
+"""Both sides of one multiplexed connection, without any I/O.
 
-:class:`ServerProtocol` is a state machine: which topics are open on this
-connection and what each incoming frame means for them (PROTOCOL.md,
-"Semantics"). Feed it carrier messages with :meth:`~ServerProtocol.receive`
-and get back at most one event per message; ask it for the text of the
-frames you want to send. It never touches a socket, a task or a clock, so
-the asyncio layer, the tests and a fuzzer drive it the same way.
+:class:`ServerProtocol` and :class:`ClientProtocol` are state machines:
+which topics are open on this connection and what each incoming frame
+means for them (PROTOCOL.md, "Semantics"). Feed one carrier messages with
+``receive`` and get back at most one event per message; ask it for the
+text of the frames you want to send. They never touch a socket, a task or
+a clock, so the asyncio layer, the tests and a fuzzer drive them the same
+way.
 """
 
 from __future__ import annotations
@@ -16,14 +17,24 @@ from dataclasses import dataclass
 from .events import (
     ChannelClosedEvent,
     ChannelOpened,
+    ChannelRefused,
     CloseReason,
     Event,
     MessageReceived,
 )
 from .exceptions import InvalidFrame, LocalProtocolError
-from .wire import MSG, SUB, UNS, format_frame, parse_frame
+from .wire import (
+    ERR,
+    MSG,
+    SUB,
+    UNS,
+    escape,
+    format_frame,
+    instance_topic,
+    parse_frame,
+)
 
-__all__ = ["ProtocolCounters", "ServerProtocol"]
+__all__ = ["ClientProtocol", "ProtocolCounters", "ServerProtocol"]
 
 
 @dataclass(slots=True)
@@ -34,6 +45,7 @@ class ProtocolCounters:
     frames_sent: int = 0
     invalid_frames: int = 0
     ignored_frames: int = 0
+    refused_subscriptions: int = 0
 
 
 class ServerProtocol:
@@ -41,9 +53,11 @@ class ServerProtocol:
 
     ``is_registered(topic)`` tells whether a service answers to that topic;
     the core opens a channel only for such topics, once per topic, as the
-    reference server does. Everything the protocol says to ignore (invalid
-    frames, unknown types, topics that are not open) returns ``None`` and
-    is counted in :attr:`counters`.
+    reference server does. A ``sub`` to any other topic gives
+    :class:`ChannelRefused`, to be answered with :meth:`refuse`.
+    Everything the protocol says to ignore (invalid frames, unknown types,
+    topics that are not open) returns ``None`` and is counted in
+    :attr:`counters`.
     """
 
     def __init__(self, is_registered: Callable[[str], bool]) -> None:
@@ -74,9 +88,12 @@ class ServerProtocol:
             if frame.type == UNS:
                 self._open.discard(topic)
                 return ChannelClosedEvent(topic, CloseReason.CLIENT_CLOSED)
-        elif frame.type == SUB and self._is_registered(topic):
-            self._open.add(topic)
-            return ChannelOpened(topic)
+        elif frame.type == SUB:
+            if self._is_registered(topic):
+                self._open.add(topic)
+                return ChannelOpened(topic)
+            self.counters.refused_subscriptions += 1
+            return ChannelRefused(topic)
         self.counters.ignored_frames += 1
         return None
 
@@ -93,6 +110,25 @@ class ServerProtocol:
         self.counters.frames_sent += 1
         return format_frame(UNS, topic)
 
+    def fail(self, topic: str, notice: str) -> list[str]:
+        """Close an open channel with a refusal notice such as ``"500 ..."``.
+
+        Returns ``err`` then ``uns`` (docs/PROTOCOL-EXTENSIONS.md): a peer
+        that knows only the base protocol ignores the ``err``.
+        """
+        return [self._notice(topic, notice), self.close(topic)]
+
+    def refuse(self, topic: str, notice: str) -> list[str]:
+        """Answer a ``sub`` that opened nothing, e.g. ``"404 no such service"``."""
+        if topic in self._open:
+            raise LocalProtocolError(f"topic {topic!r} is open: use fail() instead")
+        self.counters.frames_sent += 1
+        return [self._notice(topic, notice), format_frame(UNS, topic)]
+
+    def _notice(self, topic: str, notice: str) -> str:
+        self.counters.frames_sent += 1
+        return format_frame(ERR, topic, notice)
+
     def connection_lost(
         self, reason: CloseReason = CloseReason.CONNECTION_LOST
     ) -> list[ChannelClosedEvent]:
@@ -107,3 +143,88 @@ class ServerProtocol:
                 f"topic {topic!r} is not open on this connection; "
                 "send only on channels the client subscribed to"
             )
+
+
+class ClientProtocol:
+    """Tracks the channels one client opened on a connection.
+
+    Topics are chosen here: the first channel of a name gets ``escape(name)``
+    and further ones an instance topic (docs/PROTOCOL-EXTENSIONS.md). Open
+    channels survive :meth:`connection_lost` when the caller means to
+    reconnect; :meth:`resubscribe` then gives the frames that reopen them.
+    """
+
+    def __init__(self) -> None:
+        self._open: set[str] = set()
+        self._notices: dict[str, str] = {}
+        self._instances = 0
+        self.counters = ProtocolCounters()
+
+    @property
+    def open_topics(self) -> frozenset[str]:
+        return frozenset(self._open)
+
+    def open(self, name: str) -> tuple[str, str]:
+        """Open a channel to the service ``name``: its topic and ``sub`` frame."""
+        topic = escape(name)
+        while topic in self._open:
+            self._instances += 1
+            topic = instance_topic(escape(name), str(self._instances))
+        self._open.add(topic)
+        self.counters.frames_sent += 1
+        return topic, format_frame(SUB, topic)
+
+    def resubscribe(self) -> list[str]:
+        """The ``sub`` frames that reopen every open channel on a new carrier."""
+        self.counters.frames_sent += len(self._open)
+        return [format_frame(SUB, topic) for topic in sorted(self._open)]
+
+    def send(self, topic: str, payload: str) -> str:
+        self._require_open(topic)
+        self.counters.frames_sent += 1
+        return format_frame(MSG, topic, payload)
+
+    def close(self, topic: str) -> str:
+        """Close a channel from this side; return the ``uns`` frame."""
+        self._require_open(topic)
+        self._open.discard(topic)
+        self._notices.pop(topic, None)
+        self.counters.frames_sent += 1
+        return format_frame(UNS, topic)
+
+    def receive(self, text: str) -> Event | None:
+        """Interpret one carrier message from the server."""
+        self.counters.frames_received += 1
+        try:
+            frame = parse_frame(text)
+        except InvalidFrame:
+            self.counters.invalid_frames += 1
+            return None
+        topic = frame.topic
+        if topic in self._open:
+            if frame.type == MSG:
+                return MessageReceived(topic, frame.payload)
+            if frame.type == UNS:
+                self._open.discard(topic)
+                notice = self._notices.pop(topic, "")
+                reason = CloseReason.REFUSED if notice else CloseReason.SERVER_CLOSED
+                return ChannelClosedEvent(topic, reason, notice)
+            if frame.type == ERR:
+                self._notices[topic] = frame.payload
+                return None
+        self.counters.ignored_frames += 1
+        return None
+
+    def connection_lost(self) -> list[ChannelClosedEvent]:
+        """Close every channel: the carrier is gone and will not come back."""
+        closed = [
+            ChannelClosedEvent(topic, CloseReason.CONNECTION_LOST)
+            for topic in self._open
+        ]
+        self._open.clear()
+        self._notices.clear()
+        return closed
+
+    def _require_open(self, topic: str) -> None:
+        if topic not in self._open:
+            raise LocalProtocolError(f"channel {topic!r} is closed; open a new one")

@@ -139,6 +139,11 @@ async def check_adapter_conformance(
         await _expect(carrier, f"msg,echo,{payload}", timeout)
         for junk in ("", "foo", "msg", "sub,toString", "msg,__proto__,x", "bar,echo,x"):
             await carrier.send(junk)
+        # A sub nobody answers is refused (docs/PROTOCOL-EXTENSIONS.md).
+        assert await _collect(carrier, 2, timeout) == [
+            "err,toString,404 no such service",
+            "uns,toString",
+        ]
         await carrier.send("sub,echo")  # already open: ignored
         await carrier.send("msg,echo,still here")
         await _expect(carrier, "msg,echo,still here", timeout)

@@ -17,6 +17,7 @@ from typing import Final
 from .exceptions import InvalidFrame
 
 __all__ = [
+    "ERR",
     "FRAME_TYPES",
     "MSG",
     "SUB",
@@ -24,14 +25,17 @@ __all__ = [
     "Frame",
     "escape",
     "format_frame",
+    "instance_topic",
     "parse_frame",
+    "service_topic",
     "unescape",
 ]
 
 SUB: Final = "sub"
 MSG: Final = "msg"
 UNS: Final = "uns"
-FRAME_TYPES: Final = frozenset({SUB, MSG, UNS})
+ERR: Final = "err"  # extension: refusal notice (docs/PROTOCOL-EXTENSIONS.md)
+FRAME_TYPES: Final = frozenset({SUB, MSG, UNS, ERR})
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +118,24 @@ def unescape(topic: str) -> str:
 
 def _decode_sequence(match: re.Match[str]) -> str:
     return chr(int(match.group(1) or match.group(2), 16))
+
+
+# -- extension: several channels to one service (docs/PROTOCOL-EXTENSIONS.md) --
+
+_INSTANCE: Final = re.compile(r"[A-Za-z0-9]{1,16}")
+
+
+def instance_topic(topic: str, instance: str) -> str:
+    """The topic of a further channel to the service whose topic is given.
+
+    ``#`` never appears in :func:`escape` output, so it cannot collide.
+    """
+    return f"{topic}#{instance}"
+
+
+def service_topic(topic: str) -> str | None:
+    """The service topic an instance topic belongs to, or ``None``."""
+    service, hash_sign, instance = topic.partition("#")
+    if hash_sign and service and _INSTANCE.fullmatch(instance):
+        return service
+    return None

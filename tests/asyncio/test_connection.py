@@ -40,7 +40,7 @@ async def test_a_failing_handler_closes_only_its_channel(
     for text in ("sub,boom", "sub,echo", "msg,boom,x"):
         await client.send(text)
     with caplog.at_level(logging.ERROR, logger="websocket_multiplex"):
-        assert await frame(client) == "uns,boom"
+        assert await frames(client, 2) == ["err,boom,500 service failed", "uns,boom"]
     await client.send("msg,echo,still here")
     assert await frame(client) == "msg,echo,still here"
 
@@ -66,7 +66,7 @@ async def test_a_failed_service_can_be_subscribed_again() -> None:
 
     client = await connect_in_memory(server)
     await client.send("sub,flaky")
-    assert await frame(client) == "uns,flaky"
+    assert await frames(client, 2) == ["err,flaky,500 service failed", "uns,flaky"]
     await client.send("sub,flaky")
     assert await frames(client, 2) == ["msg,flaky,ok", "uns,flaky"]
     await client.close()
@@ -393,7 +393,7 @@ async def test_closed_channel_errors_from_another_channel_fail_the_handler(
     await leaver.close()
     with caplog.at_level(logging.ERROR, logger="websocket_multiplex"):
         await stayer.send("msg,relay,hello")
-        assert await frame(stayer) == "uns,relay"
+        assert await frames(stayer, 2) == ["err,relay,500 service failed", "uns,relay"]
     assert "ChannelClosed" in caplog.text  # logged, not silently swallowed
     await stayer.close()
 

@@ -106,9 +106,9 @@ async def test_unregister_refuses_new_subscriptions_but_keeps_open_channels() ->
     second = await connect_in_memory(server)
     await second.send("sub,news")
     await second.send("msg,news,x")
-    await settle()
-    assert nothing_sent(second)
-    assert second.connection.counters.ignored_frames == 2
+    assert await frames(second, 2) == ["err,news,404 no such service", "uns,news"]
+    assert second.connection.counters.refused_subscriptions == 1
+    assert second.connection.counters.ignored_frames == 1
 
     server.register("news", echo)  # registering again after unregister works
     await second.send("sub,news")
@@ -230,7 +230,7 @@ async def test_handler_fails(
         await client.send("msg,rec,fail")
         assert await item(calls) == ("message", "fail")
         assert await closes_once(calls) is CloseReason.HANDLER_FAILED
-        assert await frame(client) == "uns,rec"
+        assert await frames(client, 2) == ["err,rec,500 service failed", "uns,rec"]
     assert "on_message failed" in caplog.text
     await client.close()
 
@@ -256,7 +256,10 @@ async def test_handler_failing_in_on_open(caplog: pytest.LogCaptureFixture) -> N
     client = await connect_in_memory(server)
     with caplog.at_level(logging.ERROR, logger="websocket_multiplex"):
         await client.send("sub,broken")
-        assert await frame(client) == "uns,broken"
+        assert await frames(client, 2) == [
+            "err,broken,500 service failed",
+            "uns,broken",
+        ]
     assert reasons == [CloseReason.HANDLER_FAILED]
     assert "cannot open" in caplog.text
     await client.close()
@@ -361,3 +364,35 @@ async def test_a_handler_can_close_the_server() -> None:
     await client.send("sub,shutdown")
     assert await frames(client, 2) == ["uns,shutdown", None]
     assert await item(outcome) == "returned"
+
+
+# -- extension: several channels to one service ---------------------------------
+
+
+async def test_instance_topics_are_independent_channels_of_one_service() -> None:
+    server = MultiplexServer()
+    seen: list[tuple[str, str]] = []
+
+    @server.channel("news")
+    async def news(channel: Channel) -> None:
+        seen.append((channel.name, channel.topic))
+        await channel.send(f"hello {channel.topic}")
+        async for data in channel:
+            await channel.send(f"{channel.topic} got {data}")
+
+    client = await connect_in_memory(server)
+    await client.send("sub,news")
+    await client.send("sub,news#1")
+    assert await frames(client, 2) == ["msg,news,hello news", "msg,news#1,hello news#1"]
+    await client.send("msg,news#1,x")
+    assert await frame(client) == "msg,news#1,news#1 got x"
+    await client.send("uns,news")
+    await client.send("msg,news#1,y")
+    assert await frame(client) == "msg,news#1,news#1 got y"
+    assert seen == [("news", "news"), ("news", "news#1")]
+    await client.send("sub,nobody#1")
+    assert await frames(client, 2) == [
+        "err,nobody#1,404 no such service",
+        "uns,nobody#1",
+    ]
+    await client.close()

@@ -9,7 +9,13 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-from ..events import ChannelClosedEvent, ChannelOpened, CloseReason, MessageReceived
+from ..events import (
+    ChannelClosedEvent,
+    ChannelOpened,
+    ChannelRefused,
+    CloseReason,
+    MessageReceived,
+)
 from ..exceptions import ChannelClosed
 from ..protocol import ProtocolCounters, ServerProtocol
 from ..request import RequestInfo
@@ -23,6 +29,10 @@ __all__ = ["Connection"]
 
 logger = logging.getLogger("websocket_multiplex")
 _ids = itertools.count(1)
+
+# Refusal notices (docs/PROTOCOL-EXTENSIONS.md): "<code> <text>".
+NO_SUCH_SERVICE = "404 no such service"
+SERVICE_FAILED = "500 service failed"
 
 # The handler task a piece of code runs in, seen through child tasks too
 # (gather, create_task), so that no wait ever waits on its own caller.
@@ -92,6 +102,9 @@ class Connection:
             self._open_channel(event.topic)
         elif type(event) is ChannelClosedEvent:
             self._channels.pop(event.topic)._mark_closed(event.reason)
+        elif type(event) is ChannelRefused:
+            for frame in self._protocol.refuse(event.topic, NO_SUCH_SERVICE):
+                self._enqueue(frame)
 
     async def connection_lost(self) -> None:
         """The carrier is gone: close every channel and end every handler.
@@ -134,7 +147,8 @@ class Connection:
     # -- channels ------------------------------------------------------------
 
     def _open_channel(self, topic: str) -> None:
-        service = self.server._services[topic]
+        service = self.server._service_for(topic)
+        assert service is not None  # the protocol asked _is_registered
         channel = Channel(self, service.name, topic)
         self._channels[topic] = channel
         task = asyncio.get_running_loop().create_task(
@@ -161,7 +175,11 @@ class Connection:
         """Close one channel from the server side (sends ``uns``)."""
         if channel.closed or self._lost:
             return
-        self._enqueue(self._protocol.close(channel.topic))
+        if reason is CloseReason.HANDLER_FAILED:
+            for frame in self._protocol.fail(channel.topic, SERVICE_FAILED):
+                self._enqueue(frame)
+        else:
+            self._enqueue(self._protocol.close(channel.topic))
         del self._channels[channel.topic]
         channel._mark_closed(reason)
 

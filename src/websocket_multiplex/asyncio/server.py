@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from ..events import CloseReason
 from ..exceptions import LocalProtocolError, ServiceNotFound
-from ..wire import escape
+from ..wire import escape, service_topic
 from .channel import Channel
 from .connection import Connection
 from .transport import Transport
@@ -160,8 +160,17 @@ class MultiplexServer:
     def services(self) -> list[str]:
         return [service.name for service in self._services.values()]
 
+    def _service_for(self, topic: str) -> Service | None:
+        """The service of a topic: its own, or that of an instance topic."""
+        service = self._services.get(topic)
+        if service is None and "#" in topic:
+            base = service_topic(topic)
+            if base is not None:
+                service = self._services.get(base)
+        return service
+
     def _is_registered(self, topic: str) -> bool:
-        return topic in self._services
+        return self._service_for(topic) is not None
 
     # -- connections -------------------------------------------------------------
 
