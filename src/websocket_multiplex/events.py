@@ -29,6 +29,7 @@ class CloseReason(enum.Enum):
     CONNECTION_LOST = "the connection closed"
     SHUTDOWN = "the server is shutting down"
     REFUSED = "the server refused the channel"
+    INBOX_FULL = "the application left too many messages unread"
 
 
 @dataclass(frozen=True, slots=True)

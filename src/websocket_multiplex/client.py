@@ -1,0 +1,193 @@
+"""Connect to a multiplexed server from Python: raw WebSocket or SockJS.
+
+::
+
+    from websocket_multiplex.client import connect
+
+    async with connect("http://127.0.0.1:9999/multiplex") as client:
+        async with client.channel("ann") as ann:
+            print(await ann.receive())          # Ann says hi!
+            await ann.send("hello")
+            print(await ann.receive())          # Ann nods: hello
+
+``ws://`` and ``wss://`` URLs are raw WebSocket endpoints (e.g.
+``ws://host/multiplex/websocket``); ``http://`` and ``https://`` URLs are
+SockJS endpoints, spoken over SockJS's websocket transport. Works against
+this package's server and the original node server alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import string
+from collections import deque
+from collections.abc import Callable, Generator, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from .asyncio.client import Backoff, Carrier, ClientState, MultiplexClient
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["RawWebSocketCarrier", "SockJSCarrier", "connect", "open_carrier"]
+
+
+class RawWebSocketCarrier:
+    """A plain WebSocket: each text message is one frame."""
+
+    def __init__(
+        self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse
+    ) -> None:
+        self._http = http
+        self._ws = ws
+
+    async def send(self, text: str) -> None:
+        if self._ws.closed:
+            raise ConnectionError("the WebSocket is closed")
+        await self._ws.send_str(text)
+
+    async def receive(self) -> str | None:
+        import aiohttp
+
+        message = await self._ws.receive()
+        if message.type is aiohttp.WSMsgType.TEXT:
+            return str(message.data)
+        if message.type is aiohttp.WSMsgType.BINARY:
+            return await self.receive()  # not part of the protocol
+        return None
+
+    async def close(self) -> None:
+        await self._ws.close()
+        await self._http.close()
+
+
+class SockJSCarrier(RawWebSocketCarrier):
+    """SockJS's websocket transport: ``o``, ``h``, ``a[...]``, ``c[...]`` frames."""
+
+    def __init__(
+        self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse
+    ) -> None:
+        super().__init__(http, ws)
+        self._pending: deque[str] = deque()
+        self.close_frame: tuple[int, str] | None = None
+
+    async def send(self, text: str) -> None:
+        await super().send(json.dumps([text]))
+
+    async def receive(self) -> str | None:
+        while not self._pending:
+            frame = await super().receive()
+            if frame is None:
+                return None
+            if frame.startswith("a"):
+                messages = json.loads(frame[1:])
+                self._pending.extend(m for m in messages if isinstance(m, str))
+            elif frame.startswith("c"):
+                code, reason = json.loads(frame[1:])
+                self.close_frame = (code, reason)
+                return None
+            # "o" opens, "h" is a heartbeat: nothing to deliver
+        return self._pending.popleft()
+
+    async def expect_open(self) -> None:
+        frame = await RawWebSocketCarrier.receive(self)
+        if frame != "o":
+            raise ConnectionError(f"not a SockJS endpoint: first frame {frame!r}")
+
+
+def _sockjs_websocket_url(base: str) -> str:
+    scheme, rest = base.rstrip("/").split("://", 1)
+    server = f"{random.randrange(1000):03d}"
+    session = "".join(random.choices(string.ascii_lowercase + string.digits, k=8))
+    ws_scheme = "wss" if scheme == "https" else "ws"
+    return f"{ws_scheme}://{rest}/{server}/{session}/websocket"
+
+
+async def open_carrier(
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    heartbeat: float | None = 20.0,
+    open_timeout: float = 10.0,
+) -> Carrier:
+    """Open one carrier to ``url`` (see the module docstring for URL kinds).
+
+    ``heartbeat`` pings the server every that many seconds and treats a
+    missing pong as a dead connection, which is how a cut cable is noticed.
+    """
+    import aiohttp
+
+    if url.startswith(("http://", "https://")):
+        ws_url, sockjs = _sockjs_websocket_url(url), True
+    elif url.startswith(("ws://", "wss://")):
+        ws_url, sockjs = url, False
+    else:
+        raise ValueError(f"{url!r}: use ws(s):// for WebSocket, http(s):// for SockJS")
+    http = aiohttp.ClientSession()
+    try:
+        async with asyncio.timeout(open_timeout):
+            ws = await http.ws_connect(
+                ws_url, headers=headers, heartbeat=heartbeat, autoping=True
+            )
+            if not sockjs:
+                return RawWebSocketCarrier(http, ws)
+            carrier = SockJSCarrier(http, ws)
+            await carrier.expect_open()
+            return carrier
+    except BaseException:
+        await http.close()
+        raise
+
+
+class connect:  # a class used like a function, as websockets.connect is
+    """Connect to ``url``; await it, or use it as an async context manager.
+
+    ``reconnect``: ``True`` (the default) reconnects with :class:`Backoff`'s
+    defaults, a :class:`Backoff` sets the policy, ``False`` disables it.
+    The first connection's errors are raised; later ones are retried.
+    ``max_queue`` bounds each channel's unread messages. ``on_state`` is
+    called with each :class:`ClientState` change and a reason.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        reconnect: bool | Backoff = True,
+        max_queue: int = 1024,
+        headers: Mapping[str, str] | None = None,
+        heartbeat: float | None = 20.0,
+        open_timeout: float = 10.0,
+        on_state: Callable[[ClientState, str], None] | None = None,
+    ) -> None:
+        backoff = Backoff() if reconnect is True else reconnect or None
+
+        async def opener() -> Carrier:
+            return await open_carrier(
+                url, headers=headers, heartbeat=heartbeat, open_timeout=open_timeout
+            )
+
+        self._client = MultiplexClient(
+            opener, reconnect=backoff, max_queue=max_queue, on_state=on_state
+        )
+
+    async def _start(self) -> MultiplexClient:
+        await self._client.start()
+        return self._client
+
+    def __await__(self) -> Generator[object, None, MultiplexClient]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> MultiplexClient:
+        return await self._start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._client.close()
