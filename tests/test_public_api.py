@@ -9,15 +9,19 @@ import sys
 import websocket_multiplex
 
 EXPECTED_ALL = [
+    "Backoff",
     "Channel",
     "ChannelClosed",
     "ChannelHandler",
+    "ClientChannel",
+    "ClientState",
     "CloseReason",
     "Connection",
     "Handler",
     "Headers",
     "InvalidFrame",
     "LocalProtocolError",
+    "MultiplexClient",
     "MultiplexError",
     "MultiplexServer",
     "RemoteProtocolError",

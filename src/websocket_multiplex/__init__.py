@@ -3,14 +3,19 @@
 Wire-compatible with the JavaScript ``websocket-multiplex`` 0.1.0. Start
 with :class:`MultiplexServer`; mount it with an adapter from
 :mod:`websocket_multiplex.adapters` (they import aiohttp or your ASGI server
-only when you use them).
+only when you use them). To talk to a server from Python, use
+:func:`websocket_multiplex.client.connect`.
 """
 
 from .asyncio import (
+    Backoff,
     Channel,
+    ClientChannel,
+    ClientState,
     ChannelHandler,
     Connection,
     Handler,
+    MultiplexClient,
     MultiplexServer,
     Service,
     Transport,
@@ -30,15 +35,19 @@ from .wire import escape, unescape
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backoff",
     "Channel",
     "ChannelClosed",
     "ChannelHandler",
+    "ClientChannel",
+    "ClientState",
     "CloseReason",
     "Connection",
     "Handler",
     "Headers",
     "InvalidFrame",
     "LocalProtocolError",
+    "MultiplexClient",
     "MultiplexError",
     "MultiplexServer",
     "RemoteProtocolError",

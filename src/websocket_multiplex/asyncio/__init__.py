@@ -1,15 +1,20 @@
 """The asyncio layer: channels, connections and the server registry."""
 
 from .channel import Channel
+from .client import Backoff, ClientChannel, ClientState, MultiplexClient
 from .connection import Connection
 from .server import ChannelHandler, Handler, MultiplexServer, Service
 from .transport import Transport
 
 __all__ = [
+    "Backoff",
     "Channel",
+    "ClientChannel",
+    "ClientState",
     "ChannelHandler",
     "Connection",
     "Handler",
+    "MultiplexClient",
     "MultiplexServer",
     "Service",
     "Transport",
