@@ -10,9 +10,9 @@ only when you use them). To talk to a server from Python, use
 from .asyncio import (
     Backoff,
     Channel,
+    ChannelHandler,
     ClientChannel,
     ClientState,
-    ChannelHandler,
     Connection,
     Handler,
     MultiplexClient,

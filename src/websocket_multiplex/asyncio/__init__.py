@@ -9,9 +9,9 @@ from .transport import Transport
 __all__ = [
     "Backoff",
     "Channel",
+    "ChannelHandler",
     "ClientChannel",
     "ClientState",
-    "ChannelHandler",
     "Connection",
     "Handler",
     "MultiplexClient",
