@@ -11,8 +11,7 @@ import asyncio
 import enum
 import logging
 import random
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
@@ -20,6 +19,7 @@ from typing import Protocol
 from ..events import ChannelClosedEvent, CloseReason, MessageReceived
 from ..exceptions import ChannelClosed, LocalProtocolError
 from ..protocol import ClientProtocol
+from .inbox import ReceivingChannel
 
 __all__ = [
     "Backoff",
@@ -77,7 +77,7 @@ class Backoff:
         return random.uniform(0, ceiling)
 
 
-class ClientChannel:
+class ClientChannel(ReceivingChannel):
     """One channel to a service: send, receive, close; like a socket of its own.
 
     Across a reconnection the channel stays open and is subscribed again;
@@ -89,27 +89,10 @@ class ClientChannel:
     """
 
     def __init__(self, client: MultiplexClient, name: str, topic: str) -> None:
-        self.name = name
-        self.topic = topic
+        super().__init__(name, topic)
         self.gaps = 0
         self._client = client
-        self._inbox: deque[str] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._close_reason: CloseReason | None = None
         self._close_detail = ""
-        self._closed = asyncio.Event()
-
-    def __repr__(self) -> str:
-        state = self._close_reason.name if self._close_reason else "OPEN"
-        return f"<ClientChannel {self.name!r} {state}>"
-
-    @property
-    def closed(self) -> bool:
-        return self._close_reason is not None
-
-    @property
-    def close_reason(self) -> CloseReason | None:
-        return self._close_reason
 
     @property
     def close_detail(self) -> str:
@@ -124,44 +107,9 @@ class ClientChannel:
             raise ChannelClosed(self.name, self._close_reason)
         await self._client._send(self._client._protocol.send(self.topic, data))
 
-    async def receive(self, timeout: float | None = None) -> str:
-        """The next message; ``ChannelClosed`` once none will come.
-
-        With ``timeout``, raise ``TimeoutError`` after that many seconds.
-        """
-        while not self._inbox:
-            if self._close_reason is not None:
-                raise ChannelClosed(self.name, self._close_reason)
-            if self._waiter is not None:
-                raise LocalProtocolError(
-                    f"channel {self.name!r} has a receiver already"
-                )
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._waiter
-            finally:
-                self._waiter = None
-        return self._inbox.popleft()
-
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[str]:
-        while True:
-            try:
-                yield await self.receive()
-            except ChannelClosed:
-                return
-
     async def close(self) -> None:
         """Unsubscribe (``uns``); closing a closed channel does nothing."""
         await self._client._close_channel(self, CloseReason.CLIENT_CLOSED)
-
-    async def wait_closed(self) -> CloseReason:
-        await self._closed.wait()
-        assert self._close_reason is not None
-        return self._close_reason
 
     async def __aenter__(self) -> ClientChannel:
         return self
@@ -169,23 +117,16 @@ class ClientChannel:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def _deliver(self, payload: str) -> bool:
+    def _accept(self, payload: str) -> bool:
         """Queue a message; ``False`` if the inbox is full."""
         if len(self._inbox) >= self._client.max_queue:
             return False
-        self._inbox.append(payload)
-        self._wake()
+        self._deliver(payload)
         return True
 
-    def _mark_closed(self, reason: CloseReason, detail: str = "") -> None:
-        self._close_reason = reason
+    def _close_with(self, reason: CloseReason, detail: str) -> None:
         self._close_detail = detail
-        self._closed.set()
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._mark_closed(reason)
 
 
 class _ChannelOpening:
@@ -331,11 +272,11 @@ class MultiplexClient:
             event = self._protocol.receive(text)
             if type(event) is MessageReceived:
                 channel = self._channels[event.topic]
-                if not channel._deliver(event.payload):
+                if not channel._accept(event.payload):
                     logger.warning("%r: inbox full, closing the channel", channel)
                     await self._close_channel(channel, CloseReason.INBOX_FULL)
             elif type(event) is ChannelClosedEvent:
-                self._channels.pop(event.topic)._mark_closed(event.reason, event.detail)
+                self._channels.pop(event.topic)._close_with(event.reason, event.detail)
 
     async def _reconnect(self, backoff: Backoff) -> bool:
         attempt = 0

@@ -1,0 +1,97 @@
+"""The receiving half every channel shares, server side and client side."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+
+from ..events import CloseReason
+from ..exceptions import ChannelClosed, LocalProtocolError
+
+__all__ = ["ReceivingChannel"]
+
+
+class ReceivingChannel:
+    """Ordered delivery of one channel's messages, and how it closed.
+
+    Messages that arrived before the close are still returned first; then
+    ``receive`` raises :class:`~websocket_multiplex.ChannelClosed` and
+    ``async for`` ends.
+    """
+
+    def __init__(self, name: str, topic: str) -> None:
+        self.name = name
+        """The service name, unescaped."""
+        self.topic = topic
+        """The name as it travels on the wire (JavaScript ``escape()``)."""
+        self._inbox: deque[str] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._close_reason: CloseReason | None = None
+        self._closed = asyncio.Event()
+
+    def __repr__(self) -> str:
+        state = self._close_reason.name if self._close_reason else "OPEN"
+        return f"<{type(self).__name__} {self.name!r} {state}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._close_reason is not None
+
+    @property
+    def close_reason(self) -> CloseReason | None:
+        """Why the channel closed, or ``None`` while it is open."""
+        return self._close_reason
+
+    async def receive(self, timeout: float | None = None) -> str:
+        """Return the next message; raise ``ChannelClosed`` when none will come.
+
+        With ``timeout``, raise ``TimeoutError`` after that many seconds.
+        Only one task may wait at a time; a second raises
+        :class:`~websocket_multiplex.LocalProtocolError`.
+        """
+        while not self._inbox:
+            if self._close_reason is not None:
+                raise ChannelClosed(self.name, self._close_reason)
+            if self._waiter is not None:
+                raise LocalProtocolError(
+                    f"channel {self.name!r} is already being received from: "
+                    "read it from one task only and share the messages yourself"
+                )
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._waiter
+            finally:
+                self._waiter = None
+        return self._inbox.popleft()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[str]:
+        while True:
+            try:
+                yield await self.receive()
+            except ChannelClosed:
+                return
+
+    async def wait_closed(self) -> CloseReason:
+        """Wait until the channel is closed, by either side; return why."""
+        await self._closed.wait()
+        assert self._close_reason is not None
+        return self._close_reason
+
+    def _deliver(self, payload: str) -> None:
+        self._inbox.append(payload)
+        self._wake()
+
+    def _mark_closed(self, reason: CloseReason) -> None:
+        self._close_reason = reason
+        self._closed.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
