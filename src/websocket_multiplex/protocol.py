@@ -26,6 +26,7 @@ from .exceptions import InvalidFrame, LocalProtocolError
 from .wire import (
     ERR,
     MSG,
+    Frame,
     SUB,
     UNS,
     escape,
@@ -46,6 +47,16 @@ class ProtocolCounters:
     invalid_frames: int = 0
     ignored_frames: int = 0
     refused_subscriptions: int = 0
+
+
+def _parse_counted(text: str, counters: ProtocolCounters) -> Frame | None:
+    """Parse a received frame, counting it, and invalid ones apart."""
+    counters.frames_received += 1
+    try:
+        return parse_frame(text)
+    except InvalidFrame:
+        counters.invalid_frames += 1
+        return None
 
 
 class ServerProtocol:
@@ -75,11 +86,8 @@ class ServerProtocol:
 
     def receive(self, text: str) -> Event | None:
         """Interpret one carrier message from the client."""
-        self.counters.frames_received += 1
-        try:
-            frame = parse_frame(text)
-        except InvalidFrame:
-            self.counters.invalid_frames += 1
+        frame = _parse_counted(text, self.counters)
+        if frame is None:
             return None
         topic = frame.topic
         if topic in self._open:
@@ -194,11 +202,8 @@ class ClientProtocol:
 
     def receive(self, text: str) -> Event | None:
         """Interpret one carrier message from the server."""
-        self.counters.frames_received += 1
-        try:
-            frame = parse_frame(text)
-        except InvalidFrame:
-            self.counters.invalid_frames += 1
+        frame = _parse_counted(text, self.counters)
+        if frame is None:
             return None
         topic = frame.topic
         if topic in self._open:
