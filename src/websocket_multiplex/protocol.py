@@ -26,9 +26,9 @@ from .exceptions import InvalidFrame, LocalProtocolError
 from .wire import (
     ERR,
     MSG,
-    Frame,
     SUB,
     UNS,
+    Frame,
     escape,
     format_frame,
     instance_topic,
