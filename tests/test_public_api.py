@@ -20,6 +20,7 @@ EXPECTED_ALL = [
     "Handler",
     "Headers",
     "InvalidFrame",
+    "Limits",
     "LocalProtocolError",
     "MultiplexClient",
     "MultiplexError",

@@ -29,6 +29,7 @@ from .exceptions import (
     RemoteProtocolError,
     ServiceNotFound,
 )
+from .limits import Limits
 from .request import Headers, RequestInfo
 from .wire import escape, unescape
 
@@ -46,6 +47,7 @@ __all__ = [
     "Handler",
     "Headers",
     "InvalidFrame",
+    "Limits",
     "LocalProtocolError",
     "MultiplexClient",
     "MultiplexError",

@@ -16,6 +16,7 @@ __all__ = [
     "ChannelRefused",
     "CloseReason",
     "Event",
+    "LimitExceeded",
     "MessageReceived",
 ]
 
@@ -30,6 +31,7 @@ class CloseReason(enum.Enum):
     SHUTDOWN = "the server is shutting down"
     REFUSED = "the server refused the channel"
     INBOX_FULL = "the application left too many messages unread"
+    LIMIT_EXCEEDED = "the peer went past a limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +51,23 @@ class MessageReceived:
 
 @dataclass(frozen=True, slots=True)
 class ChannelRefused:
-    """The peer subscribed to a topic no service answers to (server side)."""
+    """A ``sub`` the server will not honour, and the notice that says why."""
 
     topic: str
+    notice: str = "404 no such service"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitExceeded:
+    """The peer went past one of :class:`~websocket_multiplex.Limits`.
+
+    With a ``topic``, only that channel is to be closed (with ``notice``);
+    without, the whole connection.
+    """
+
+    limit: str
+    topic: str | None = None
+    notice: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,4 +83,10 @@ class ChannelClosedEvent:
     detail: str = ""
 
 
-Event = ChannelOpened | MessageReceived | ChannelClosedEvent | ChannelRefused
+Event = (
+    ChannelOpened
+    | MessageReceived
+    | ChannelClosedEvent
+    | ChannelRefused
+    | LimitExceeded
+)

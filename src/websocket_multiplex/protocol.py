@@ -12,7 +12,7 @@ way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .events import (
     ChannelClosedEvent,
@@ -20,9 +20,11 @@ from .events import (
     ChannelRefused,
     CloseReason,
     Event,
+    LimitExceeded,
     MessageReceived,
 )
 from .exceptions import InvalidFrame, LocalProtocolError
+from .limits import DEFAULT_LIMITS, Limits
 from .wire import (
     ERR,
     MSG,
@@ -47,6 +49,10 @@ class ProtocolCounters:
     invalid_frames: int = 0
     ignored_frames: int = 0
     refused_subscriptions: int = 0
+    limits_hit: dict[str, int] = field(default_factory=dict)
+
+    def hit(self, limit: str) -> None:
+        self.limits_hit[limit] = self.limits_hit.get(limit, 0) + 1
 
 
 def _parse_counted(text: str, counters: ProtocolCounters) -> Frame | None:
@@ -71,9 +77,14 @@ class ServerProtocol:
     :attr:`counters`.
     """
 
-    def __init__(self, is_registered: Callable[[str], bool]) -> None:
+    def __init__(
+        self, is_registered: Callable[[str], bool], limits: Limits = DEFAULT_LIMITS
+    ) -> None:
         self._is_registered = is_registered
+        self._limits = limits
         self._open: set[str] = set()
+        self._tokens = float(limits.subscribe_burst)
+        self._refilled_at: float | None = None
         self.counters = ProtocolCounters()
 
     @property
@@ -84,12 +95,18 @@ class ServerProtocol:
     def is_open(self, topic: str) -> bool:
         return topic in self._open
 
-    def receive(self, text: str) -> Event | None:
-        """Interpret one carrier message from the client."""
+    def receive(self, text: str, now: float | None = None) -> Event | None:
+        """Interpret one carrier message from the client.
+
+        ``now`` (seconds, any monotonic origin) paces subscriptions; without
+        it the subscribe rate is not enforced.
+        """
         frame = _parse_counted(text, self.counters)
         if frame is None:
             return None
         topic = frame.topic
+        if len(text) > self._limits.max_frame_size:
+            return self._oversized(frame.type, topic)
         if topic in self._open:
             if frame.type == MSG:
                 return MessageReceived(topic, frame.payload)
@@ -97,12 +114,43 @@ class ServerProtocol:
                 self._open.discard(topic)
                 return ChannelClosedEvent(topic, CloseReason.CLIENT_CLOSED)
         elif frame.type == SUB:
-            if self._is_registered(topic):
-                self._open.add(topic)
-                return ChannelOpened(topic)
+            return self._subscribe(topic, now)
+        self.counters.ignored_frames += 1
+        return None
+
+    def _subscribe(self, topic: str, now: float | None) -> Event | None:
+        limits = self._limits
+        if now is not None and not self._take_token(now):
+            self.counters.hit("subscribe_rate")
+            return LimitExceeded("subscribe_rate")
+        if len(topic) > limits.max_topic_length:
+            self.counters.hit("max_topic_length")
+            return None
+        if not self._is_registered(topic):
             self.counters.refused_subscriptions += 1
             return ChannelRefused(topic)
-        self.counters.ignored_frames += 1
+        if len(self._open) >= limits.max_channels:
+            self.counters.hit("max_channels")
+            self.counters.refused_subscriptions += 1
+            return ChannelRefused(topic, "429 too many channels")
+        self._open.add(topic)
+        return ChannelOpened(topic)
+
+    def _take_token(self, now: float) -> bool:
+        """Token bucket: ``subscribe_rate`` per second, ``subscribe_burst`` deep."""
+        if self._refilled_at is not None:
+            earned = (now - self._refilled_at) * self._limits.subscribe_rate
+            self._tokens = min(self._limits.subscribe_burst, self._tokens + earned)
+        self._refilled_at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    def _oversized(self, kind: str, topic: str) -> Event | None:
+        self.counters.hit("max_frame_size")
+        if kind == MSG and topic in self._open:
+            return LimitExceeded("max_frame_size", topic, "413 message too large")
         return None
 
     def send(self, topic: str, payload: str) -> str:

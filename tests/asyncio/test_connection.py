@@ -12,6 +12,7 @@ from websocket_multiplex import (
     Channel,
     ChannelClosed,
     CloseReason,
+    Limits,
     MultiplexServer,
     RequestInfo,
 )
@@ -228,7 +229,7 @@ class GatedTransport:
 
 
 async def test_send_waits_above_the_write_limit_until_drained() -> None:
-    server = MultiplexServer(write_limit=100)
+    server = MultiplexServer(limits=Limits(write_limit=100))
     progress: list[int] = []
     done = asyncio.Event()
     payload = "x" * 40  # "msg,t," + 40 = 46 characters a frame
@@ -260,7 +261,7 @@ async def test_send_waits_above_the_write_limit_until_drained() -> None:
 
 
 async def test_a_blocked_sender_is_released_when_the_connection_is_lost() -> None:
-    server = MultiplexServer(write_limit=10)
+    server = MultiplexServer(limits=Limits(write_limit=10))
     outcome: asyncio.Queue[str | CloseReason] = asyncio.Queue()
 
     @server.channel("t")
@@ -290,7 +291,7 @@ async def test_a_blocked_sender_is_released_when_the_connection_is_lost() -> Non
 async def test_a_failed_write_closes_the_connection() -> None:
     # The write loop used to swallow the error: senders then blocked above
     # the limit until the adapter noticed (handler_timeout bounds a regression).
-    server = MultiplexServer(write_limit=100, handler_timeout=0.1)
+    server = MultiplexServer(limits=Limits(write_limit=100), handler_timeout=0.1)
     progress: list[int] = []
 
     @dataclass(eq=False)
@@ -339,7 +340,7 @@ async def test_a_handler_can_close_its_own_connection() -> None:
 
 
 async def test_close_gives_up_flushing_a_client_that_does_not_read() -> None:
-    server = MultiplexServer(write_limit=10, close_timeout=0.05)
+    server = MultiplexServer(limits=Limits(write_limit=10), close_timeout=0.05)
     never = asyncio.Event()
 
     @dataclass(eq=False)
@@ -401,7 +402,7 @@ async def test_closed_channel_errors_from_another_channel_fail_the_handler(
 async def test_any_transport_failure_loses_the_connection(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server = MultiplexServer(write_limit=10)
+    server = MultiplexServer(limits=Limits(write_limit=10))
 
     @dataclass(eq=False)
     class OddTransport:

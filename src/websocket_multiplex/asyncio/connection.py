@@ -14,6 +14,7 @@ from ..events import (
     ChannelOpened,
     ChannelRefused,
     CloseReason,
+    LimitExceeded,
     MessageReceived,
 )
 from ..exceptions import ChannelClosed
@@ -31,8 +32,8 @@ logger = logging.getLogger("websocket_multiplex")
 _ids = itertools.count(1)
 
 # Refusal notices (docs/PROTOCOL-EXTENSIONS.md): "<code> <text>".
-NO_SUCH_SERVICE = "404 no such service"
 SERVICE_FAILED = "500 service failed"
+OVERLOADED = "503 channel overloaded"
 
 # The handler task a piece of code runs in, seen through child tasks too
 # (gather, create_task), so that no wait ever waits on its own caller.
@@ -48,7 +49,7 @@ class Connection:
     synchronously in :meth:`receive` (a message only lands in its channel's
     inbox), so a slow handler never delays the other channels. Outgoing
     frames go through one ordered queue drained by a writer task; senders
-    wait while it holds more than ``write_limit`` characters.
+    wait while it holds more than ``Limits.write_limit`` characters.
     """
 
     def __init__(self, server: MultiplexServer, transport: Transport) -> None:
@@ -56,7 +57,10 @@ class Connection:
         self.server = server
         self.transport = transport
         self.request: RequestInfo = transport.request
-        self._protocol = ServerProtocol(server._is_registered)
+        self._limits = server.limits
+        self._loop = asyncio.get_running_loop()
+        self._protocol = ServerProtocol(server._is_registered, server.limits)
+        self._aborting: asyncio.Task[None] | None = None
         self._channels: dict[str, Channel] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._outbox: deque[str] = deque()
@@ -91,20 +95,46 @@ class Connection:
 
     def receive(self, text: str) -> None:
         """Handle one carrier message from the client."""
-        if self._lost:
+        if self._lost or self._aborting is not None:
             return
-        event = self._protocol.receive(text)
+        event = self._protocol.receive(text, self._loop.time())
         if event is None:
             return
         if type(event) is MessageReceived:
-            self._channels[event.topic]._deliver(event.payload)
+            channel = self._channels[event.topic]
+            if len(channel._inbox) < self._limits.max_queue:
+                channel._deliver(event.payload)
+            else:  # its handler fell behind: shed this channel, only it
+                self._close_channel(channel, CloseReason.INBOX_FULL, OVERLOADED)
         elif type(event) is ChannelOpened:
             self._open_channel(event.topic)
         elif type(event) is ChannelClosedEvent:
             self._channels.pop(event.topic)._mark_closed(event.reason)
         elif type(event) is ChannelRefused:
-            for frame in self._protocol.refuse(event.topic, NO_SUCH_SERVICE):
+            for frame in self._protocol.refuse(event.topic, event.notice):
                 self._enqueue(frame)
+        elif type(event) is LimitExceeded:
+            self._limit_exceeded(event)
+
+    def _limit_exceeded(self, event: LimitExceeded) -> None:
+        if event.topic is not None:
+            channel = self._channels[event.topic]
+            self._close_channel(channel, CloseReason.LIMIT_EXCEEDED, event.notice)
+        else:
+            logger.warning("%r: %s exceeded, closing", self, event.limit)
+            self._abort(4029, "too many subscriptions")
+
+    def _abort(self, code: int, reason: str) -> None:
+        """Drop a client that broke a limit; no flush: it gets no more time."""
+        if self._aborting is None and not self._lost:
+            self._lose(CloseReason.LIMIT_EXCEEDED)
+            self._aborting = self._loop.create_task(self._close_carrier(code, reason))
+
+    async def _close_carrier(self, code: int, reason: str) -> None:
+        try:
+            await self.transport.close(code, reason)
+        except Exception:  # the carrier may be half gone already
+            logger.debug("%r: close failed", self, exc_info=True)
 
     async def connection_lost(self) -> None:
         """The carrier is gone: close every channel and end every handler.
@@ -118,12 +148,12 @@ class Connection:
         if _current_handler.get() not in self._handlers:
             await asyncio.shield(self._finishing)
 
-    def _lose(self) -> None:
+    def _lose(self, reason: CloseReason = CloseReason.CONNECTION_LOST) -> None:
         """Everything that must happen at once when the carrier goes away."""
         if self._lost:
             return
         self._lost = True
-        self._close_all(self._protocol.connection_lost())
+        self._close_all(self._protocol.connection_lost(reason))
         self._writer.cancel()
         self.server._connections.discard(self)
         self._finishing = asyncio.get_running_loop().create_task(
@@ -171,12 +201,17 @@ class Connection:
             reason = CloseReason.HANDLER_FAILED
         self._close_channel(channel, reason)
 
-    def _close_channel(self, channel: Channel, reason: CloseReason) -> None:
-        """Close one channel from the server side (sends ``uns``)."""
+    def _close_channel(
+        self, channel: Channel, reason: CloseReason, notice: str | None = None
+    ) -> None:
+        """Close one channel from the server side: ``uns``, after ``err`` if
+        there is a ``notice`` (docs/PROTOCOL-EXTENSIONS.md)."""
         if channel.closed or self._lost:
             return
         if reason is CloseReason.HANDLER_FAILED:
-            for frame in self._protocol.fail(channel.topic, SERVICE_FAILED):
+            notice = SERVICE_FAILED
+        if notice is not None:
+            for frame in self._protocol.fail(channel.topic, notice):
                 self._enqueue(frame)
         else:
             self._enqueue(self._protocol.close(channel.topic))
@@ -208,9 +243,16 @@ class Connection:
         if self._lost:
             return  # the caller reports the closed channel
         self._enqueue(frame)
-        if self._outbox_size > self.server.write_limit:
+        if self._outbox_size > self._limits.write_limit:
             self._writable.clear()
-            await self._writable.wait()
+            try:
+                async with asyncio.timeout(self._limits.slow_client_timeout):
+                    await self._writable.wait()
+            except TimeoutError:
+                logger.warning("%r: slow client, closing", self)
+                self._abort(4008, "slow client")
+                if self._aborting is not None:
+                    await asyncio.shield(self._aborting)
 
     def _enqueue(self, frame: str) -> None:
         self._outbox.append(frame)
@@ -228,7 +270,7 @@ class Connection:
 
     async def _write_loop(self) -> None:
         outbox = self._outbox
-        low_water = self.server.write_limit // 4
+        low_water = self._limits.write_limit // 4
         loop = asyncio.get_running_loop()
         try:
             while True:

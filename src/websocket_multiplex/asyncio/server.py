@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from ..events import CloseReason
 from ..exceptions import LocalProtocolError, ServiceNotFound
+from ..limits import DEFAULT_LIMITS, Limits
 from ..wire import escape, service_topic
 from .channel import Channel
 from .connection import Connection
@@ -93,21 +94,22 @@ class MultiplexServer:
     Then mount it with an adapter, e.g.
     :func:`websocket_multiplex.adapters.aiohttp.add_sockjs_endpoint`.
 
-    ``write_limit`` (characters) bounds what a connection buffers before
-    ``send`` waits; ``handler_timeout`` (seconds) is how long handlers may
-    run after their connection closed before they are cancelled;
-    ``close_timeout`` (seconds) is how long a server-side close waits for
-    queued frames to reach a client before closing the carrier anyway.
+    ``limits`` bounds what one client can make the server hold or do
+    (:class:`~websocket_multiplex.Limits`, docs/LIMITS.md);
+    ``handler_timeout`` (seconds) is how long handlers may run after their
+    connection closed before they are cancelled; ``close_timeout``
+    (seconds) is how long a server-side close waits for queued frames to
+    reach a client before closing the carrier anyway.
     """
 
     def __init__(
         self,
         *,
-        write_limit: int = 1 << 20,
+        limits: Limits = DEFAULT_LIMITS,
         handler_timeout: float = 5.0,
         close_timeout: float = 10.0,
     ) -> None:
-        self.write_limit = write_limit
+        self.limits = limits
         self.handler_timeout = handler_timeout
         self.close_timeout = close_timeout
         self._services: dict[str, Service] = {}

@@ -1,0 +1,60 @@
+"""Every limit the server enforces, with its default, in one place.
+
+A public server cannot assume its clients cooperate (PROTOCOL.md, "Known
+limits of the reference"). Each limit below says what happens when a
+client reaches it; docs/LIMITS.md explains the trade-offs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_LIMITS", "Limits"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what one client connection may make the server hold or do.
+
+    Sizes are in characters of frame text.
+    """
+
+    max_frame_size: int = 256 * 1024
+    """A ``msg`` frame longer than this closes its channel with
+    ``err,T,413 message too large``; any other frame this long is ignored."""
+
+    max_topic_length: int = 256
+    """A ``sub`` whose topic is longer is ignored and counted (no reply, so
+    that junk cannot make the server write)."""
+
+    max_channels: int = 256
+    """Open channels per connection; a further ``sub`` is refused with
+    ``err,T,429 too many channels``."""
+
+    subscribe_rate: float = 50.0
+    """``sub`` frames per second allowed on average per connection ..."""
+
+    subscribe_burst: int = 500
+    """... and at once. Going past it closes the connection with code 4029,
+    reason ``too many subscriptions``."""
+
+    max_queue: int = 1024
+    """Unread messages per channel. When a handler falls that far behind,
+    its channel (and only it) is closed with ``err,T,503 channel
+    overloaded``: the other channels and the connection go on."""
+
+    write_limit: int = 1 << 20
+    """Queued outgoing characters per connection (the high-water mark;
+    the low-water mark is a quarter of it). Above it, ``send`` waits."""
+
+    slow_client_timeout: float = 30.0
+    """Seconds a connection may stay above ``write_limit`` before it is
+    closed with code 4008, reason ``slow client``."""
+
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Limits.{name} must be positive")
+
+
+DEFAULT_LIMITS = Limits()
