@@ -3,7 +3,8 @@
 ``src/websocket_multiplex/static/websocket-multiplex.js`` is the one source:
 a classic ``<script>`` whose code sits between two ``BODY`` markers inside an
 IIFE. The ES module ``websocket-multiplex.mjs`` is that body at module scope,
-with ``export`` added to the ``WebSocketMultiplex`` class and a default
+with ``export`` added to the ``WebSocketMultiplex`` class, a named export
+of ``MultiplexChannel`` (the declarations promise both) and a default
 export. Both files are committed, so installing the package needs no build.
 
 Run ``python scripts/build_client.py`` after editing the classic script;
@@ -25,7 +26,7 @@ MODULE = STATIC / "websocket-multiplex.mjs"
 
 BEGIN = "// --- BEGIN BODY ---\n"
 END = "// --- END BODY ---\n"
-CLASS = "class WebSocketMultiplex {\n"
+CLASS = "\nclass WebSocketMultiplex "  # then "{" or "extends ..."
 BANNER = (
     "// Generated from websocket-multiplex.js by scripts/build_client.py;\n"
     "// do not edit: change the classic script and run the script again.\n"
@@ -39,10 +40,14 @@ def render(source: str) -> str:
     if not (found and found_end):
         raise ValueError(f"{SOURCE.name} must contain the lines {BEGIN!r} and {END!r}")
     if body.count(CLASS) != 1:
-        raise ValueError(f"{SOURCE.name} must define {CLASS.strip()!r} exactly once")
+        raise ValueError(
+            f"{SOURCE.name} must define {CLASS.strip()!r} exactly once, "
+            "at the start of a line"
+        )
     comment = header[: header.index("*/") + 3] if header.startswith("/*") else ""
-    body = body.strip("\n").replace(CLASS, "export " + CLASS)
-    return f"{BANNER}{comment}\n{body}\n\nexport default WebSocketMultiplex;\n"
+    body = body.strip("\n").replace(CLASS, "\nexport " + CLASS.lstrip("\n"))
+    exports = "export { MultiplexChannel };\nexport default WebSocketMultiplex;\n"
+    return f"{BANNER}{comment}\n{body}\n\n{exports}"
 
 
 def main(argv: list[str] | None = None) -> int:

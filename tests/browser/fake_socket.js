@@ -64,3 +64,44 @@ window.addEventListener("error", (e) => {
   reported.push(String(e.error && e.error.message));
   e.preventDefault();
 });
+
+// Record a channel's events with every field the extensions add:
+// ["close", code, reason, wasClean, refused] and ["reconnect", code, reason].
+function recordAll(channel, log) {
+  log = record(channel, log);
+  channel.onclose = (e) => log.push(["close", e.code, e.reason, e.wasClean, e.refused]);
+  channel.onreconnect = (e) => log.push(["reconnect", e.code, e.reason, e.wasClean]);
+  return log;
+}
+
+// A socket factory for reconnection tests: every socket it made is in
+// `factory.sockets`, the newest last.
+function fakeFactory() {
+  const factory = () => {
+    const sock = new FakeSocket(0);
+    factory.sockets.push(sock);
+    return sock;
+  };
+  factory.sockets = [];
+  return factory;
+}
+
+// Record a multiplexer's own events as plain arrays.
+function recordMultiplexer(multiplexer, log) {
+  log = log || [];
+  multiplexer.onopen = (e) => log.push(["open", e.reconnected]);
+  multiplexer.onreconnecting = (e) => log.push(["reconnecting", e.attempt, e.delay, e.code]);
+  multiplexer.onclose = (e) => log.push(["close", e.code, e.reason, e.wasClean]);
+  return log;
+}
+
+// Wait (bounded) until predicate() is true: for the reconnection timers.
+async function until(predicate, timeout) {
+  const deadline = Date.now() + (timeout === undefined ? 2000 : timeout);
+  while (!predicate()) {
+    if (Date.now() > deadline) {
+      throw new Error("timed out waiting for " + predicate);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}

@@ -291,7 +291,7 @@ async def test_socket_close_closes_every_channel_once(client: Page) -> None:
     }
 
 
-async def test_one_channel_per_name_until_it_closes(client: Page) -> None:
+async def test_same_name_channels_get_instance_topics(client: Page) -> None:
     # The original silently replaced (and orphaned) the first channel.
     result = await run(
         client,
@@ -299,20 +299,331 @@ async def test_one_channel_per_name_until_it_closes(client: Page) -> None:
         const sock = new FakeSocket(1);
         const m = new WebSocketMultiplex(sock);
         const first = m.channel("news");
-        let error = null;
-        try { m.channel("news"); } catch (e) { error = e.message; }
-        first.close();
         const second = m.channel("news");
-        sock.receive("msg,news,fresh");
+        const third = m.channel("news");
+        const logs = [first, second, third].map((c) => record(c));
+        const topics = [first, second, third].map((c) => [c.name, c.topic]);
         await tick();
-        return {error, sent: sock.sent, firstState: first.readyState,
-                second: second.readyState};
+        sock.receive("msg,news,to first");
+        sock.receive("msg,news#2,to third");
+        sock.receive("msg,news#1,to second");
+        first.send("from first");
+        second.send("from second");
+        first.close();
+        sock.receive("msg,news,late for first");
+        await tick();
+        const again = m.channel("news");  // the plain topic is free again
+        const weird = m.channel("a b");
+        const weirdToo = m.channel("a b");
+        third.close();
+        const fourth = m.channel("news");  // "news" is open again
+        return {topics, logs, sent: sock.sent,
+                later: [again, weird, weirdToo, fourth].map((c) => c.topic)};
     """,
     )
-    assert "already open" in result["error"]
-    assert result["sent"] == ["sub,news", "uns,news", "sub,news"]
-    assert result["firstState"] == 3
-    assert result["second"] == 1
+    assert result["topics"] == [["news", "news"], ["news", "news#1"], ["news", "news#2"]]
+    assert result["logs"] == [
+        [["open", 1], ["message", "to first"], ["close", 1000, "", True]],
+        [["open", 1], ["message", "to second"]],
+        [["open", 1], ["message", "to third"]],
+    ]
+    assert result["later"] == ["news", "a%20b", "a%20b#3", "news#4"]
+    assert result["sent"] == [
+        "sub,news",
+        "sub,news#1",
+        "sub,news#2",
+        "msg,news,from first",
+        "msg,news#1,from second",
+        "uns,news",
+        "sub,news",
+        "sub,a%20b",
+        "sub,a%20b#3",
+        "uns,news#2",
+        "sub,news#4",
+    ]
+
+
+async def test_refusal_notice_closes_with_its_code(client: Page) -> None:
+    # The original ignores "err" and sees only the "uns" (reason-less close).
+    result = await run(
+        client,
+        """
+        const sock = new FakeSocket(1);
+        const m = new WebSocketMultiplex(sock);
+        const logs = {};
+        for (const n of ["nope", "ann", "odd", "err-only", "bob"]) {
+            logs[n] = recordAll(m.channel(n));
+        }
+        // Refused before the open event: it never opens, as a WebSocket
+        // whose handshake fails.
+        sock.receive("err,nope,404 no such service");
+        sock.receive("uns,nope");
+        await tick();
+        sock.receive("msg,ann,hello");
+        sock.receive("err,ann,500 service failed");
+        sock.receive("uns,ann");
+        sock.receive("err,odd,without a code, but, commas");
+        sock.receive("uns,odd");
+        sock.receive("err,err-only,429 too many");    // no "uns": still open
+        sock.receive("msg,err-only,still here");
+        sock.receive("err,unknown,404 no such service");  // no such channel
+        sock.receive("uns,unknown");
+        sock.receive("uns,bob");                      // a plain server close
+        await tick();
+        return {logs, states: [m.channel("x").readyState], sent: sock.sent};
+    """,
+    )
+    assert result["logs"] == {
+        "nope": [["close", 404, "no such service", True, True]],
+        "ann": [
+            ["open", 1],
+            ["message", "hello"],
+            ["close", 500, "service failed", True, True],
+        ],
+        "odd": [["open", 1], ["close", 1011, "without a code, but, commas", True, True]],
+        "err-only": [["open", 1], ["message", "still here"]],
+        "bob": [["open", 1], ["close", 1000, "closed by server", True, False]],
+    }
+    assert result["sent"] == [
+        "sub,nope",
+        "sub,ann",
+        "sub,odd",
+        "sub,err-only",
+        "sub,bob",
+        "sub,x",
+    ]
+
+
+async def test_plain_socket_never_reconnects(client: Page) -> None:
+    result = await run(
+        client,
+        """
+        const errors = [];
+        for (const reconnect of [true, {maxAttempts: 3}]) {
+            try { new WebSocketMultiplex(new FakeSocket(), {reconnect}); }
+            catch (e) { errors.push(e.name); }
+        }
+        const bad = [];
+        for (const reconnect of ["yes", {initialDelay: -1}, {maxDelay: "1s"}]) {
+            try { new WebSocketMultiplex(fakeFactory(), {reconnect}); }
+            catch (e) { bad.push(e.name); }
+        }
+        const sock = new FakeSocket(0);
+        const m = new WebSocketMultiplex(sock, {reconnect: false});
+        const events = recordMultiplexer(m);
+        const ann = m.channel("ann");
+        const log = recordAll(ann);
+        sock.open();
+        sock.close(1006, "", false);
+        await tick();
+        ann.send("dropped");
+        return {errors, bad, events, log, state: m.readyState, sent: sock.sent};
+    """,
+    )
+    lost = [1006, "connection closed", False]
+    assert result == {
+        "errors": ["TypeError", "TypeError"],
+        "bad": ["TypeError", "TypeError", "TypeError"],
+        "events": [["open", False], ["close", *lost]],
+        "log": [["open", 1], ["close", *lost, False]],
+        "state": 3,
+        "sent": ["sub,ann"],
+    }
+
+
+async def test_reconnects_and_resubscribes_open_channels(client: Page) -> None:
+    result = await run(
+        client,
+        """
+        const factory = fakeFactory();
+        const m = new WebSocketMultiplex(factory, {reconnect: {initialDelay: 5}});
+        const events = recordMultiplexer(m);
+        const logs = {};
+        const ann = m.channel("ann"), news = m.channel("news"), news2 = m.channel("news");
+        const bob = m.channel("bob");
+        for (const c of [ann, news, news2, bob]) logs[c.topic] = recordAll(c);
+        const first = factory.sockets[0];
+        first.open();
+        bob.close();
+        first.receive("msg,ann,hi");
+        first.close(1006, "", false);
+        // The gap: channels stay open, sends queue, a new channel waits.
+        const gap = {states: [ann.readyState, news2.readyState], mux: m.readyState};
+        ann.send("during the gap");
+        const carl = m.channel("carl");
+        logs.carl = recordAll(carl);
+        news.close();  // closed during the gap: nothing on the wire for it
+        first.receive("msg,ann,from the old socket");  // ignored
+        await until(() => factory.sockets.length === 2);
+        const second = factory.sockets[1];
+        gap.sentBeforeOpen = second.sent.slice();
+        second.open();
+        await tick();
+        second.receive("msg,ann,hi again");
+        ann.send("after");
+        return {gap, events, logs, first: first.sent, second: second.sent,
+                mux: m.readyState, socket: m.socket === second && m.ws === second};
+    """,
+    )
+    gap = result["gap"]
+    assert gap == {"states": [1, 1], "mux": 0, "sentBeforeOpen": []}
+    lost = [1006, "connection closed", False]
+    assert result["events"] == [
+        ["open", False],
+        ["reconnecting", 1, result["events"][1][2], 1006],
+        ["open", True],
+    ]
+    assert 0 <= result["events"][1][2] < 5
+    assert result["logs"] == {
+        "ann": [
+            ["open", 1],
+            ["message", "hi"],
+            ["reconnect", *lost],
+            ["message", "hi again"],
+        ],
+        "news": [["open", 1], ["close", 1000, "", True, False]],
+        "news#1": [["open", 1], ["reconnect", *lost]],
+        "bob": [["open", 1], ["close", 1000, "", True, False]],
+        "carl": [["open", 1]],
+    }
+    assert result["first"] == ["sub,ann", "sub,news", "sub,news#1", "sub,bob", "uns,bob"]
+    # Same topics as before, then what was queued in the gap.
+    assert result["second"] == [
+        "sub,ann",
+        "msg,ann,during the gap",
+        "sub,news#1",
+        "sub,carl",
+        "msg,ann,after",
+    ]
+    assert result["mux"] == 1
+    assert result["socket"] is True
+
+
+async def test_backoff_with_full_jitter_then_gives_up(client: Page) -> None:
+    result = await run(
+        client,
+        """
+        Math.random = () => 0.5;  // this page only: make the jitter visible
+        const factory = fakeFactory();
+        const m = new WebSocketMultiplex(factory, {
+            reconnect: {initialDelay: 4, maxDelay: 10, maxAttempts: 4}});
+        const events = recordMultiplexer(m);
+        const ann = m.channel("ann");
+        const log = recordAll(ann);
+        // The first socket never opens: the channel waits, still CONNECTING.
+        factory.sockets[0].close(1002, "refused", false);
+        await until(() => factory.sockets.length === 2);
+        const waiting = ann.readyState;
+        factory.sockets[1].open();
+        factory.sockets[1].close(1006, "", false);  // opened once: count restarts
+        for (let n = 3; n <= 6; n++) {
+            await until(() => factory.sockets.length === n);
+            factory.sockets[n - 1].close(1006, "gone " + n, false);
+        }
+        await tick();
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        return {waiting, events, log, made: factory.sockets.length,
+                state: m.readyState, closedLater: await (async () => {
+                    const late = m.channel("late");
+                    const l = recordAll(late);
+                    await tick();
+                    return l;
+                })()};
+    """,
+    )
+    final = [1006, "gone 6", False]
+    assert result["waiting"] == 0
+    assert result["events"] == [
+        ["reconnecting", 1, 2, 1002],
+        ["open", False],  # the first socket that opened
+        ["reconnecting", 1, 2, 1006],
+        ["reconnecting", 2, 4, 1006],
+        ["reconnecting", 3, 5, 1006],  # 0.5 * min(10, 16)
+        ["reconnecting", 4, 5, 1006],
+        ["close", *final],
+    ]
+    assert result["log"] == [["open", 1], ["close", *final, False]]
+    assert result["made"] == 6
+    assert result["state"] == 3
+    assert result["closedLater"] == [["close", *final, False]]
+
+
+async def test_close_stops_everything(client: Page) -> None:
+    result = await run(
+        client,
+        """
+        const factory = fakeFactory();
+        const m = new WebSocketMultiplex(factory, {reconnect: {initialDelay: 1}});
+        const events = recordMultiplexer(m);
+        const ann = m.channel("ann");
+        const log = recordAll(ann);
+        factory.sockets[0].open();
+        factory.sockets[0].close(1006, "", false);
+        m.close(4001, "bye");  // while a reconnection is pending
+        const state = [m.readyState, ann.readyState];
+        ann.send("dropped");
+        m.close();  // once only
+        await new Promise((resolve) => setTimeout(resolve, 20));
+
+        // Over an open plain socket: it is closed too, with code and reason.
+        const sock = new FakeSocket(1);
+        const closes = [];
+        sock.close = (code, reason) => {
+            closes.push([code, reason]);
+            FakeSocket.prototype.close.call(sock, 1000, "", true);
+        };
+        const plain = new WebSocketMultiplex(sock);
+        const plainEvents = recordMultiplexer(plain);
+        const bob = plain.channel("bob");
+        const bobLog = recordAll(bob);
+        await tick();
+        plain.close();
+        bob.send("dropped");
+        await tick();
+        return {state, events, log, made: factory.sockets.length, closes,
+                plainEvents, bobLog, sent: sock.sent};
+    """,
+    )
+    assert result["state"] == [3, 2]
+    assert result["events"] == [
+        ["open", False],
+        ["reconnecting", 1, 0, 1006],
+        ["close", 4001, "bye", True],
+    ]
+    assert result["log"] == [["open", 1], ["close", 4001, "bye", True, False]]
+    assert result["made"] == 1
+    assert result["closes"] == [[None, None]]
+    assert result["plainEvents"] == [["close", 1000, "", True]]
+    assert result["bobLog"] == [["open", 1], ["close", 1000, "", True, False]]
+    assert result["sent"] == ["sub,bob"]
+
+
+async def test_a_throwing_factory_counts_as_a_failed_attempt(client: Page) -> None:
+    result = await run(
+        client,
+        """
+        const factory = fakeFactory();
+        let fail = false;
+        const m = new WebSocketMultiplex(() => {
+            if (fail) { fail = false; throw new Error("no network"); }
+            return factory();
+        }, {reconnect: {initialDelay: 2}});
+        const events = recordMultiplexer(m);
+        const ann = m.channel("ann");
+        factory.sockets[0].open();
+        fail = true;
+        factory.sockets[0].close(1006, "", false);
+        await until(() => factory.sockets.length === 2);
+        factory.sockets[1].open();
+        return {events: events.map((e) => e.slice(0, 2)), reported,
+                sent: factory.sockets[1].sent};
+    """,
+    )
+    assert result == {
+        "events": [["open", False], ["reconnecting", 1], ["reconnecting", 2], ["open", True]],
+        "reported": ["no network"],
+        "sent": ["sub,ann"],
+    }
 
 
 async def test_listeners_behave_like_event_target(client: Page) -> None:

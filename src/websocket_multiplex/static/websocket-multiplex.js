@@ -10,20 +10,65 @@
  *     ann.onmessage = function (e) { console.log(e.data); };
  *     ann.onclose = function (e) { console.log("closed:", e.code, e.reason); };
  *
+ * Automatic reconnection: give a function that makes the socket instead of
+ * the socket, and options (every one optional; delays in milliseconds):
+ *
+ *     var multiplexer = new WebSocketMultiplex(
+ *       function () { return new SockJS("/multiplex"); },
+ *       {reconnect: {initialDelay: 500, maxDelay: 10000, maxAttempts: Infinity}});
+ *     multiplexer.onreconnecting = function (e) { show("offline, retry", e.attempt); };
+ *     multiplexer.onopen = function (e) { show(e.reconnected ? "back" : "online"); };
+ *     ann.onreconnect = function () { ann.send("resync please"); };
+ *
+ * - With a function, reconnection is on unless {reconnect: false}. When
+ *   the socket closes (or fails to open), the multiplexer fires
+ *   "reconnecting" ({attempt, delay, code, reason, wasClean}) and calls the
+ *   function again after `delay`: exponential backoff with full jitter,
+ *   a random delay in [0, min(maxDelay, initialDelay * 2^(attempt-1))).
+ *   The count starts again from 1 once a socket opens. After maxAttempts
+ *   failed attempts in a row it gives up and closes like a plain socket.
+ * - Channels stay open (readyState OPEN) across the gap. send() queues
+ *   while the socket is down (in memory, unbounded); on the new socket
+ *   every open channel sends "sub" again with the same topic, then its
+ *   queued messages, then fires "reconnect" ({code, reason, wasClean} of
+ *   the lost connection). Messages are NOT guaranteed across the gap:
+ *   what was in flight when the connection broke, and whatever the
+ *   service sent meanwhile, is lost, and the server sees a brand-new
+ *   channel (its handler starts again: greetings come again). Resync
+ *   application state in onreconnect. The server may refuse the new
+ *   subscription, which closes the channel as below.
+ * - Multiplexer events: "open" (a socket opened; `reconnected` is true
+ *   when one was open before), "reconnecting", and "close" (for good:
+ *   multiplexer.close(), a plain socket closed, or reconnection gave up;
+ *   {code, reason, wasClean}), as on<type> properties or listeners.
+ * - multiplexer.close(code, reason) closes every channel and the socket
+ *   and stops reconnecting.
+ *
  * Where it differs from the original, on purpose:
  *
  * - Every open channel fires "close" (exactly once) when the socket
- *   closes; the event carries the socket's code, reason and wasClean.
+ *   closes for good; the event carries the socket's code, reason and
+ *   wasClean.
+ * - When our server refuses or fails a channel it sends "err,<topic>,<code>
+ *   <text>" then "uns" (docs/PROTOCOL-EXTENSIONS.md): the channel's close
+ *   event then has refused: true, code the notice's number (404 no such
+ *   service, 403 refused, 429 limit reached, 500 service failed) and reason
+ *   its text. A refused channel that had not fired "open" yet never does.
+ *   The original server sends no notice: such a channel just stays open.
+ * - Several channels to one service: the first channel of a name uses the
+ *   topic escape(name); another one opened while an earlier one is still
+ *   open uses escape(name) + "#" + an instance id unique on this
+ *   multiplexer. Our server gives each its own channel of that service;
+ *   the original server ignores the "#" topics, so there only the first
+ *   channel of a name works (the others stay silent).
  * - send() before the socket is open is queued and sent right after the
  *   channel's "sub" frame (the original throws while the socket is
  *   connecting). send() between "sub" and the open event goes straight out.
  * - send() on a CLOSING or CLOSED channel is silently dropped, as a
  *   WebSocket drops it: once a channel is closed, this client puts no
  *   frame for it on the wire (the original still sends them).
- * - channel(name) while a channel of that name is open on this
- *   multiplexer throws (the original silently orphaned the first one).
- * - channel.name is the name you passed; channel.topic is its wire form,
- *   escape(name) (the original called the escaped form "name").
+ * - channel.name is the name you passed; channel.topic is its wire form
+ *   (the original called the escaped form "name").
  * - Topic names are looked up in a Map, so names such as "__proto__",
  *   "toString" or "constructor" are ordinary names.
  *
@@ -41,6 +86,13 @@ const CONNECTING = 0;
 const OPEN = 1;
 const CLOSING = 2;
 const CLOSED = 3;
+
+// Reconnection defaults, in milliseconds (see the header comment).
+const RECONNECT_DEFAULTS = Object.freeze({
+  initialDelay: 500,
+  maxDelay: 10000,
+  maxAttempts: Infinity,
+});
 
 // Report an exception thrown by an event handler without interrupting the
 // dispatch to the other handlers and channels, as EventTarget does.
@@ -67,6 +119,53 @@ function parseFrame(text) {
   };
 }
 
+// The payload of an "err" frame, "<code> <text>" (PROTOCOL-EXTENSIONS.md),
+// as close event fields; 1011 (unexpected condition) when it has no code.
+function parseNotice(payload) {
+  const match = /^(\d+)(?: ([\s\S]*))?$/.exec(payload);
+  if (match === null) {
+    return { code: 1011, reason: payload };
+  }
+  return { code: Number(match[1]), reason: match[2] === undefined ? "" : match[2] };
+}
+
+function closeDetails(event) {
+  return {
+    code: typeof event.code === "number" ? event.code : 1006,
+    reason: typeof event.reason === "string" && event.reason
+      ? event.reason : "connection closed",
+    wasClean: !!event.wasClean,
+  };
+}
+
+// Validate the `reconnect` option: null (off) or complete settings.
+function reconnectSettings(option) {
+  if (option === false || option === null) {
+    return null;
+  }
+  const given = option === undefined || option === true ? {} : option;
+  if (typeof given !== "object") {
+    throw new TypeError("websocket-multiplex: reconnect must be a boolean or an object");
+  }
+  const settings = {};
+  for (const key of Object.keys(RECONNECT_DEFAULTS)) {
+    const value = given[key] === undefined ? RECONNECT_DEFAULTS[key] : given[key];
+    if (typeof value !== "number" || !(value >= 0)) {
+      throw new TypeError("websocket-multiplex: reconnect." + key +
+                          " must be a number >= 0, not " + String(value));
+    }
+    settings[key] = value;
+  }
+  return settings;
+}
+
+// Full jitter: a random delay below the exponential ceiling.
+function backoffDelay(settings, attempt) {
+  const ceiling = Math.min(settings.maxDelay,
+                           settings.initialDelay * Math.pow(2, attempt - 1));
+  return Math.floor(Math.random() * ceiling);
+}
+
 function isBinary(data) {
   return (typeof ArrayBuffer !== "undefined" &&
           (data instanceof ArrayBuffer || ArrayBuffer.isView(data))) ||
@@ -78,12 +177,12 @@ function isBinary(data) {
  * Listeners are kept per type in a Map; on<type> runs first, then the
  * listeners in the order they were added.
  */
-class ChannelEventTarget {
-  constructor() {
+class MultiplexEventTarget {
+  constructor(types) {
     this._listeners = new Map();
-    this.onopen = null;
-    this.onmessage = null;
-    this.onclose = null;
+    for (const type of types) {
+      this["on" + type] = null;
+    }
   }
 
   addEventListener(type, listener, options) {
@@ -155,17 +254,19 @@ class ChannelEventTarget {
  *
  * Made by WebSocketMultiplex.channel(). readyState goes CONNECTING -> OPEN
  * -> CLOSING -> CLOSED (or straight to CLOSED when the server or the
- * socket closes it); "open" fires at most once, "close" exactly once.
+ * socket closes it); "open" fires at most once, "close" exactly once,
+ * "reconnect" after each reconnection while it is open.
  */
-class MultiplexChannel extends ChannelEventTarget {
+class MultiplexChannel extends MultiplexEventTarget {
   constructor(multiplexer, name, topic) {
-    super();
+    super(["open", "message", "close", "reconnect"]);
     this._multiplexer = multiplexer;
     this.name = name;
     this.topic = topic;
     this.readyState = CONNECTING;
-    this._queue = [];          // messages sent before the socket opened
-    this._subscribed = false;  // "sub" is on the wire
+    this._queue = [];          // messages sent while not subscribed
+    this._subscribed = false;  // "sub" is on the wire of the current socket
+    this._notice = null;       // the server's "err" notice, until its "uns"
   }
 
   /** Send text to the service; queued until subscribed, dropped once closing. */
@@ -193,25 +294,24 @@ class MultiplexChannel extends ChannelEventTarget {
     if (this.readyState === CLOSING || this.readyState === CLOSED) {
       return;
     }
-    this.readyState = CLOSING;
-    this._queue = [];
+    this._closing();
     this._multiplexer._forget(this);
     if (this._subscribed) {
       this._multiplexer._write("uns," + this.topic);
     }
     const that = this;
-    const event = {
+    const details = {
       code: code === undefined ? 1000 : code,
       reason: reason === undefined ? "" : String(reason),
       wasClean: true,
     };
-    setTimeout(function () { that._closed(event); }, 0);
+    setTimeout(function () { that._closed(details); }, 0);
   }
 
   // -- called by the multiplexer -------------------------------------------
 
-  // The socket is open: subscribe, then send what was queued. The open
-  // event follows (see _opened).
+  // The socket is open: subscribe, then send what was queued. The open or
+  // reconnect event follows (see _opened, _reconnected).
   _subscribe() {
     this._subscribed = true;
     this._multiplexer._write("sub," + this.topic);
@@ -222,6 +322,12 @@ class MultiplexChannel extends ChannelEventTarget {
     }
   }
 
+  // The socket is gone and another one is coming: subscribe again on it.
+  _unsubscribed() {
+    this._subscribed = false;
+    this._notice = null;
+  }
+
   _opened() {
     if (this.readyState !== CONNECTING) {
       return;
@@ -230,9 +336,41 @@ class MultiplexChannel extends ChannelEventTarget {
     this.dispatchEvent({ type: "open" });
   }
 
+  _reconnected(lost) {
+    if (this.readyState !== OPEN) {
+      return;
+    }
+    this.dispatchEvent({
+      type: "reconnect",
+      code: lost.code,
+      reason: lost.reason,
+      wasClean: lost.wasClean,
+    });
+  }
+
   _received(payload) {
     this._opened();  // a frame can beat the open event's timer
     this.dispatchEvent({ type: "message", data: payload });
+  }
+
+  // "uns" from the server: a refusal if an "err" came first.
+  _unsubscribedByServer() {
+    const notice = this._notice;
+    if (notice === null) {
+      this._opened();  // as the original: "open" (if pending), then "close"
+      this._closed({ code: 1000, reason: "closed by server", wasClean: true });
+    } else {
+      this._closed({ code: notice.code, reason: notice.reason, wasClean: true,
+                     refused: true });
+    }
+  }
+
+  // No more frames for this channel: "close" is coming.
+  _closing() {
+    if (this.readyState !== CLOSED) {
+      this.readyState = CLOSING;
+    }
+    this._queue = [];
   }
 
   _closed(details) {
@@ -246,6 +384,7 @@ class MultiplexChannel extends ChannelEventTarget {
       code: details.code,
       reason: details.reason,
       wasClean: details.wasClean,
+      refused: !!details.refused,
     });
   }
 }
@@ -258,22 +397,33 @@ for (const target of [MultiplexChannel, MultiplexChannel.prototype]) {
 }
 
 /**
- * Multiplexes channels over `sock`: a SockJS object or a WebSocket, open
- * or still connecting. Channels subscribe once it is open, and all close
- * when it closes.
+ * Multiplexes channels over a socket: a SockJS object or a WebSocket, open
+ * or still connecting, or a function that makes one (then it reconnects,
+ * see options.reconnect). Channels subscribe once the socket is open, and
+ * all close when the multiplexer closes.
  */
-class WebSocketMultiplex {
-  constructor(sock) {
-    this._sock = sock;
+class WebSocketMultiplex extends MultiplexEventTarget {
+  constructor(sock, options) {
+    super(["open", "reconnecting", "close"]);
+    const reconnect = options == null ? undefined : options.reconnect;
+    this._factory = typeof sock === "function" ? sock : null;
+    if (this._factory === null && reconnect !== undefined && reconnect !== false) {
+      throw new TypeError("websocket-multiplex: reconnect needs a function that " +
+                          "makes the socket, e.g. () => new SockJS(url)");
+    }
+    this._reconnect = this._factory === null ? null : reconnectSettings(reconnect);
     this._channels = new Map();  // topic -> open or opening channel
-    this._lastClose = null;      // the socket's close event, once seen
-    const that = this;
-    sock.addEventListener("open", function () { that._socketOpened(); });
-    sock.addEventListener("message", function (e) { that._socketMessage(e); });
-    sock.addEventListener("close", function (e) { that._socketClosed(e); });
+    this._instances = 0;         // the last instance id given
+    this._everOpened = false;    // a socket has been open
+    this._attempt = 0;           // reconnection attempts since the last open
+    this._timer = null;          // the pending reconnection
+    this._lost = null;           // what closed the socket the gap began with
+    this._lastClose = null;      // the close details, once closed for good
+    this._sock = null;
+    this._attach(this._factory === null ? sock : this._factory());
   }
 
-  /** The socket, under the original client's name for it. */
+  /** The current socket, under the original client's name for it. */
   get ws() {
     return this._sock;
   }
@@ -283,46 +433,116 @@ class WebSocketMultiplex {
   }
 
   /**
-   * Open a channel to the service `name`. Throws if this multiplexer has
-   * a channel of that name that is not closing or closed.
+   * CONNECTING while the socket connects or a reconnection is pending,
+   * OPEN, CLOSING while the socket closes, CLOSED for good.
+   */
+  get readyState() {
+    if (this._lastClose !== null) {
+      return CLOSED;
+    }
+    if (this._timer !== null) {
+      return CONNECTING;
+    }
+    return this._sock.readyState;
+  }
+
+  /**
+   * Open a channel to the service `name`. If this multiplexer already has
+   * an open channel of that name, the new one gets its own instance topic.
    */
   channel(name) {
     name = String(name);
-    const topic = escape(name);
+    let topic = escape(name);
     if (this._channels.has(topic)) {
-      throw new Error(
-        "websocket-multiplex: a channel named " + JSON.stringify(name) +
-        " is already open on this connection; close it first");
+      this._instances += 1;
+      topic += "#" + this._instances.toString(36);
     }
     const channel = new MultiplexChannel(this, name, topic);
     const state = this._sock.readyState;
-    if (state === OPEN) {
+    if (this._lastClose === null && this._timer === null && state === OPEN) {
       this._channels.set(topic, channel);
       channel._subscribe();
       // Let the caller attach onopen first; an incoming frame for this
       // channel opens it earlier (see _received).
       setTimeout(function () { channel._opened(); }, 0);
-    } else if (state === CONNECTING) {
+    } else if (this._lastClose === null && (state === CONNECTING || this._reconnect)) {
       this._channels.set(topic, channel);
     } else {
       const details = this._lastClose ||
         { code: 1006, reason: "the socket is closed", wasClean: false };
+      channel._closing();
       setTimeout(function () { channel._closed(details); }, 0);
     }
     return channel;
   }
 
+  /**
+   * Close every channel and the socket, and stop reconnecting. The
+   * channels' and the multiplexer's close events carry code and reason
+   * (default 1000 and ""); the socket gets them too when it accepts them.
+   */
+  close(code, reason) {
+    if (this._lastClose !== null) {
+      return;
+    }
+    const details = {
+      code: code === undefined ? 1000 : code,
+      reason: reason === undefined ? "" : String(reason),
+      wasClean: true,
+    };
+    const channels = this._takeChannels(details);
+    const sock = this._sock;
+    if (sock.readyState === CONNECTING || sock.readyState === OPEN) {
+      closeSocket(sock, code, reason);
+    }
+    const that = this;
+    setTimeout(function () { that._closeAll(channels, details); }, 0);
+  }
+
   // -- socket events ---------------------------------------------------------
 
+  // Listen to a new socket; a socket that closed, or was replaced, is
+  // not heard any more.
+  _attach(sock) {
+    this._sock = sock;
+    const that = this;
+    let current = true;
+    sock.addEventListener("open", function () {
+      if (current && that._sock === sock) { that._socketOpened(); }
+    });
+    sock.addEventListener("message", function (e) {
+      if (current && that._sock === sock) { that._socketMessage(e); }
+    });
+    sock.addEventListener("close", function (e) {
+      if (current && that._sock === sock) {
+        current = false;
+        that._socketClosed(e);
+      }
+    });
+  }
+
   _socketOpened() {
-    const opening = Array.from(this._channels.values()).filter(function (c) {
+    if (this._lastClose !== null) {
+      return;
+    }
+    const reconnected = this._everOpened;
+    const lost = this._lost;
+    this._everOpened = true;
+    this._attempt = 0;
+    this._lost = null;
+    const waiting = Array.from(this._channels.values()).filter(function (c) {
       return !c._subscribed;
     });
-    for (const channel of opening) {
+    for (const channel of waiting) {
       channel._subscribe();
     }
-    for (const channel of opening) {
-      channel._opened();
+    this.dispatchEvent({ type: "open", reconnected: reconnected });
+    for (const channel of waiting) {
+      if (channel.readyState === CONNECTING) {
+        channel._opened();
+      } else if (lost !== null) {
+        channel._reconnected(lost);
+      }
     }
   }
 
@@ -340,32 +560,98 @@ class WebSocketMultiplex {
     }
     if (frame.type === "msg") {
       channel._received(frame.payload);
+    } else if (frame.type === "err") {
+      channel._notice = parseNotice(frame.payload);
     } else if (frame.type === "uns") {
-      channel._opened();
       this._channels.delete(frame.topic);
-      channel._closed({ code: 1000, reason: "closed by server", wasClean: true });
+      channel._unsubscribedByServer();
     }
   }
 
   _socketClosed(event) {
-    const details = {
-      code: typeof event.code === "number" ? event.code : 1006,
-      reason: typeof event.reason === "string" && event.reason
-        ? event.reason : "connection closed",
-      wasClean: !!event.wasClean,
-    };
+    if (this._lastClose !== null) {
+      return;  // closed for good already (multiplexer.close())
+    }
+    const details = closeDetails(event);
+    const settings = this._reconnect;
+    if (settings === null || this._attempt >= settings.maxAttempts) {
+      this._closeAll(this._takeChannels(details), details);
+      return;
+    }
+    if (this._lost === null) {
+      this._lost = details;
+    }
+    for (const channel of this._channels.values()) {
+      channel._unsubscribed();
+    }
+    this._attempt += 1;
+    const attempt = this._attempt;
+    const delay = backoffDelay(settings, attempt);
+    const that = this;
+    this._timer = setTimeout(function () { that._connectAgain(); }, delay);
+    this.dispatchEvent({
+      type: "reconnecting",
+      attempt: attempt,
+      delay: delay,
+      code: details.code,
+      reason: details.reason,
+      wasClean: details.wasClean,
+    });
+  }
+
+  _connectAgain() {
+    this._timer = null;
+    if (this._lastClose !== null) {
+      return;
+    }
+    let sock;
+    try {
+      sock = this._factory();
+    } catch (error) {
+      reportHandlerError(error);
+      this._socketClosed({ code: 1006, reason: "the socket factory threw: " +
+                           String(error && error.message), wasClean: false });
+      return;
+    }
+    this._attach(sock);
+    if (sock.readyState === OPEN) {
+      this._socketOpened();
+    } else if (sock.readyState === CLOSED) {
+      this._socketClosed({ code: 1006, reason: "", wasClean: false });
+    }
+  }
+
+  // Closed for good: no channel sends or receives any more.
+  _takeChannels(details) {
     this._lastClose = details;
+    if (this._timer !== null) {
+      clearTimeout(this._timer);
+      this._timer = null;
+    }
     const channels = Array.from(this._channels.values());
     this._channels.clear();
     for (const channel of channels) {
+      channel._closing();
+    }
+    return channels;
+  }
+
+  _closeAll(channels, details) {
+    for (const channel of channels) {
       channel._closed(details);
     }
+    this.dispatchEvent({
+      type: "close",
+      code: details.code,
+      reason: details.reason,
+      wasClean: details.wasClean,
+    });
   }
 
   // -- called by channels ------------------------------------------------------
 
   _write(frame) {
-    if (this._sock.readyState === OPEN) {
+    if (this._lastClose === null && this._sock.readyState === OPEN) {
       this._sock.send(frame);
     }
   }
@@ -375,6 +661,23 @@ class WebSocketMultiplex {
       this._channels.delete(channel.topic);
     }
   }
+}
+
+// Close a socket, passing code and reason on only if it accepts them
+// (WebSocket and SockJS take 1000 and 3000-4999, a short reason).
+function closeSocket(sock, code, reason) {
+  if (typeof sock.close !== "function") {
+    return;
+  }
+  if (code !== undefined) {
+    try {
+      sock.close(code, reason);
+      return;
+    } catch (error) {
+      // refused code or reason: close without them
+    }
+  }
+  sock.close();
 }
 
 WebSocketMultiplex.Channel = MultiplexChannel;

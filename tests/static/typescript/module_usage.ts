@@ -3,6 +3,9 @@ import DefaultExport, {
   MultiplexChannel,
   type MultiplexCloseEvent,
   type MultiplexMessageEvent,
+  type MultiplexOptions,
+  type MultiplexReconnectEvent,
+  type MultiplexerReconnectingEvent,
   WebSocketMultiplex,
 } from "../../../src/websocket_multiplex/static/websocket-multiplex.js";
 
@@ -24,3 +27,12 @@ bob.addEventListener("close", (event: MultiplexCloseEvent) => console.log(event.
 bob.addEventListener("open", { handleEvent: (event) => console.log(event.type) });
 bob.close(4000, "done");
 console.log(WebSocketMultiplex.Channel === MultiplexChannel);
+
+const options: MultiplexOptions = { reconnect: { maxAttempts: 5 } };
+const again = new WebSocketMultiplex(() => new WebSocket("ws://127.0.0.1/x"), options);
+again.addEventListener("reconnecting", (event: MultiplexerReconnectingEvent) => {
+  console.log(event.attempt, event.delay);
+});
+again.channel("bob").addEventListener("reconnect", (event: MultiplexReconnectEvent) => {
+  console.log(event.wasClean, event.target.topic);
+});

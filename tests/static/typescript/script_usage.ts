@@ -22,3 +22,26 @@ ann.onclose = function (event) {
 const native = new WebSocketMultiplex(new WebSocket("ws://127.0.0.1/multiplex/websocket"));
 native.ws.send("raw");
 native.channel("bob").close();
+
+// A factory reconnects; the options and every event are typed.
+const reconnecting = new WebSocketMultiplex(() => new SockJS("/multiplex"), {
+  reconnect: { initialDelay: 500, maxDelay: 10000, maxAttempts: Infinity },
+});
+new WebSocketMultiplex(() => new WebSocket("ws://127.0.0.1/multiplex/websocket"));
+new WebSocketMultiplex(() => new SockJS("/multiplex"), { reconnect: false });
+reconnecting.onopen = (event) => console.log(event.reconnected ? "back" : "online");
+reconnecting.onreconnecting = function (event) {
+  console.log(event.attempt + event.delay, event.code, event.reason, this.readyState);
+};
+reconnecting.addEventListener("close", (event) => console.log(event.wasClean), {
+  once: true,
+});
+const news = reconnecting.channel("news");
+const more: string = reconnecting.channel("news").topic;
+news.onreconnect = (event) => news.send(`resync after ${event.code} ${event.reason}`);
+news.onclose = (event) => {
+  if (event.refused && event.code === 404) console.log("no such service:", event.reason);
+};
+reconnecting.close(4000, "leaving");
+reconnecting.close();
+console.log(more, reconnecting.socket.readyState);
