@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from websocket_multiplex import CloseReason, MultiplexServer
+from websocket_multiplex import Channel, CloseReason, Limits, MultiplexServer
 from websocket_multiplex.adapters.aiohttp import (
     add_client_routes,
     add_sockjs_endpoint,
@@ -358,3 +358,44 @@ def test_sockjs_is_the_minor_version_the_adapter_patches() -> None:
         "_send of htmlfile and eventsource) and SockJSRoute: re-check them "
         "against the new version before widening the pin in pyproject.toml"
     )
+
+
+async def test_a_polling_client_that_stops_polling_cannot_grow_server_memory() -> None:
+    """sockjs queues without bound; our adapter waits, then drops the client."""
+    limits = Limits(write_limit=10_000, slow_client_timeout=0.5)
+    server = MultiplexServer(limits=limits)
+    outcome: asyncio.Queue[tuple[int, CloseReason | None]] = asyncio.Queue()
+    largest = 0
+
+    @server.channel("flood")
+    async def flood(channel: Channel) -> None:
+        nonlocal largest
+        (connection,) = server.connections
+        queue = connection.transport._session.outgoing  # type: ignore[attr-defined]
+        sent = 0
+        try:
+            while sent < 20_000:  # 20 MB if nothing held it back
+                await channel.send("x" * 1000)
+                sent += 1
+                largest = max(largest, queue.size)
+        finally:
+            outcome.put_nowait((sent, channel.close_reason))
+
+    app = web.Application()
+    add_sockjs_endpoint(app, server, prefix="/mx", disconnect_delay=60)
+    runner, base = await start(app)
+    session_url = f"{base}/mx/000/{uuid.uuid4().hex[:8]}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            assert await (await http.post(session_url + "/xhr")).text() == "o\n"
+            await http.post(session_url + "/xhr_send", data='["sub,flood"]')
+            # ... and never polls again.
+            async with asyncio.timeout(10):
+                sent, reason = await outcome.get()
+        assert reason is CloseReason.LIMIT_EXCEEDED
+        assert sent < 20_000
+        # sockjs's queue stayed within the mark (plus the one message that
+        # crossed it); our own outbox is bounded the same way.
+        assert largest <= limits.write_limit + 1000
+    finally:
+        await runner.cleanup()

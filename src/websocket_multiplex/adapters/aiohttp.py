@@ -20,20 +20,24 @@ WebSocket; :func:`add_client_routes` serves the browser client.
 * ``eventsource`` sends frames unescaped, but sockjs-client runs each one
   through ``decodeURI``: a ``%`` in any message kills the session. We
   escape ``%``, CR, LF and NUL as sockjs-node does;
-* the iframe page loads sockjs-client from a CDN: ``sockjs_url`` chooses.
+* the iframe page loads sockjs-client from a CDN: ``sockjs_url`` chooses;
+* its outgoing queue is unbounded: we measure it, and sending waits while
+  it is above the server's ``Limits.write_limit``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, Final
 
 from aiohttp import WSMsgType, hdrs, web
-from sockjs import MsgType, Session, SessionManager, SockjsMessage
+from sockjs import Frame, MsgType, Session, SessionManager, SockjsMessage
 from sockjs.route import SockJSRoute
 from sockjs.transports import transport_handlers
 from sockjs.transports.eventsource import EventsourceTransport
@@ -74,10 +78,47 @@ def request_info(request: web.BaseRequest) -> RequestInfo:
 # -- SockJS ------------------------------------------------------------------
 
 
+class _OutgoingCount(deque[tuple[Frame, Any]]):
+    """sockjs's session queue, counting the message characters it holds."""
+
+    def __init__(self, high_water: int) -> None:
+        super().__init__()
+        self.size = 0
+        self.high_water = high_water
+        self.drained = asyncio.Event()
+        self.drained.set()
+
+    def popleft(self) -> tuple[Frame, Any]:
+        frame, data = super().popleft()
+        if frame is Frame.MESSAGE:  # data: the list of messages packed so far
+            self.size -= sum(map(len, data))
+            if self.size <= self.high_water // 4:
+                self.drained.set()
+        return frame, data
+
+
+class _BoundedSession(Session):  # type: ignore[misc]
+    """A sockjs session whose outgoing queue is measured, for backpressure.
+
+    sockjs queues without bound and packs what a polling client has not
+    fetched into one ever-growing frame (SOCKJS-NOTES.md, 6); counting it
+    lets :meth:`_SockJSTransport.send` wait instead.
+    """
+
+    def __init__(self, *args: Any, high_water: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._queue = self.outgoing = _OutgoingCount(high_water)
+
+    def feed(self, frame: Frame, data: Any) -> None:
+        if frame is Frame.MESSAGE:
+            self.outgoing.size += len(data)
+        super().feed(frame, data)
+
+
 class _SockJSTransport:
     """The :class:`~websocket_multiplex.Transport` over one SockJS session."""
 
-    def __init__(self, session: Session, request: RequestInfo) -> None:
+    def __init__(self, session: _BoundedSession, request: RequestInfo) -> None:
         self._session = session
         self._request = request
 
@@ -88,6 +129,10 @@ class _SockJSTransport:
     async def send(self, text: str) -> None:
         if not self._session.send(text):
             raise ConnectionError("the SockJS session is closed")
+        outgoing = self._session.outgoing
+        if outgoing.size > outgoing.high_water:
+            outgoing.drained.clear()
+            await outgoing.drained.wait()
 
     async def close(self, code: int, reason: str) -> None:
         # SockJS reserves 1000 and 3000-4999 for applications.
@@ -296,6 +341,9 @@ def add_sockjs_endpoint(
         bridge,
         heartbeat_delay=heartbeat_delay,
         disconnect_delay=disconnect_delay,
+    )
+    manager.factory = functools.partial(
+        _BoundedSession, high_water=server.limits.write_limit
     )
     route = SockJSRoute(
         name, manager, sockjs_url, _fixed_transport_handlers(), (), True
