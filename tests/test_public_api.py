@@ -9,6 +9,7 @@ import sys
 import websocket_multiplex
 
 EXPECTED_ALL = [
+    "Authorizer",
     "Backoff",
     "Channel",
     "ChannelClosed",
@@ -29,6 +30,7 @@ EXPECTED_ALL = [
     "RequestInfo",
     "Service",
     "ServiceNotFound",
+    "Subscription",
     "Transport",
     "escape",
     "unescape",

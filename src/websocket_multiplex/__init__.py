@@ -8,6 +8,7 @@ only when you use them). To talk to a server from Python, use
 """
 
 from .asyncio import (
+    Authorizer,
     Backoff,
     Channel,
     ChannelHandler,
@@ -18,6 +19,7 @@ from .asyncio import (
     MultiplexClient,
     MultiplexServer,
     Service,
+    Subscription,
     Transport,
 )
 from .events import CloseReason
@@ -36,6 +38,7 @@ from .wire import escape, unescape
 __version__ = "0.1.0"
 
 __all__ = [
+    "Authorizer",
     "Backoff",
     "Channel",
     "ChannelClosed",
@@ -56,6 +59,7 @@ __all__ = [
     "RequestInfo",
     "Service",
     "ServiceNotFound",
+    "Subscription",
     "Transport",
     "escape",
     "unescape",

@@ -1,5 +1,6 @@
 """The asyncio layer: channels, connections and the server registry."""
 
+from .authorization import Authorizer, Subscription
 from .channel import Channel
 from .client import Backoff, ClientChannel, ClientState, MultiplexClient
 from .connection import Connection
@@ -7,6 +8,7 @@ from .server import ChannelHandler, Handler, MultiplexServer, Service
 from .transport import Transport
 
 __all__ = [
+    "Authorizer",
     "Backoff",
     "Channel",
     "ChannelHandler",
@@ -17,5 +19,6 @@ __all__ = [
     "MultiplexClient",
     "MultiplexServer",
     "Service",
+    "Subscription",
     "Transport",
 ]

@@ -28,6 +28,8 @@ class Channel(ReceivingChannel):
     def __init__(self, connection: Connection, name: str, topic: str) -> None:
         super().__init__(name, topic)
         self.connection = connection
+        self.identity: object = None
+        """What the authorizer set on the :class:`Subscription`, if any."""
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]} on {self.connection!r}>"

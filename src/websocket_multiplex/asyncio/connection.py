@@ -20,7 +20,9 @@ from ..events import (
 from ..exceptions import ChannelClosed
 from ..protocol import ProtocolCounters, ServerProtocol
 from ..request import RequestInfo
+from .authorization import Subscription, authorized
 from .channel import Channel
+from .throttle import log_throttle
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ logger = logging.getLogger("websocket_multiplex")
 _ids = itertools.count(1)
 
 # Refusal notices (docs/PROTOCOL-EXTENSIONS.md): "<code> <text>".
+FORBIDDEN = "403 refused"
 SERVICE_FAILED = "500 service failed"
 OVERLOADED = "503 channel overloaded"
 
@@ -61,6 +64,7 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         self._protocol = ServerProtocol(server._is_registered, server.limits)
         self._aborting: asyncio.Task[None] | None = None
+        self.refusals = 0
         self._channels: dict[str, Channel] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._outbox: deque[str] = deque()
@@ -189,6 +193,8 @@ class Connection:
 
     async def _run_handler(self, service: Service, channel: Channel) -> None:
         _current_handler.set(asyncio.current_task())
+        if not await self._authorize(service, channel):
+            return
         reason = CloseReason.SERVER_CLOSED
         try:
             await service.handler(channel)
@@ -200,6 +206,25 @@ class Connection:
             logger.exception("handler of channel %r failed on %r", channel.name, self)
             reason = CloseReason.HANDLER_FAILED
         self._close_channel(channel, reason)
+
+    async def _authorize(self, service: Service, channel: Channel) -> bool:
+        """Messages that arrive meanwhile wait in the channel's inbox."""
+        checks = (self.server.authorize, service.authorize)
+        if checks == (None, None):
+            return True
+        subscription = Subscription(self.request, channel.name, channel.topic)
+        try:
+            accepted = await authorized(subscription, *checks)
+        except Exception:
+            logger.exception("authorizer of %r failed: refusing", channel.name)
+            accepted = False
+        if accepted:
+            channel.identity = subscription.identity
+            return True
+        self.refusals += 1
+        log_throttle.info(logger, "refused", "%r: refused %r", self, channel.name)
+        self._close_channel(channel, CloseReason.REFUSED, FORBIDDEN)
+        return False
 
     def _close_channel(
         self, channel: Channel, reason: CloseReason, notice: str | None = None

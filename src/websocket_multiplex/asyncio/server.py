@@ -12,6 +12,7 @@ from ..events import CloseReason
 from ..exceptions import LocalProtocolError, ServiceNotFound
 from ..limits import DEFAULT_LIMITS, Limits
 from ..wire import escape, service_topic
+from .authorization import Authorizer
 from .channel import Channel
 from .connection import Connection
 from .transport import Transport
@@ -71,11 +72,13 @@ async def _maybe_await(result: Awaitable[None] | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """A registered name and the handler that serves each of its channels."""
+    """A registered name, the handler that serves each of its channels, and
+    the check a subscription must pass first."""
 
     name: str
     topic: str
     handler: Handler
+    authorize: Authorizer | None = None
 
 
 class MultiplexServer:
@@ -94,7 +97,9 @@ class MultiplexServer:
     Then mount it with an adapter, e.g.
     :func:`websocket_multiplex.adapters.aiohttp.add_sockjs_endpoint`.
 
-    ``limits`` bounds what one client can make the server hold or do
+    ``authorize(subscription)`` decides for every service whether a
+    client may open a channel (see :meth:`register`); ``limits`` bounds
+    what one client can make the server hold or do
     (:class:`~websocket_multiplex.Limits`, docs/LIMITS.md);
     ``handler_timeout`` (seconds) is how long handlers may run after their
     connection closed before they are cancelled; ``close_timeout``
@@ -106,10 +111,12 @@ class MultiplexServer:
         self,
         *,
         limits: Limits = DEFAULT_LIMITS,
+        authorize: Authorizer | None = None,
         handler_timeout: float = 5.0,
         close_timeout: float = 10.0,
     ) -> None:
         self.limits = limits
+        self.authorize = authorize
         self.handler_timeout = handler_timeout
         self.close_timeout = close_timeout
         self._services: dict[str, Service] = {}
@@ -117,17 +124,30 @@ class MultiplexServer:
 
     # -- services --------------------------------------------------------------
 
-    def channel(self, name: str) -> Callable[[H], H]:
+    def channel(
+        self, name: str, *, authorize: Authorizer | None = None
+    ) -> Callable[[H], H]:
         """Decorator: register an async function or a ChannelHandler class."""
 
         def register(handler: H) -> H:
-            self.register(name, handler)
+            self.register(name, handler, authorize=authorize)
             return handler
 
         return register
 
-    def register(self, name: str, handler: Handler | type[ChannelHandler]) -> Service:
-        """Offer the service ``name``; each subscription runs ``handler``."""
+    def register(
+        self,
+        name: str,
+        handler: Handler | type[ChannelHandler],
+        *,
+        authorize: Authorizer | None = None,
+    ) -> Service:
+        """Offer the service ``name``; each subscription runs ``handler``.
+
+        ``authorize(subscription)`` (plain or async) runs first, after the
+        server-wide one; unless it returns ``True`` the client is refused
+        with ``err,<topic>,403 refused`` then ``uns`` and no handler runs.
+        """
         if not isinstance(name, str) or not name:
             raise LocalProtocolError("a service name must be a non-empty string")
         serve: Handler
@@ -148,7 +168,7 @@ class MultiplexServer:
                 f"a service named {name!r} is already registered; "
                 "call unregister() first to replace it"
             )
-        service = self._services[topic] = Service(name, topic, serve)
+        service = self._services[topic] = Service(name, topic, serve, authorize)
         return service
 
     def unregister(self, name: str) -> None:
