@@ -1,4 +1,8 @@
-"""The ``websocket-multiplex`` command line: ``demo`` serves the example page."""
+"""The ``websocket-multiplex`` command line.
+
+``demo`` serves the example page; ``connect`` is an interactive client
+(:mod:`websocket_multiplex.cli`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+
+from . import cli
 
 __all__ = ["main"]
 
@@ -27,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         "or a local file (default: the jsDelivr CDN; when it cannot be loaded "
         "the page uses a native WebSocket instead)",
     )
+    cli.add_connect_command(commands)
     return parser
 
 
@@ -37,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "demo":
         return _demo(args)
+    if args.command == "connect":
+        return cli.connect(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
