@@ -321,7 +321,11 @@ async def test_same_name_channels_get_instance_topics(client: Page) -> None:
                 later: [again, weird, weirdToo, fourth].map((c) => c.topic)};
     """,
     )
-    assert result["topics"] == [["news", "news"], ["news", "news#1"], ["news", "news#2"]]
+    assert result["topics"] == [
+        ["news", "news"],
+        ["news", "news#1"],
+        ["news", "news#2"],
+    ]
     assert result["logs"] == [
         [["open", 1], ["message", "to first"], ["close", 1000, "", True]],
         [["open", 1], ["message", "to second"]],
@@ -380,7 +384,10 @@ async def test_refusal_notice_closes_with_its_code(client: Page) -> None:
             ["message", "hello"],
             ["close", 500, "service failed", True, True],
         ],
-        "odd": [["open", 1], ["close", 1011, "without a code, but, commas", True, True]],
+        "odd": [
+            ["open", 1],
+            ["close", 1011, "without a code, but, commas", True, True],
+        ],
         "err-only": [["open", 1], ["message", "still here"]],
         "bob": [["open", 1], ["close", 1000, "closed by server", True, False]],
     }
@@ -439,7 +446,9 @@ async def test_reconnects_and_resubscribes_open_channels(client: Page) -> None:
         const m = new WebSocketMultiplex(factory, {reconnect: {initialDelay: 5}});
         const events = recordMultiplexer(m);
         const logs = {};
-        const ann = m.channel("ann"), news = m.channel("news"), news2 = m.channel("news");
+        const ann = m.channel("ann");
+        const news = m.channel("news");
+        const news2 = m.channel("news");
         const bob = m.channel("bob");
         for (const c of [ann, news, news2, bob]) logs[c.topic] = recordAll(c);
         const first = factory.sockets[0];
@@ -486,7 +495,13 @@ async def test_reconnects_and_resubscribes_open_channels(client: Page) -> None:
         "bob": [["open", 1], ["close", 1000, "", True, False]],
         "carl": [["open", 1]],
     }
-    assert result["first"] == ["sub,ann", "sub,news", "sub,news#1", "sub,bob", "uns,bob"]
+    assert result["first"] == [
+        "sub,ann",
+        "sub,news",
+        "sub,news#1",
+        "sub,bob",
+        "uns,bob",
+    ]
     # Same topics as before, then what was queued in the gap.
     assert result["second"] == [
         "sub,ann",
@@ -620,7 +635,12 @@ async def test_a_throwing_factory_counts_as_a_failed_attempt(client: Page) -> No
     """,
     )
     assert result == {
-        "events": [["open", False], ["reconnecting", 1], ["reconnecting", 2], ["open", True]],
+        "events": [
+            ["open", False],
+            ["reconnecting", 1],
+            ["reconnecting", 2],
+            ["open", True],
+        ],
         "reported": ["no network"],
         "sent": ["sub,ann"],
     }

@@ -116,9 +116,9 @@ async def test_same_name_channels_and_refusal(
         "Ann says hi!",
         "Ann nods: four",
     ]
+    opened = services.opened
     await wait_until(
-        lambda: sum(c.connection is connection and c.name == "ann" for c in services.opened)
-        == 3
+        lambda: sum(c.connection is connection and c.name == "ann" for c in opened) == 3
     )
     assert connection.counters.invalid_frames == 0
 
