@@ -14,6 +14,7 @@ from aiohttp import web
 from websocket_multiplex import Channel, CloseReason, Limits, MultiplexServer
 from websocket_multiplex.adapters.aiohttp import (
     add_client_routes,
+    add_metrics_route,
     add_sockjs_endpoint,
     add_websocket_route,
 )
@@ -397,5 +398,31 @@ async def test_a_polling_client_that_stops_polling_cannot_grow_server_memory() -
         # sockjs's queue stayed within the mark (plus the one message that
         # crossed it); our own outbox is bounded the same way.
         assert largest <= limits.write_limit + 1000
+    finally:
+        await runner.cleanup()
+
+
+async def test_metrics_route_serves_prometheus_text() -> None:
+    app = web.Application()
+    server = conformance_server()
+    add_sockjs_endpoint(app, server)
+    add_metrics_route(app, server)
+    runner, base = await start(app)
+    try:
+        carrier = await RawWebSocketCarrier.connect(
+            base.replace("http", "ws") + "/multiplex/websocket"
+        )
+        await carrier.send("sub,echo")
+        await carrier.send("msg,echo,x")
+        assert await carrier.receive() == "msg,echo,x"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(base + "/metrics") as response,
+        ):
+            text = await response.text()
+        assert response.content_type == "text/plain"
+        assert 'websocket_multiplex_channels{service="echo"} 1' in text
+        assert "websocket_multiplex_frames_received_total 2" in text
+        await carrier.close()
     finally:
         await runner.cleanup()

@@ -64,7 +64,7 @@ async def test_a_refusal_answers_err_403_then_uns_and_runs_no_handler(
         await client.send("msg,whoami,sneaky")  # arrives while authorizing
         assert await frames(client, 2) == ["err,whoami,403 refused", "uns,whoami"]
     assert opened.empty()
-    assert client.connection.refusals == 1
+    assert client.connection.stats.authorization_refusals == 1
     assert "refused 'whoami'" in caplog.text
     await client.close()
 

@@ -50,6 +50,7 @@ from ..request import Headers, RequestInfo
 __all__ = [
     "DEFAULT_SOCKJS_URL",
     "add_client_routes",
+    "add_metrics_route",
     "add_sockjs_endpoint",
     "add_websocket_route",
     "request_info",
@@ -428,6 +429,28 @@ def add_websocket_route(
 
     app.on_shutdown.append(lambda _app: server.close())
     return app.router.add_route(hdrs.METH_GET, path, cors.guard(handle))
+
+
+# -- metrics ---------------------------------------------------------------------
+
+
+def add_metrics_route(
+    app: web.Application, server: MultiplexServer, path: str = "/metrics"
+) -> web.AbstractRoute:
+    """Serve ``server.stats()`` in the Prometheus text format at ``path``.
+
+    Mount it where only your monitoring can reach it: counters tell an
+    attacker how well an attack is going.
+    """
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(
+            text=server.stats().to_prometheus(),
+            content_type="text/plain",
+            headers={hdrs.CACHE_CONTROL: "no-store"},
+        )
+
+    return app.router.add_get(path, metrics)
 
 
 # -- the browser client --------------------------------------------------------

@@ -22,6 +22,7 @@ from ..protocol import ProtocolCounters, ServerProtocol
 from ..request import RequestInfo
 from .authorization import Subscription, authorized
 from .channel import Channel
+from .stats import ConnectionStats
 from .throttle import log_throttle
 from .transport import Transport
 
@@ -64,7 +65,7 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         self._protocol = ServerProtocol(server._is_registered, server.limits)
         self._aborting: asyncio.Task[None] | None = None
-        self.refusals = 0
+        self.stats = ConnectionStats()
         self._channels: dict[str, Channel] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._outbox: deque[str] = deque()
@@ -101,6 +102,7 @@ class Connection:
         """Handle one carrier message from the client."""
         if self._lost or self._aborting is not None:
             return
+        self.stats.chars_received += len(text)
         event = self._protocol.receive(text, self._loop.time())
         if event is None:
             return
@@ -125,13 +127,17 @@ class Connection:
             channel = self._channels[event.topic]
             self._close_channel(channel, CloseReason.LIMIT_EXCEEDED, event.notice)
         else:
-            logger.warning("%r: %s exceeded, closing", self, event.limit)
+            log_throttle.warning(
+                logger, event.limit, "%r: %s exceeded", self, event.limit
+            )
             self._abort(4029, "too many subscriptions")
 
-    def _abort(self, code: int, reason: str) -> None:
+    def _abort(
+        self, code: int, reason: str, why: CloseReason = CloseReason.LIMIT_EXCEEDED
+    ) -> None:
         """Drop a client that broke a limit; no flush: it gets no more time."""
         if self._aborting is None and not self._lost:
-            self._lose(CloseReason.LIMIT_EXCEEDED)
+            self._lose(why)
             self._aborting = self._loop.create_task(self._close_carrier(code, reason))
 
     async def _close_carrier(self, code: int, reason: str) -> None:
@@ -159,7 +165,7 @@ class Connection:
         self._lost = True
         self._close_all(self._protocol.connection_lost(reason))
         self._writer.cancel()
-        self.server._connections.discard(self)
+        self.server._retire(self)
         self._finishing = asyncio.get_running_loop().create_task(
             self._finish_handlers()
         )
@@ -205,6 +211,8 @@ class Connection:
         except Exception:
             logger.exception("handler of channel %r failed on %r", channel.name, self)
             reason = CloseReason.HANDLER_FAILED
+        if reason is CloseReason.HANDLER_FAILED:
+            self.stats.handler_failures += 1
         self._close_channel(channel, reason)
 
     async def _authorize(self, service: Service, channel: Channel) -> bool:
@@ -221,7 +229,7 @@ class Connection:
         if accepted:
             channel.identity = subscription.identity
             return True
-        self.refusals += 1
+        self.stats.authorization_refusals += 1
         log_throttle.info(logger, "refused", "%r: refused %r", self, channel.name)
         self._close_channel(channel, CloseReason.REFUSED, FORBIDDEN)
         return False
@@ -274,7 +282,11 @@ class Connection:
                 async with asyncio.timeout(self._limits.slow_client_timeout):
                     await self._writable.wait()
             except TimeoutError:
-                logger.warning("%r: slow client, closing", self)
+                if self._aborting is None:
+                    self.stats.slow_client_closes += 1
+                    log_throttle.warning(
+                        logger, "slow", "%r: slow client, closing", self
+                    )
                 self._abort(4008, "slow client")
                 if self._aborting is not None:
                     await asyncio.shield(self._aborting)
@@ -282,6 +294,7 @@ class Connection:
     def _enqueue(self, frame: str) -> None:
         self._outbox.append(frame)
         self._outbox_size += len(frame)
+        self.stats.chars_sent += len(frame)
         self._idle.clear()
         ready = self._outbox_ready
         if ready is not None and not ready.done():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections import Counter
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -15,6 +16,7 @@ from ..wire import escape, service_topic
 from .authorization import Authorizer
 from .channel import Channel
 from .connection import Connection
+from .stats import ServerStats
 from .transport import Transport
 
 __all__ = ["ChannelHandler", "Handler", "MultiplexServer", "Service"]
@@ -121,6 +123,8 @@ class MultiplexServer:
         self.close_timeout = close_timeout
         self._services: dict[str, Service] = {}
         self._connections: set[Connection] = set()
+        self._totals = ServerStats()
+        self._closing = False
 
     # -- services --------------------------------------------------------------
 
@@ -209,7 +213,27 @@ class MultiplexServer:
         """
         connection = Connection(self, transport)
         self._connections.add(connection)
+        self._totals.connections_accepted += 1
+        if self._closing:
+            connection._abort(1001, "server shutdown", CloseReason.SHUTDOWN)
         return connection
+
+    def _retire(self, connection: Connection) -> None:
+        if connection in self._connections:
+            self._connections.remove(connection)
+            self._totals.add(connection.counters, connection.stats)
+
+    def stats(self) -> ServerStats:
+        """Open connections and channels now, and totals since the start."""
+        stats = ServerStats()
+        stats.add(self._totals)
+        channels: Counter[str] = Counter()
+        for connection in self._connections:
+            stats.add(connection.counters, connection.stats)
+            channels.update(channel.name for channel in connection.channels)
+        stats.connections = len(self._connections)
+        stats.channels = dict(channels)
+        return stats
 
     async def serve(self, transport: Transport, messages: AsyncIterable[str]) -> None:
         """Run one connection whose incoming messages are an async iterable."""
@@ -221,7 +245,9 @@ class MultiplexServer:
             await connection.connection_lost()
 
     async def close(self, code: int = 1001, reason: str = "server shutdown") -> None:
-        """Close every connection: ``uns`` each channel, then the carrier."""
+        """Graceful shutdown: refuse new connections, ``uns`` every channel,
+        give handlers ``handler_timeout`` to finish, close every carrier."""
+        self._closing = True
         connections = list(self._connections)
         if connections:
             await asyncio.gather(
