@@ -28,6 +28,7 @@ EXPECTED_ALL = [
     "MultiplexServer",
     "RemoteProtocolError",
     "RequestInfo",
+    "ServerStats",
     "Service",
     "ServiceNotFound",
     "Subscription",

@@ -5,6 +5,7 @@ from .channel import Channel
 from .client import Backoff, ClientChannel, ClientState, MultiplexClient
 from .connection import Connection
 from .server import ChannelHandler, Handler, MultiplexServer, Service
+from .stats import ServerStats
 from .transport import Transport
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "Handler",
     "MultiplexClient",
     "MultiplexServer",
+    "ServerStats",
     "Service",
     "Subscription",
     "Transport",
