@@ -255,13 +255,19 @@ class MultiplexClient:
                         await carrier.send(frame)
                     return
                 except ConnectionError:
-                    pass  # the reader notices the loss and reconnects
+                    # The carrier failed before the reader saw it end: wait
+                    # for the reader to reconnect or give up, do not spin.
+                    if self._carrier is carrier:
+                        self._connected.clear()
             await self._connected.wait()
 
     async def _run(self) -> None:
         while True:
             assert self._carrier is not None
-            await self._read(self._carrier)
+            try:
+                await self._read(self._carrier)
+            except Exception:  # a broken carrier is a lost one, never a dead reader
+                logger.warning("the connection failed", exc_info=True)
             await self._drop_carrier()
             if self._backoff is None or not await self._reconnect(self._backoff):
                 self._give_up("the connection closed")
@@ -288,13 +294,12 @@ class MultiplexClient:
             await asyncio.sleep(delay)
             try:
                 carrier = await self._open_carrier()
-            except (OSError, ConnectionError, TimeoutError) as exc:
-                logger.info("reconnection attempt %d failed: %s", attempt + 1, exc)
+            except Exception as exc:  # e.g. a 503 or a hang-up mid-handshake
+                logger.info("reconnection attempt %d failed: %r", attempt + 1, exc)
                 attempt += 1
                 continue
             try:
-                for frame in self._protocol.resubscribe():
-                    await carrier.send(frame)
+                await self._resubscribe(carrier)
             except ConnectionError:
                 await carrier.close()
                 attempt += 1
@@ -306,6 +311,19 @@ class MultiplexClient:
             self._set_state(ClientState.OPEN, "reconnected")
             return True
         return False
+
+    async def _resubscribe(self, carrier: Carrier) -> None:
+        """Send ``sub`` for every open channel, also those opened meanwhile.
+
+        A channel opened while these sends wait is not in the first round;
+        the next round includes it. Repeating a ``sub`` for a topic that is
+        open is harmless: servers ignore it (PROTOCOL.md, "Semantics").
+        """
+        subscribed: frozenset[str] | None = None
+        while subscribed != self._protocol.open_topics:
+            subscribed = self._protocol.open_topics
+            for frame in self._protocol.resubscribe():
+                await carrier.send(frame)
 
     def _give_up(self, reason: str) -> None:
         for event in self._protocol.connection_lost():

@@ -1,0 +1,224 @@
+"""MultiplexClient over in-memory carriers: its own seam, timing under control.
+
+The races here are hard to hit over sockets on purpose; these tests set them
+up exactly. Tests that could block the event loop run it in a thread of
+their own, so a regression fails instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import aiohttp
+import pytest
+
+from websocket_multiplex import ChannelClosed, CloseReason, LocalProtocolError
+from websocket_multiplex.asyncio.client import Backoff, ClientState, MultiplexClient
+
+from .support import FAST, TIMEOUT, MemoryCarrier, MemoryNetwork, States
+
+
+def run_in_own_loop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``scenario`` in a fresh event loop in a daemon thread.
+
+    Fails if the loop is still busy after a deadline, which is what a task
+    spinning without ever yielding looks like from outside.
+    """
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(scenario())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(TIMEOUT * 2)
+    if thread.is_alive():
+        pytest.fail("the event loop is blocked: a task never yields")
+    if errors:
+        raise errors[0]
+
+
+async def started(net: MemoryNetwork, **options: Any) -> MultiplexClient:
+    options.setdefault("reconnect", FAST)
+    client = MultiplexClient(net.open, **options)
+    await client.start()
+    return client
+
+
+async def reconnected(client: MultiplexClient) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        await client.wait_for(ClientState.OPEN)
+        while client.reconnects == 0:  # wait_for(OPEN) may see the old state
+            await client.wait_for(ClientState.RECONNECTING)
+            await client.wait_for(ClientState.OPEN)
+
+
+# -- frames on the wire ---------------------------------------------------------
+
+
+async def test_channels_subscribe_send_and_unsubscribe() -> None:
+    net = MemoryNetwork()
+    client = await started(net)
+    ann = await client.channel("ann")
+    await ann.send("a,b")
+    await ann.close()
+    weird = await client.channel("weird name,ü/%😀")
+    await weird.send("😀")
+    assert net.current.sent == [
+        "sub,ann",
+        "msg,ann,a,b",
+        "uns,ann",
+        "sub,weird%20name%2C%FC/%25%uD83D%uDE00",
+        "msg,weird%20name%2C%FC/%25%uD83D%uDE00,😀",
+    ]
+    await client.close()
+
+
+async def test_inbox_full_closes_only_that_channel_and_unsubscribes() -> None:
+    net = MemoryNetwork()
+    client = await started(net, max_queue=2)
+    flood, calm = await client.channel("flood"), await client.channel("calm")
+    for n in range(3):
+        net.current.feed(f"msg,flood,{n}")
+    net.current.feed("msg,calm,still here")
+    async with asyncio.timeout(TIMEOUT):
+        assert await flood.wait_closed() is CloseReason.INBOX_FULL
+    assert [await flood.receive(), await flood.receive()] == ["0", "1"]
+    with pytest.raises(ChannelClosed):
+        await flood.receive()
+    assert await calm.receive(timeout=TIMEOUT) == "still here"
+    assert "uns,flood" in net.current.sent
+    await client.close()
+
+
+async def test_second_receiver_is_refused() -> None:
+    client = await started(MemoryNetwork())
+    channel = await client.channel("a")
+    first = asyncio.create_task(channel.receive())
+    await asyncio.sleep(0)  # let it start waiting
+    with pytest.raises(LocalProtocolError):
+        await channel.receive(timeout=TIMEOUT)
+    first.cancel()
+    await client.close()
+
+
+# -- losing and regaining the carrier ----------------------------------------------
+
+
+def test_send_racing_a_dropped_carrier_waits_for_the_reconnection() -> None:
+    # The carrier fails sends as soon as the connection drops, before the
+    # reader task has run and seen the end of it (aiohttp does exactly this:
+    # "Cannot write to closing transport"). A send in that window used to
+    # retry at once, forever, without yielding: the whole loop hung.
+    async def scenario() -> None:
+        net = MemoryNetwork()
+        client = await started(net)
+        echo = await client.channel("echo")
+        first = net.current
+        first.peer_gone()
+        async with asyncio.timeout(TIMEOUT):
+            await echo.send("after the drop")
+        assert net.current is not first
+        assert net.current.sent == ["sub,echo", "msg,echo,after the drop"]
+        assert echo.gaps == 1
+        await client.close()
+
+    run_in_own_loop(scenario)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        aiohttp.ServerDisconnectedError(),  # accepted, then hung up
+        aiohttp.WSServerHandshakeError(
+            None,  # type: ignore[arg-type]
+            (),
+            status=503,
+            message="Invalid response status",
+        ),
+        aiohttp.ClientConnectorError,  # an OSError, for comparison
+    ],
+    ids=["disconnected", "handshake-503", "refused"],
+)
+async def test_any_failed_attempt_is_retried(failure: Any) -> None:
+    # While a server restarts, a reconnection attempt may meet a socket that
+    # closes, or a proxy answering 503; neither is an OSError. Such an error
+    # used to end the reconnection task: the client stayed RECONNECTING
+    # forever, its channels open but dead and its senders stuck.
+    if failure is aiohttp.ClientConnectorError:
+        failure = ConnectionRefusedError("connection refused")
+    net = MemoryNetwork()
+    states = States()
+    client = await started(net, on_state=states)
+    echo = await client.channel("echo")
+    net.failures = [failure, failure]
+    net.current.peer_gone()
+    await reconnected(client)
+    assert states.seen.count(ClientState.RECONNECTING) == 3  # two failed attempts
+    assert net.current.sent == ["sub,echo"]
+    await echo.send("back")
+    assert net.current.sent[-1] == "msg,echo,back"
+    await client.close()
+
+
+async def test_a_failing_carrier_is_a_lost_connection() -> None:
+    # A carrier whose receive() raises (a SockJS frame that is not JSON, a
+    # bug in a custom carrier) used to kill the reader silently: every
+    # channel stayed open and dead.
+    net = MemoryNetwork()
+    client = await started(net)
+    echo = await client.channel("echo")
+    net.current.fail(ValueError("a broken frame"))
+    await reconnected(client)
+    assert net.current.sent == ["sub,echo"]
+    assert echo.gaps == 1
+    await client.close()
+
+
+async def test_a_failing_carrier_without_reconnection_closes_every_channel() -> None:
+    net = MemoryNetwork()
+    client = await started(net, reconnect=None)
+    echo = await client.channel("echo")
+    net.current.fail(ValueError("a broken frame"))
+    async with asyncio.timeout(TIMEOUT):
+        assert await echo.wait_closed() is CloseReason.CONNECTION_LOST
+    assert client.state is ClientState.CLOSED
+
+
+async def test_channel_opened_while_resubscribing_is_subscribed_too() -> None:
+    net = MemoryNetwork()
+    client = await started(net)
+    await client.channel("a")
+    gated = net.next_carrier = MemoryCarrier()
+    gated.send_gate = asyncio.Event()
+    net.current.peer_gone()
+    async with asyncio.timeout(TIMEOUT):
+        await gated.sending.wait()  # "sub,a" is on its way, not yet sent
+    b = await client.channel("b")
+    gated.send_gate.set()
+    await reconnected(client)
+    assert "sub,b" in gated.sent, gated.sent
+    assert b.gaps <= 1
+    await client.close()
+
+
+async def test_gives_up_after_max_attempts_and_closes_every_channel() -> None:
+    net = MemoryNetwork()
+    states = States()
+    backoff = Backoff(initial=0.01, maximum=0.01, max_attempts=2)
+    client = await started(net, reconnect=backoff, on_state=states)
+    a, b = await client.channel("a"), await client.channel("a")
+    net.failures = [ConnectionRefusedError()] * 2
+    net.current.peer_gone()
+    async with asyncio.timeout(TIMEOUT):
+        assert await a.wait_closed() is CloseReason.CONNECTION_LOST
+        assert await b.wait_closed() is CloseReason.CONNECTION_LOST
+    assert states.seen[-1] is ClientState.CLOSED
+    with pytest.raises(ChannelClosed):
+        await a.send("x")
