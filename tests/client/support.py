@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import queue
 import signal
 import socket
@@ -22,10 +21,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from aiohttp import web
 
 from websocket_multiplex import Channel, CloseReason, MultiplexServer
 from websocket_multiplex.adapters.aiohttp import add_sockjs_endpoint
+from websocket_multiplex.adapters.asgi import MultiplexASGI
 from websocket_multiplex.asyncio.client import Backoff, ClientState
 from websocket_multiplex.demo import demo_server
 
@@ -47,15 +48,20 @@ def free_port() -> int:
 
 
 class Recorder:
-    """How the channels of the ``rec`` service ended, as the server saw it."""
+    """How the channels of the ``rec`` service ended, as the server saw it.
+
+    ``flood N`` makes it send N messages at once.
+    """
 
     def __init__(self) -> None:
         self.closed: asyncio.Queue[CloseReason] = asyncio.Queue()
 
     async def __call__(self, channel: Channel) -> None:
         await channel.send("ready")
-        async for _data in channel:
-            pass  # read on, so only the client can end the channel
+        async for data in channel:  # read on: only the client ends the channel
+            if data.startswith("flood "):
+                for n in range(int(data.split()[1])):
+                    await channel.send(str(n))
         assert channel.close_reason is not None
         self.closed.put_nowait(channel.close_reason)
 
@@ -111,6 +117,45 @@ async def cut_connections(server: MultiplexServer) -> int:
     for connection in connections:
         await connection.transport.close(3000, "cut by the test")
     return len(connections)
+
+
+class _Uvicorn(uvicorn.Server):
+    """A uvicorn.Server that says when it listens, instead of a flag to poll."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_serving(server: MultiplexServer) -> AsyncIterator[int]:
+    """Serve ``server`` with the ASGI adapter under uvicorn; yield the port."""
+    config = uvicorn.Config(
+        MultiplexASGI(server),
+        host="127.0.0.1",
+        port=0,
+        ws="wsproto",
+        lifespan="off",
+        log_config=None,
+        log_level="warning",
+    )
+    runner = _Uvicorn(config)
+    serving = asyncio.create_task(runner.serve())
+    ready = asyncio.create_task(runner.ready.wait())
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            await asyncio.wait([serving, ready], return_when=asyncio.FIRST_COMPLETED)
+        assert runner.ready.is_set(), "uvicorn did not start"
+        yield runner.servers[0].sockets[0].getsockname()[1]
+    finally:
+        ready.cancel()
+        runner.should_exit = True
+        async with asyncio.timeout(TIMEOUT):
+            await serving
 
 
 # -- processes --------------------------------------------------------------------
@@ -230,6 +275,13 @@ class Proxy:
         self._stalled: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
+        self._accepted = asyncio.Event()
+
+    async def wait_connections(self, count: int) -> None:
+        """Wait until ``count`` connections were accepted in all."""
+        while self.connections < count:
+            self._accepted.clear()
+            await self._accepted.wait()
 
     async def __aenter__(self) -> Proxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -258,6 +310,7 @@ class Proxy:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self.connections += 1
+        self._accepted.set()
         if self.refuse is not None:
             self.refuse(writer)
             return
@@ -374,11 +427,3 @@ class States:
 
     def __call__(self, state: ClientState, reason: str) -> None:
         self.seen.append(state)
-
-
-def env_for_subprocess() -> dict[str, str]:
-    """The environment for a Python child: UTF-8 streams, our sources first."""
-    env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
-    src = str(Path(__file__).parent.parent.parent / "src")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
-    return env
