@@ -188,10 +188,11 @@ PAGES = {
 ESM_PAGE = """<!doctype html>
 <meta charset="utf-8">
 <script type="module">
-import DefaultExport, { WebSocketMultiplex }
+import DefaultExport, { MultiplexChannel, WebSocketMultiplex }
   from "/websocket-multiplex/websocket-multiplex.mjs";
 const esm = window.esm = {
   same: DefaultExport === WebSocketMultiplex,
+  channelClass: MultiplexChannel === WebSocketMultiplex.Channel,
   global: typeof window.WebSocketMultiplex,
   messages: [],
 };

@@ -613,6 +613,33 @@ async def test_close_stops_everything(client: Page) -> None:
     assert result["sent"] == ["sub,bob"]
 
 
+async def test_a_factory_may_give_an_open_socket(client: Page) -> None:
+    result = await run(
+        client,
+        """
+        const sockets = [];
+        const m = new WebSocketMultiplex(() => {
+            const sock = new FakeSocket(1);
+            sockets.push(sock);
+            return sock;
+        }, {reconnect: {initialDelay: 1}});
+        const events = recordMultiplexer(m);
+        const log = recordAll(m.channel("ann"));
+        await tick();
+        sockets[0].close(1001, "going away", true);
+        await until(() => sockets.length === 2);
+        await tick();
+        return {events: events.map((e) => [e[0], e[1]]), log,
+                sent: sockets.map((s) => s.sent)};
+    """,
+    )
+    assert result == {
+        "events": [["reconnecting", 1], ["open", True]],
+        "log": [["open", 1], ["reconnect", 1001, "going away", True]],
+        "sent": [["sub,ann"], ["sub,ann"]],
+    }
+
+
 async def test_a_throwing_factory_counts_as_a_failed_attempt(client: Page) -> None:
     result = await run(
         client,
@@ -710,6 +737,7 @@ async def test_module_build_in_a_module_script(page: Page, servers: Servers) -> 
     await page.wait_for_function("() => window.esm && window.esm.messages.length >= 2")
     assert await page.evaluate("window.esm") == {
         "same": True,
+        "channelClass": True,
         "global": "undefined",
         "messages": ["Ann says hi!", "Ann nods: from a module"],
     }

@@ -179,7 +179,10 @@ interface MultiplexerEvent {
   readonly currentTarget: WebSocketMultiplex;
 }
 
-/** A socket opened and the waiting channels subscribed. */
+/**
+ * A socket opened and the waiting channels subscribed. Not fired for a
+ * socket that was already open when given to the constructor.
+ */
 export interface MultiplexerOpenEvent extends MultiplexerEvent {
   readonly type: "open";
   /** True when a socket had been open before: this is a reconnection. */

@@ -38,7 +38,8 @@
  *   application state in onreconnect. The server may refuse the new
  *   subscription, which closes the channel as below.
  * - Multiplexer events: "open" (a socket opened; `reconnected` is true
- *   when one was open before), "reconnecting", and "close" (for good:
+ *   when one was open before; none for a socket given already open),
+ *   "reconnecting", and "close" (for good:
  *   multiplexer.close(), a plain socket closed, or reconnection gave up;
  *   {code, reason, wasClean}), as on<type> properties or listeners.
  * - multiplexer.close(code, reason) closes every channel and the socket
@@ -421,6 +422,8 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     this._lastClose = null;      // the close details, once closed for good
     this._sock = null;
     this._attach(this._factory === null ? sock : this._factory());
+    // A socket given open fires no "open": channels subscribe at once.
+    this._everOpened = this._sock.readyState === OPEN;
   }
 
   /** The current socket, under the original client's name for it. */
