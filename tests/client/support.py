@@ -34,6 +34,7 @@ TIMEOUT = 5.0
 FAST = Backoff(initial=0.05, maximum=0.2)
 NODE_DIR = Path(__file__).parent.parent / "node"
 REFERENCE_SERVER = NODE_DIR / "reference_server.js"
+WEIRD_NAMES_SERVER = Path(__file__).parent / "weird_names_server.js"
 WEIRD = "weird name,ü/%😀"
 PAYLOADS = ["a,b,,c", "😀 emoji, 日本", 'JSON {"k": [1, 2]}', "", "msg,ann,x", "%u0041"]
 
@@ -203,7 +204,7 @@ class NodeServer:
 
     def __init__(self, script: Path, *args: str) -> None:
         self.process = subprocess.Popen(
-            ["node", str(script), "--host", "127.0.0.1", "--port", "0", *args],
+            ["node", str(script), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -232,12 +233,21 @@ class NodeServer:
             raise AssertionError(f"node said nothing: {self.stderr()}") from None
         return dict(json.loads(line))
 
+    def wait_for(self, **fields: Any) -> dict[str, Any]:
+        """Skip lines until one has all of ``fields``; return it."""
+        while True:
+            line = self.next_line()
+            if all(line.get(key) == value for key, value in fields.items()):
+                return line
+
     def command(self, line: str) -> dict[str, Any]:
-        """Send one stdin command; return its answer line."""
+        """Send one stdin command; return its answer (skipping events)."""
         assert self.process.stdin is not None
         self.process.stdin.write(line + "\n")
         self.process.stdin.flush()
-        return self.next_line()
+        while "event" in (answer := self.next_line()):
+            pass
+        return answer
 
     def stderr(self) -> str:
         if self.process.poll() is None:
