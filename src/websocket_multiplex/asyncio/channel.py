@@ -30,6 +30,28 @@ class Channel(ReceivingChannel):
         self.connection = connection
         self.identity: object = None
         """What the authorizer set on the :class:`Subscription`, if any."""
+        self.groups: set[str] = set()
+        """The groups this channel is a member of; it leaves them on close."""
+
+    @property
+    def member_id(self) -> str:
+        """Names this channel in groups, across every server process."""
+        return f"{self.connection.server.process_id}/{self.connection.id}/{self.topic}"
+
+    async def join(self, group: str) -> None:
+        """Receive what is published to ``group``, from any process."""
+        if self._close_reason is not None:
+            raise ChannelClosed(self.name, self._close_reason)
+        await self.connection.server._join(self, group)
+
+    async def leave(self, group: str) -> None:
+        """Stop receiving ``group``; leaving a group one is not in does nothing."""
+        await self.connection.server._leave(self, group)
+
+    def _mark_closed(self, reason: CloseReason) -> None:
+        super()._mark_closed(reason)
+        if self.groups:
+            self.connection.server._forget(self)
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]} on {self.connection!r}>"
@@ -53,6 +75,13 @@ class Channel(ReceivingChannel):
         )
         if self.connection.closed:
             raise ChannelClosed(self.name, CloseReason.CONNECTION_LOST)
+
+    def _offer(self, data: str) -> None:
+        """Send without waiting, for fan-out: a slow client is dropped instead."""
+        if self._close_reason is None and not self.connection.closed:
+            self.connection._offer_frame(
+                self.connection._protocol.send(self.topic, data)
+            )
 
     async def close(self, message: str | None = None) -> None:
         """Close the channel, sending ``message`` first if given.

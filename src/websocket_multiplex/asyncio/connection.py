@@ -66,6 +66,7 @@ class Connection:
         self._protocol = ServerProtocol(server._is_registered, server.limits)
         self._aborting: asyncio.Task[None] | None = None
         self.stats = ConnectionStats()
+        self._over_since: float | None = None  # when fan-out filled the outbox
         self._channels: dict[str, Channel] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._outbox: deque[str] = deque()
@@ -291,6 +292,27 @@ class Connection:
                 if self._aborting is not None:
                     await asyncio.shield(self._aborting)
 
+    def _offer_frame(self, frame: str) -> None:
+        """Queue without waiting (fan-out never waits for the slowest member).
+
+        A client that stays above ``write_limit`` for ``slow_client_timeout``,
+        or reaches four times it, is dropped as a slow client.
+        """
+        self._enqueue(frame)
+        size, limit = self._outbox_size, self._limits.write_limit
+        if size <= limit:
+            return
+        now = self._loop.time()
+        if self._over_since is None:
+            self._over_since = now
+        if (
+            size > 4 * limit
+            or now - self._over_since > self._limits.slow_client_timeout
+        ):
+            self.stats.slow_client_closes += 1
+            log_throttle.warning(logger, "slow", "%r: slow client, closing", self)
+            self._abort(4008, "slow client")
+
     def _enqueue(self, frame: str) -> None:
         self._outbox.append(frame)
         self._outbox_size += len(frame)
@@ -321,6 +343,7 @@ class Connection:
                 self._outbox_size -= len(frame)
                 if self._outbox_size <= low_water:
                     self._writable.set()
+                    self._over_since = None
                 await self.transport.send(frame)
         except (ConnectionError, RuntimeError) as exc:
             # The carrier is gone even if its adapter has not said so yet.

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from ..events import CloseReason
 from ..exceptions import LocalProtocolError, ServiceNotFound
+from ..fanout.broker import Broker, Delivery, InMemoryBroker, process_id
 from ..limits import DEFAULT_LIMITS, Limits
 from ..wire import escape, service_topic
 from .authorization import Authorizer
@@ -99,7 +100,9 @@ class MultiplexServer:
     Then mount it with an adapter, e.g.
     :func:`websocket_multiplex.adapters.aiohttp.add_sockjs_endpoint`.
 
-    ``authorize(subscription)`` decides for every service whether a
+    ``broker`` carries group messages between server processes (default:
+    :class:`~websocket_multiplex.fanout.InMemoryBroker`, one process; see
+    :meth:`publish`). ``authorize(subscription)`` decides for every service whether a
     client may open a channel (see :meth:`register`); ``limits`` bounds
     what one client can make the server hold or do
     (:class:`~websocket_multiplex.Limits`, docs/LIMITS.md);
@@ -114,11 +117,17 @@ class MultiplexServer:
         *,
         limits: Limits = DEFAULT_LIMITS,
         authorize: Authorizer | None = None,
+        broker: Broker | None = None,
         handler_timeout: float = 5.0,
         close_timeout: float = 10.0,
     ) -> None:
         self.limits = limits
         self.authorize = authorize
+        self.broker: Broker = broker if broker is not None else InMemoryBroker()
+        self.process_id = process_id()
+        self._groups: dict[str, set[Channel]] = {}
+        self._broker_started: asyncio.Future[None] | None = None
+        self._membership_tasks: set[asyncio.Task[None]] = set()
         self.handler_timeout = handler_timeout
         self.close_timeout = close_timeout
         self._services: dict[str, Service] = {}
@@ -198,6 +207,76 @@ class MultiplexServer:
     def _is_registered(self, topic: str) -> bool:
         return self._service_for(topic) is not None
 
+    # -- groups ------------------------------------------------------------------
+
+    async def publish(
+        self, group: str, message: str, *, exclude: Channel | None = None
+    ) -> None:
+        """Send ``message`` to every channel in ``group``, on every process.
+
+        Never waits for slow members: each gets the message queued, and one
+        that cannot keep up is dropped as a slow client (docs/LIMITS.md).
+        ``exclude`` (usually the sender) does not receive it. Raises
+        :class:`~websocket_multiplex.fanout.BrokerUnavailable` if the broker
+        cannot take it.
+        """
+        await self._start_broker()
+        member = exclude.member_id if exclude is not None else None
+        await self.broker.publish(Delivery(group, message, member))
+
+    async def members(self, group: str) -> list[str]:
+        """The member ids of ``group`` across every live server process."""
+        await self._start_broker()
+        return await self.broker.members(group)
+
+    async def _join(self, channel: Channel, group: str) -> None:
+        await self._start_broker()
+        if group in channel.groups:
+            return
+        channel.groups.add(group)
+        members = self._groups.setdefault(group, set())
+        members.add(channel)
+        if len(members) == 1:
+            await self.broker.subscribe(group)
+        await self.broker.set_presence(group, channel.member_id, True)
+
+    async def _leave(self, channel: Channel, group: str) -> None:
+        if group not in channel.groups:
+            return
+        channel.groups.discard(group)
+        await self._drop_member(channel, group)
+
+    async def _drop_member(self, channel: Channel, group: str) -> None:
+        members = self._groups.get(group)
+        if members is not None:
+            members.discard(channel)
+            if not members:
+                del self._groups[group]
+                await self.broker.unsubscribe(group)
+        await self.broker.set_presence(group, channel.member_id, False)
+
+    def _forget(self, channel: Channel) -> None:
+        """A closed channel leaves its groups (from a synchronous path)."""
+        groups, channel.groups = channel.groups, set()
+        for group in groups:
+            task = asyncio.get_running_loop().create_task(
+                self._drop_member(channel, group)
+            )
+            self._membership_tasks.add(task)
+            task.add_done_callback(self._membership_tasks.discard)
+
+    def _deliver(self, delivery: Delivery) -> None:
+        for channel in list(self._groups.get(delivery.group, ())):
+            if channel.member_id != delivery.exclude:
+                channel._offer(delivery.message)
+
+    async def _start_broker(self) -> None:
+        if self._broker_started is None:
+            self._broker_started = asyncio.ensure_future(
+                self.broker.start(self._deliver)
+            )
+        await asyncio.shield(self._broker_started)
+
     # -- connections -------------------------------------------------------------
 
     @property
@@ -253,3 +332,8 @@ class MultiplexServer:
             await asyncio.gather(
                 *(c.close(code, reason) for c in connections), return_exceptions=True
             )
+        if self._membership_tasks:
+            await asyncio.gather(*self._membership_tasks, return_exceptions=True)
+        if self._broker_started is not None:
+            self._broker_started = None
+            await self.broker.close()

@@ -1,0 +1,10 @@
+"""Fan-out: groups of channels, across processes through a broker.
+
+:class:`Broker` is the seam; :class:`InMemoryBroker` (the default) serves
+one process; :class:`~websocket_multiplex.fanout.redis.RedisBroker` (which
+imports ``redis``) serves many.
+"""
+
+from .broker import Broker, BrokerUnavailable, Delivery, InMemoryBroker
+
+__all__ = ["Broker", "BrokerUnavailable", "Delivery", "InMemoryBroker"]
