@@ -13,12 +13,26 @@ missing=()
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}"
 fi
+
+# The fan-out tests need a Redis server: use the one on 127.0.0.1:6379 if it
+# answers, else start one that keeps nothing on disk.
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" \
+    --appendonly no --dir /tmp --logfile /tmp/websocket-multiplex-redis.log
+  for _ in $(seq 50); do
+    redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+fi
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
