@@ -17,10 +17,11 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import pytest
 import uvicorn
 from aiohttp import web
 
@@ -43,6 +44,29 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def run_in_own_loop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``scenario`` in a fresh event loop in a daemon thread.
+
+    Fails if the loop is still busy after a deadline, which is what a task
+    spinning without ever yielding looks like from outside.
+    """
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(scenario())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(TIMEOUT * 2)
+    if thread.is_alive():
+        pytest.fail("the event loop is blocked: a task never yields")
+    if errors:
+        raise errors[0]
 
 
 # -- our server, in this process ------------------------------------------------
@@ -434,6 +458,14 @@ class States:
 
     def __init__(self) -> None:
         self.seen: list[ClientState] = []
+        self._changed = asyncio.Event()
 
     def __call__(self, state: ClientState, reason: str) -> None:
         self.seen.append(state)
+        self._changed.set()
+
+    async def wait_count(self, state: ClientState, count: int) -> None:
+        """Wait until the client went ``count`` times into ``state``."""
+        while self.seen.count(state) < count:
+            self._changed.clear()
+            await self._changed.wait()

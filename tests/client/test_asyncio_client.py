@@ -8,8 +8,6 @@ their own, so a regression fails instead of hanging the suite.
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -18,30 +16,14 @@ import pytest
 from websocket_multiplex import ChannelClosed, CloseReason, LocalProtocolError
 from websocket_multiplex.asyncio.client import Backoff, ClientState, MultiplexClient
 
-from .support import FAST, TIMEOUT, MemoryCarrier, MemoryNetwork, States
-
-
-def run_in_own_loop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run ``scenario`` in a fresh event loop in a daemon thread.
-
-    Fails if the loop is still busy after a deadline, which is what a task
-    spinning without ever yielding looks like from outside.
-    """
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(scenario())
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(TIMEOUT * 2)
-    if thread.is_alive():
-        pytest.fail("the event loop is blocked: a task never yields")
-    if errors:
-        raise errors[0]
+from .support import (
+    FAST,
+    TIMEOUT,
+    MemoryCarrier,
+    MemoryNetwork,
+    States,
+    run_in_own_loop,
+)
 
 
 async def started(net: MemoryNetwork, **options: Any) -> MultiplexClient:

@@ -1,0 +1,256 @@
+"""Reconnection over real sockets: servers killed, connections cut or stalled.
+
+Our server runs either as a real process (``websocket-multiplex demo``),
+killed with SIGKILL and started again on the same port, or in this event
+loop behind a :class:`~.support.Proxy` that resets or silently drops the
+connections. After every outage, every channel must be subscribed again
+and answer: none may be left open but dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from websocket_multiplex import ChannelClosed, CloseReason
+from websocket_multiplex.asyncio.client import (
+    ClientChannel,
+    ClientState,
+    MultiplexClient,
+)
+from websocket_multiplex.client import connect
+
+from .support import (
+    FAST,
+    TIMEOUT,
+    Processes,
+    Proxy,
+    States,
+    answer_503,
+    free_port,
+    hang_up,
+    make_server,
+    run_in_own_loop,
+    serving,
+    sockjs_app,
+)
+
+ENDPOINTS = ["sockjs", "websocket"]
+
+
+def url_of(kind: str, port: int) -> str:
+    base = f"127.0.0.1:{port}/multiplex"
+    return f"http://{base}" if kind == "sockjs" else f"ws://{base}/websocket"
+
+
+@pytest.fixture
+async def processes() -> AsyncIterator[Processes]:
+    started = Processes()
+    yield started
+    await started.kill_all()
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[Proxy]:
+    """Our server in this loop, behind a proxy the test controls."""
+    server, _ = make_server()
+    async with serving(sockjs_app(server)) as port, Proxy(port) as proxy:
+        yield proxy
+
+
+async def answers(channel: ClientChannel) -> None:
+    """Check that ``channel`` is alive: a message goes there and back."""
+    replies: dict[str, Callable[[str], str]] = {
+        "ann": lambda text: f"Ann nods: {text}",
+        "bob": lambda text: f"Bob says no to: {text}",
+        "echo": lambda text: text,
+    }
+    await channel.send(f"are you there, {channel.topic}?")
+    expected = replies[channel.name](f"are you there, {channel.topic}?")
+    assert await channel.receive(TIMEOUT) == expected
+
+
+async def all_answer(client: MultiplexClient) -> None:
+    for channel in client.channels:
+        await answers(channel)
+
+
+async def reconnected(client: MultiplexClient, states: States) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        await states.wait_count(ClientState.RECONNECTING, 1)
+        await states.wait_count(ClientState.OPEN, 2)
+    assert client.state is ClientState.OPEN
+
+
+@pytest.mark.parametrize("kind", ENDPOINTS)
+async def test_server_killed_and_restarted(processes: Processes, kind: str) -> None:
+    port = free_port()
+    server = await processes.demo(port)
+    states = States()
+    client = await connect(url_of(kind, port), reconnect=FAST, on_state=states)
+    ann, bob = await client.channel("ann"), await client.channel("bob")
+    echo, echo2 = await client.channel("echo"), await client.channel("echo")
+    carl, nope = await client.channel("carl"), await client.channel("nope")
+    assert await ann.receive(TIMEOUT) == "Ann says hi!"
+    assert await bob.receive(TIMEOUT) == "Bob doesn't agree."
+    async with asyncio.timeout(TIMEOUT):
+        assert await carl.wait_closed() is CloseReason.SERVER_CLOSED
+        assert await nope.wait_closed() is CloseReason.REFUSED
+    await all_answer(client)
+
+    await processes.kill(server)
+    async with asyncio.timeout(TIMEOUT):
+        await states.wait_count(ClientState.RECONNECTING, 2)  # one attempt failed
+    sending = asyncio.create_task(echo.send("sent during the outage"))
+    await asyncio.sleep(0)
+    assert not sending.done()  # it waits for the connection
+    await processes.demo(port)
+    await reconnected(client, states)
+    async with asyncio.timeout(TIMEOUT):
+        await sending
+
+    assert states.seen.count(ClientState.OPEN) == 2
+    assert await echo.receive(TIMEOUT) == "sent during the outage"
+    assert await ann.receive(TIMEOUT) == "Ann says hi!"  # greeted anew
+    assert await bob.receive(TIMEOUT) == "Bob doesn't agree."
+    assert set(client.channels) == {ann, bob, echo, echo2}
+    assert [c.gaps for c in client.channels] == [1, 1, 1, 1]
+    assert client.reconnects == 1
+    await all_answer(client)  # none left open but dead
+    assert (carl.gaps, nope.gaps) == (0, 0)  # closed ones stay closed
+    with pytest.raises(ChannelClosed):
+        await carl.send("x")
+    await client.close()
+
+
+async def test_stopped_server_is_noticed_by_the_heartbeat(
+    processes: Processes,
+) -> None:
+    # SIGSTOP: the TCP connection stays up but nothing answers, not even
+    # WebSocket pings. Only the heartbeat can tell.
+    port = free_port()
+    server = await processes.demo(port)
+    states = States()
+    client = await connect(
+        url_of("sockjs", port),
+        reconnect=FAST,
+        heartbeat=0.5,
+        open_timeout=1.0,
+        on_state=states,
+    )
+    ann = await client.channel("ann")
+    assert await ann.receive(TIMEOUT) == "Ann says hi!"
+    server.send_signal(signal.SIGSTOP)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            await states.wait_count(ClientState.RECONNECTING, 1)
+    finally:
+        server.send_signal(signal.SIGCONT)
+    await reconnected(client, states)
+    assert await ann.receive(TIMEOUT) == "Ann says hi!"
+    assert ann.gaps == 1
+    await all_answer(client)
+    await client.close()
+
+
+@pytest.mark.parametrize("kind", ENDPOINTS)
+async def test_connection_reset_without_close_frame(proxy: Proxy, kind: str) -> None:
+    states = States()
+    client = await connect(url_of(kind, proxy.port), reconnect=FAST, on_state=states)
+    ann, echo = await client.channel("ann"), await client.channel("echo")
+    assert await ann.receive(TIMEOUT) == "Ann says hi!"
+    proxy.abort()
+    await reconnected(client, states)
+    assert await ann.receive(TIMEOUT) == "Ann says hi!"
+    assert (ann.gaps, echo.gaps) == (1, 1)
+    await all_answer(client)
+    await client.close()
+
+
+@pytest.mark.parametrize("kind", ENDPOINTS)
+async def test_dead_peer_is_noticed_by_the_heartbeat(proxy: Proxy, kind: str) -> None:
+    states = States()
+    url = url_of(kind, proxy.port)
+    client = await connect(url, reconnect=FAST, heartbeat=0.5, on_state=states)
+    ann, echo = await client.channel("ann"), await client.channel("echo")
+    assert await ann.receive(TIMEOUT) == "Ann says hi!"
+    proxy.stall()  # a pulled cable: no FIN, no RST, no pong
+    await reconnected(client, states)
+    assert await ann.receive(TIMEOUT) == "Ann says hi!"
+    assert (ann.gaps, echo.gaps) == (1, 1)
+    await all_answer(client)
+    await client.close()
+
+
+@pytest.mark.parametrize("refuse", [answer_503, hang_up], ids=["503", "hang-up"])
+async def test_failed_handshakes_during_an_outage_are_retried(
+    proxy: Proxy, refuse: Callable[[asyncio.StreamWriter], None]
+) -> None:
+    # What a restarting server behind a load balancer looks like.
+    states = States()
+    client = await connect(
+        url_of("sockjs", proxy.port), reconnect=FAST, on_state=states
+    )
+    echo = await client.channel("echo")
+    proxy.refuse = refuse
+    proxy.abort()
+    async with asyncio.timeout(TIMEOUT):
+        await proxy.wait_connections(1 + 3)  # three attempts were turned away
+    assert client.state is ClientState.RECONNECTING
+    proxy.refuse = None
+    await reconnected(client, states)
+    await answers(echo)
+    await client.close()
+
+
+def test_busy_sender_survives_resets() -> None:
+    # A task sending all the time is likely to send in the instant between
+    # a reset and the reader noticing it. That used to spin forever and
+    # block the event loop, so this runs in a loop of its own.
+    async def scenario() -> None:
+        server, _ = make_server()
+        async with serving(sockjs_app(server)) as port, Proxy(port) as proxy:
+            await reset_a_busy_sender(proxy)
+
+    run_in_own_loop(scenario)
+
+
+async def reset_a_busy_sender(proxy: Proxy) -> None:
+    states = States()
+    url = url_of("websocket", proxy.port)
+    client = await connect(url, reconnect=FAST, on_state=states)
+    echo = await client.channel("echo")
+    sent = 0
+    progress = asyncio.Event()
+
+    async def send_all_the_time() -> None:
+        nonlocal sent
+        while True:
+            await echo.send(str(sent))
+            sent += 1
+            progress.set()
+            await asyncio.sleep(0)
+
+    async def drain() -> None:
+        async for _message in echo:
+            pass
+
+    tasks = [asyncio.create_task(send_all_the_time()), asyncio.create_task(drain())]
+    try:
+        for resets in range(1, 4):
+            async with asyncio.timeout(TIMEOUT):
+                until = sent + 50
+                while sent < until:  # the sender is at it
+                    progress.clear()
+                    await progress.wait()
+                proxy.abort()
+                await states.wait_count(ClientState.OPEN, 1 + resets)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert echo.gaps == 3
+    await client.close()
