@@ -136,6 +136,11 @@ class ServerProcess:
         with urllib.request.urlopen(url, timeout=10) as response:
             return json.load(response)  # type: ignore[no-any-return]
 
+    async def astats(self, http: aiohttp.ClientSession) -> dict[str, Any]:
+        """:meth:`stats` from inside an event loop, without blocking it."""
+        async with http.get(self.http("/stats")) as response:
+            return await response.json()  # type: ignore[no-any-return]
+
     def wait_stats(
         self, timeout: float, **expected: int
     ) -> tuple[bool, dict[str, Any]]:

@@ -1,0 +1,177 @@
+"""Connect, subscribe, exchange, disconnect, many times over: nothing stays.
+
+CYCLES cycles run CONCURRENCY at a time, each ending a different way: ``uns``
+then close, close without ``uns``, TCP reset without a close frame, SockJS's
+websocket transport, and a plain-WebSocket client that leaves before its
+channel's handler has answered. Afterwards the server must hold no
+connection, channel, SockJS session or extra task, and its RSS must have
+grown less than ``--rss-bound`` MB over its idle size::
+
+    python -m stress.churn            # 10,000 cycles
+    python -m stress.churn --short    # 500 cycles, for CI
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import aiohttp
+
+from .common import (
+    Carrier,
+    RawWebSocket,
+    Report,
+    ServerProcess,
+    mb,
+    raise_fd_limit,
+)
+
+WAYS = ("uns+close", "close", "reset", "sockjs", "leave early")
+
+
+async def cycle(http: aiohttp.ClientSession, port: int, index: int) -> None:
+    way = WAYS[index % len(WAYS)]
+    text = f"msg,echo,cycle {index}"
+    if way == "reset":
+        raw = await RawWebSocket.connect(port, "/multiplex/websocket")
+        raw.send_frame(0x1, b"sub,echo")
+        raw.send_frame(0x1, text.encode())
+        while (await raw.read_frame())[1] != text.encode():
+            pass
+        raw.abort()
+        return
+    transport = {"sockjs": "sockjs", "leave early": "ws"}.get(way, "raw")
+    carrier = await Carrier.connect(http, port, transport)
+    try:
+        await carrier.send("sub,echo", text)
+        if way != "leave early":
+            while text not in await carrier.receive():
+                pass
+        if way == "uns+close":
+            await carrier.send("uns,echo")
+    finally:
+        await carrier.close()
+
+
+async def churn(
+    port: int, cycles: int, concurrency: int, warm_up: int, on_warm: Callable[[], None]
+) -> tuple[Counter[str], float]:
+    """Run the cycles; call ``on_warm`` once ``warm_up`` of them are done."""
+    errors: Counter[str] = Counter()
+    done = 0
+    indexes = iter(range(cycles))
+
+    async def runner(http: aiohttp.ClientSession) -> None:
+        nonlocal done
+        for index in indexes:
+            try:
+                async with asyncio.timeout(10):
+                    await cycle(http, port, index)
+            except Exception as exc:
+                errors[f"{WAYS[index % len(WAYS)]}: {type(exc).__name__}"] += 1
+            done += 1
+            if done == warm_up:
+                on_warm()
+
+    started = time.monotonic()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        await asyncio.gather(*(runner(http) for _ in range(concurrency)))
+    return errors, time.monotonic() - started
+
+
+def run(args: argparse.Namespace, report: Report) -> None:
+    with ServerProcess() as server:
+        idle = server.stats(collect=True)
+        rss_idle = server.rss_kb()
+        warm_up = max(1, args.cycles // 10)
+        rss_warm = []
+
+        async def main() -> tuple[Counter[str], float]:
+            async with asyncio.timeout(args.timeout):
+                return await churn(
+                    server.port,
+                    args.cycles,
+                    args.concurrency,
+                    warm_up,
+                    lambda: rss_warm.append(server.rss_kb()),
+                )
+
+        errors, elapsed = asyncio.run(main())
+        settled, stats = server.wait_stats(
+            args.settle, connections=0, channels=0, sockjs_sessions=0
+        )
+        stats = server.stats(collect=True)
+        rss_end = server.rss_kb()
+        growth = rss_end - rss_idle
+        report.row("cycles", args.cycles)
+        report.row("concurrency", args.concurrency)
+        report.row("cycles/s", f"{args.cycles / elapsed:,.0f}")
+        report.row("connections accepted", stats["connections_accepted"])
+        report.row("server RSS idle", mb(rss_idle))
+        report.row(f"server RSS after {warm_up} cycles", mb(rss_warm[0]))
+        report.row("server RSS end", mb(rss_end))
+        report.row(
+            "server RSS growth",
+            f"{mb(growth)} ({mb(rss_end - rss_warm[0])} after warm-up)",
+        )
+        report.row("server tasks idle/end", f"{idle['tasks']} / {stats['tasks']}")
+        report.row("errors", f"{sum(errors.values())} {dict(errors)}")
+        report.check("no client error", not errors, dict(errors))
+        report.check(
+            "every cycle reached the server",
+            stats["connections_accepted"] == args.cycles,
+            f"{stats['connections_accepted']} of {args.cycles}",
+        )
+        report.check(
+            "live connections, channels, sessions back to zero",
+            settled,
+            f"connections {stats['connections']}, channels {stats['channels']}, "
+            f"sockjs sessions {stats['sockjs_sessions']}",
+        )
+        report.check(
+            "no task left behind",
+            stats["tasks"] <= idle["tasks"] + 1,
+            f"{stats['tasks']} tasks, {idle['tasks']} when idle",
+        )
+        report.check(
+            f"RSS growth < {args.rss_bound} MB",
+            growth < args.rss_bound * 1024,
+            mb(growth),
+        )
+        report.check("server up", server.alive())
+        report.check(
+            "no exception logged", server.tracebacks() == 0, server.tracebacks()
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--short", action="store_true", help="the CI size")
+    parser.add_argument("--cycles", type=int)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rss-bound", type=float, default=30.0, metavar="MB")
+    parser.add_argument("--settle", type=float, default=15.0, metavar="SECONDS")
+    parser.add_argument("--timeout", type=float, help="seconds for the cycles")
+    args = parser.parse_args(argv)
+    if args.cycles is None:
+        args.cycles = 500 if args.short else 10_000
+    if args.timeout is None:
+        args.timeout = 30.0 if args.short else 240.0
+    raise_fd_limit()
+    report = Report(f"churn: {args.cycles} cycles, {args.concurrency} at a time")
+    try:
+        run(args, report)
+    except TimeoutError:
+        report.check("within time", False, f"cycles took over {args.timeout} s")
+    report.print()
+    return report.exit_code()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

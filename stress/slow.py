@@ -1,0 +1,204 @@
+"""A client that stops reading while a service floods it.
+
+The ``firehose`` service writes TOTAL characters in SIZE-character messages
+to a client that never reads its socket (aiohttp pauses the socket when
+nobody calls ``receive``, so the kernel buffers fill). The server runs with
+``Limits(slow_client_timeout=2)``. Checks:
+
+* the server's RSS stays under ``--rss-bound`` MB above its idle size;
+* the server gives up on that connection (``slow_client_closes``), and when
+  the client reads again it finds close code 4008, reason ``slow client``,
+  after whatever was already queued;
+* a second client on the same server keeps doing echo round trips
+  throughout, none slower than ``--latency-bound`` seconds.
+
+Also reported: whether the server released the TCP connection while the
+client still did not read (``--linger`` seconds after giving up)::
+
+    python -m stress.slow            # 200 MB, over sockjs, ws and raw
+    python -m stress.slow --short    # 20 MB over sockjs, for CI
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+import aiohttp
+
+from .common import (
+    TRANSPORTS,
+    Carrier,
+    Closed,
+    Echoer,
+    Report,
+    RssSampler,
+    ServerProcess,
+    mb,
+    raise_fd_limit,
+)
+
+SLOW_CLIENT_TIMEOUT = 2.0
+
+
+class Control:
+    """Echo round trips every 50 ms until stopped."""
+
+    def __init__(self, echoer: Echoer) -> None:
+        self.echoer = echoer
+        self.errors: list[str] = []
+        self._stop = asyncio.Event()
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.echoer.round_trip()
+            except (Closed, TimeoutError, aiohttp.ClientError) as exc:
+                self.errors.append(repr(exc))
+                return
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await self._task
+
+
+async def episode(
+    server: ServerProcess,
+    http: aiohttp.ClientSession,
+    transport: str,
+    args: argparse.Namespace,
+    report: Report,
+) -> None:
+    before = await server.astats(http)
+    rss_idle = server.rss_kb()
+    control = Control(await Echoer.connect(http, server.port))
+    with RssSampler(server.pid) as sampler:
+        slow = await Carrier.connect(http, server.port, transport)
+        await slow.send("sub,firehose", f"msg,firehose,{args.total} {args.size}")
+        started = time.monotonic()
+        give_up = started + SLOW_CLIENT_TIMEOUT + args.fill_timeout
+        stats = before
+        while time.monotonic() < give_up:
+            stats = await server.astats(http)
+            if stats["slow_client_closes"] > before["slow_client_closes"]:
+                break
+            if stats["firehose"]["finished"] > before["firehose"]["finished"]:
+                break
+            await asyncio.sleep(0.1)
+        decided = time.monotonic() - started
+        # Keep not reading: does the server let go of the socket?
+        released = False
+        linger_until = time.monotonic() + args.linger
+        while time.monotonic() < linger_until and not released:
+            released = server.established() <= 1  # the control client's only
+            await asyncio.sleep(0.2)
+        received, close = 0, Closed(None, "nothing")
+        try:
+            async with asyncio.timeout(30):
+                while True:
+                    received += sum(map(len, await slow.receive()))
+        except Closed as closed:
+            close = closed
+        except TimeoutError:
+            close = Closed(None, "no close within 30 s of reading again")
+        await slow.close()
+        await control.stop()
+        rss_peak = sampler.peak
+    after = await server.astats(http)
+    sent = after["firehose"]["sent_chars"] - before["firehose"]["sent_chars"]
+    name = f"[{transport}]"
+    report.row(f"{name} firehose asked", mb(args.total / 1024))
+    report.row(f"{name} server sent before giving up", mb(sent / 1024))
+    report.row(f"{name} client read after resuming", mb(received / 1024))
+    report.row(f"{name} server gave up after", f"{decided:.1f} s")
+    report.row(f"{name} close seen by client", f"{close.code} {close.reason!r}")
+    report.row(f"{name} server RSS idle / peak", f"{mb(rss_idle)} / {mb(rss_peak)}")
+    report.row(
+        f"{name} control round trips",
+        f"{control.echoer.count}, worst {control.echoer.worst * 1000:.0f} ms",
+    )
+    report.check(
+        f"{name} server gave up on the slow client",
+        after["slow_client_closes"] == before["slow_client_closes"] + 1,
+        f"slow_client_closes {after['slow_client_closes']}",
+    )
+    report.check(
+        f"{name} RSS peak < idle + {args.rss_bound} MB",
+        rss_peak - rss_idle < args.rss_bound * 1024,
+        f"+{mb(rss_peak - rss_idle)}",
+    )
+    report.check(
+        f"{name} control client unaffected",
+        not control.errors
+        and control.echoer.count >= decided / 0.5
+        and control.echoer.worst < args.latency_bound,
+        f"{control.echoer.count} round trips, worst "
+        f"{control.echoer.worst:.2f} s (< {args.latency_bound} s) {control.errors}",
+    )
+    close_ok = (close.code, close.reason) == (4008, "slow client")
+    if transport == "raw":  # sockjs's raw transport drops the code (reported)
+        report.known_bug(f"{name} closed 4008 'slow client'", close_ok, close)
+    else:
+        report.check(f"{name} closed 4008 'slow client'", close_ok, close)
+    report.known_bug(
+        f"{name} TCP released while unread",
+        released,
+        f"within {args.linger} s of giving up: "
+        + ("yes" if released else "no, still established"),
+    )
+    report.check(
+        f"{name} only the control left",
+        after["connections"] == 1,
+        f"{after['connections']} connections",
+    )
+
+
+async def run(args: argparse.Namespace, report: Report) -> None:
+    limits = ("--limit", f"slow_client_timeout={SLOW_CLIENT_TIMEOUT}")
+    with ServerProcess(*limits) as server:
+        async with aiohttp.ClientSession() as http:
+            for transport in args.transport:
+                async with asyncio.timeout(args.timeout):
+                    await episode(server, http, transport, args, report)
+        report.check("server up", server.alive())
+        report.check(
+            "no exception logged", server.tracebacks() == 0, server.tracebacks()
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--short", action="store_true", help="the CI size")
+    parser.add_argument("--total", type=int, help="characters the firehose writes")
+    parser.add_argument("--size", type=int, default=100_000, help="per message")
+    parser.add_argument(
+        "--transport", action="append", choices=TRANSPORTS, help="repeatable"
+    )
+    parser.add_argument("--rss-bound", type=float, default=100.0, metavar="MB")
+    parser.add_argument("--latency-bound", type=float, default=1.0, metavar="SECONDS")
+    parser.add_argument("--fill-timeout", type=float, default=20.0, metavar="SECONDS")
+    parser.add_argument("--linger", type=float, metavar="SECONDS")
+    parser.add_argument("--timeout", type=float, default=90.0, help="per transport")
+    args = parser.parse_args(argv)
+    if args.total is None:
+        args.total = 20_000_000 if args.short else 200_000_000
+    if args.transport is None:
+        args.transport = ["sockjs"] if args.short else ["sockjs", "ws", "raw"]
+    if args.linger is None:
+        args.linger = 3.0 if args.short else 10.0
+    raise_fd_limit()
+    report = Report(f"slow consumer: firehose of {mb(args.total / 1024)}")
+    try:
+        asyncio.run(run(args, report))
+    except TimeoutError:
+        report.check("within time", False, f"over {args.timeout} s")
+    report.print()
+    return report.exit_code()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
