@@ -318,7 +318,8 @@ async def _session(args: argparse.Namespace, output: Output, interactive: bool) 
         done, _ = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
         if done == {sender} and not interactive:
             wait = None if math.isinf(args.wait) else args.wait
-            await asyncio.wait(ends - done, timeout=wait)
+            first = asyncio.FIRST_COMPLETED
+            await asyncio.wait(ends - done, timeout=wait, return_when=first)
     finally:
         for task in tasks:
             task.cancel()

@@ -96,7 +96,8 @@ def make_server() -> tuple[MultiplexServer, Recorder]:
 
     - an echo service under the name :data:`WEIRD`;
     - ``rec``, a :class:`Recorder`;
-    - ``headers``, which answers a header name with that header's value.
+    - ``headers``, which answers a header name with that header's value;
+    - ``once``, which echoes one message and closes.
     """
     server = demo_server()
     recorder = Recorder()
@@ -109,7 +110,11 @@ def make_server() -> tuple[MultiplexServer, Recorder]:
         async for name in channel:
             await channel.send(channel.request.headers.get(name, "<none>"))
 
+    async def once(channel: Channel) -> None:
+        await channel.close(await channel.receive())
+
     server.register(WEIRD, echo)
+    server.register("once", once)
     server.register("rec", recorder)
     server.register("headers", headers)
     return server, recorder

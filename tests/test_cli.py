@@ -1,0 +1,346 @@
+"""``websocket-multiplex connect`` run as a user runs it: a real process.
+
+The server runs in this event loop on 127.0.0.1; the CLI is
+``python -m websocket_multiplex connect`` with its stdin a pipe, a file or
+a terminal (a pty). Tests keep stdin open until they have read what they
+expect, so no test depends on how long ``--wait`` is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pty
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from websocket_multiplex import MultiplexServer
+from websocket_multiplex.cli import Router, channel_labels
+
+from .client.support import WEIRD, cut_connections, make_server, serving, sockjs_app
+
+TIMEOUT = 10.0
+
+
+@dataclass
+class Server:
+    port: int
+    mux: MultiplexServer
+
+    @property
+    def sockjs(self) -> str:
+        return f"http://127.0.0.1:{self.port}/multiplex"
+
+    @property
+    def websocket(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/multiplex/websocket"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    mux, _ = make_server()
+    async with serving(sockjs_app(mux)) as port:
+        yield Server(port, mux)
+
+
+class Cli:
+    """One ``connect`` process; read its output line by line."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+
+    async def write(self, *lines: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("".join(f"{line}\n" for line in lines).encode())
+        await self.process.stdin.drain()
+
+    async def end_input(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+
+    async def out_until(self, done: Callable[[list[str]], bool]) -> list[str]:
+        """Read stdout lines until ``done(lines so far)``."""
+        return await self._until(self.process.stdout, self.stdout, done)
+
+    async def err_until(self, text: str) -> list[str]:
+        return await self._until(
+            self.process.stderr, self.stderr, lambda lines: text in "".join(lines)
+        )
+
+    async def json_until(
+        self, done: Callable[[list[dict[str, Any]]], bool]
+    ) -> list[dict[str, Any]]:
+        lines = await self.out_until(lambda lines: done([json.loads(x) for x in lines]))
+        return [json.loads(line) for line in lines]
+
+    async def _until(
+        self,
+        stream: asyncio.StreamReader | None,
+        lines: list[str],
+        done: Callable[[list[str]], bool],
+    ) -> list[str]:
+        assert stream is not None
+        async with asyncio.timeout(TIMEOUT):
+            while not done(lines):
+                line = await stream.readline()
+                if not line:
+                    raise AssertionError(f"output ended; got {lines}, {self.stderr}")
+                lines.append(line.decode().rstrip("\n"))
+        return lines
+
+    async def exit_status(self) -> int:
+        """Wait for the exit; collect the rest of the output."""
+        async with asyncio.timeout(TIMEOUT):
+            out, err = await self.process.communicate()
+        self.stdout += out.decode().splitlines()
+        self.stderr += err.decode().splitlines()
+        assert self.process.returncode is not None
+        return self.process.returncode
+
+
+Start = Callable[..., Awaitable[Cli]]
+
+
+@pytest.fixture
+async def cli() -> AsyncIterator[Start]:
+    started: list[asyncio.subprocess.Process] = []
+
+    async def run(*args: str, stdin: Any = asyncio.subprocess.PIPE) -> Cli:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "websocket_multiplex",
+            "connect",
+            *args,
+            stdin=stdin,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        started.append(process)
+        return Cli(process)
+
+    yield run
+    for process in started:
+        if process.returncode is None:
+            process.kill()
+            async with asyncio.timeout(TIMEOUT):
+                await process.wait()
+
+
+def has(*wanted: str) -> Callable[[list[str]], bool]:
+    return lambda lines: all(line in lines for line in wanted)
+
+
+def has_records(*wanted: dict[str, Any]) -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda records: all(record in records for record in wanted)
+
+
+# -- pipe mode -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sockjs", "websocket"])
+async def test_one_channel_gets_every_line_unchanged(
+    server: Server, cli: Start, kind: str
+) -> None:
+    url = server.sockjs if kind == "sockjs" else server.websocket
+    run = await cli(url, "--channel", "echo", "--wait", "0")
+    payloads = ["a,b,,c", "😀 emoji, 日本", "@not a channel", '{"json": [1]}']
+    await run.write(*payloads)
+    await run.out_until(has(*(f"[echo] {p}" for p in payloads)))
+    await run.end_input()
+    assert await run.exit_status() == 0
+    assert run.stdout == [f"[echo] {p}" for p in payloads]
+    assert any("connected to" in line for line in run.stderr)
+
+
+async def test_several_channels_json(server: Server, cli: Start) -> None:
+    channels = ["ann", "bob", "carl", "nope", "echo", "echo", WEIRD]
+    args = [arg for name in channels for arg in ("-c", name)]
+    run = await cli(server.websocket, *args, "--json", "--wait", "0")
+    await run.write(
+        "hello, world",  # to ann, the first channel
+        "@bob cake",
+        "@echo#2 second",
+        f"@{WEIRD} spaces work",
+        "@echo",  # echo becomes the current channel
+        "a,b 😀",
+        "@@at",
+        "@zzz lost",
+    )
+    records = await run.json_until(
+        has_records(
+            {"channel": "ann", "data": "Ann nods: hello, world"},
+            {"channel": "bob", "data": "Bob says no to: cake"},
+            {"channel": "echo#2", "data": "second"},
+            {"channel": WEIRD, "data": "spaces work"},
+            {"channel": "echo", "data": "a,b 😀"},
+            {"channel": "echo", "data": "@at"},
+            {"channel": "carl", "data": "Carl says goodbye!"},
+        )
+    )
+    await run.end_input()
+    assert await run.exit_status() == 0
+    records += [json.loads(line) for line in run.stdout[len(records) :]]
+    assert records[0] == {"event": "connected", "url": server.websocket}
+    assert {"channel": "ann", "data": "Ann says hi!"} in records
+    closes = {r["channel"]: r for r in records if r.get("event") == "closed"}
+    assert closes["carl"] == {
+        "event": "closed",
+        "channel": "carl",
+        "reason": "server_closed",
+        "detail": "",
+    }
+    assert closes["nope"]["reason"] == "refused"
+    assert closes["nope"]["detail"].startswith("404 ")
+    assert set(closes) == {"carl", "nope"}  # not the ones closed on exit
+    errors = [r for r in records if r.get("event") == "error"]
+    assert len(errors) == 1
+    assert "zzz" in errors[0]["message"]
+    assert run.stderr == []  # --json: stdout only
+
+
+async def test_ends_when_every_channel_is_closed(
+    server: Server, cli: Start, tmp_path: Path
+) -> None:
+    # stdin is a regular file here, which the event loop cannot watch.
+    lines = tmp_path / "lines.txt"
+    lines.write_text("only once\n")
+    with lines.open() as stdin:
+        run = await cli(
+            server.sockjs, "-c", "once", "-c", "carl", "--wait", "inf", stdin=stdin
+        )
+        assert await run.exit_status() == 0
+    assert sorted(run.stdout) == ["[carl] Carl says goodbye!", "[once] only once"]
+    assert any("[once] closed by the server" in line for line in run.stderr)
+
+
+async def test_last_line_without_newline_is_sent(server: Server, cli: Start) -> None:
+    run = await cli(server.sockjs, "-c", "once", "--wait", "inf")
+    assert run.process.stdin is not None
+    run.process.stdin.write(b"no newline")
+    await run.end_input()
+    assert await run.exit_status() == 0
+    assert run.stdout == ["[once] no newline"]
+
+
+async def test_headers_reach_the_server(server: Server, cli: Start) -> None:
+    run = await cli(
+        server.sockjs,
+        "-c",
+        "headers",
+        "-H",
+        "X-Token: abc:def",
+        "--header",
+        "X-B:2",
+        "--wait",
+        "0",
+    )
+    await run.write("x-token", "x-b")
+    await run.out_until(has("[headers] abc:def", "[headers] 2"))
+    await run.end_input()
+    assert await run.exit_status() == 0
+
+
+# -- the connection --------------------------------------------------------------
+
+
+async def test_reconnection_is_reported_and_channels_come_back(
+    server: Server, cli: Start
+) -> None:
+    run = await cli(server.sockjs, "-c", "ann", "-c", "echo", "--wait", "0")
+    await run.out_until(has("[ann] Ann says hi!"))
+    assert await cut_connections(server.mux) == 1
+    await run.err_until("reconnected")
+    await run.out_until(lambda lines: lines.count("[ann] Ann says hi!") == 2)
+    await run.write("@echo after")
+    await run.out_until(has("[echo] after"))
+    await run.end_input()
+    assert await run.exit_status() == 0
+    assert any("connection lost; reconnecting (attempt 1" in x for x in run.stderr)
+
+
+async def test_no_reconnect_closes_every_channel_and_fails(
+    server: Server, cli: Start
+) -> None:
+    run = await cli(
+        server.websocket,
+        "-c",
+        "ann",
+        "-c",
+        "echo",
+        "--json",
+        "--no-reconnect",
+        "--wait",
+        "inf",
+    )
+    await run.json_until(has_records({"channel": "ann", "data": "Ann says hi!"}))
+    assert await cut_connections(server.mux) == 1
+    assert await run.exit_status() == 1
+    records = [json.loads(line) for line in run.stdout]
+    for name in ("ann", "echo"):
+        closed = {"event": "closed", "channel": name, "reason": "connection_lost"}
+        assert closed | {"detail": ""} in records
+    assert {"event": "disconnected", "reason": "the connection closed"} in records
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+async def test_cannot_connect(cli: Start, as_json: bool) -> None:
+    with contextlib.closing(socket.socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"ws://127.0.0.1:{probe.getsockname()[1]}/nothing"  # not listening
+        run = await cli(url, "-c", "ann", *(["--json"] if as_json else []))
+        assert await run.exit_status() == 1
+    if as_json:
+        [record] = [json.loads(line) for line in run.stdout]
+        assert record["event"] == "error"
+        assert record["message"].startswith(f"cannot connect to {url}")
+    else:
+        assert run.stdout == []
+        assert f"error: cannot connect to {url}" in "\n".join(run.stderr)
+
+
+# -- interactive -----------------------------------------------------------------
+
+
+async def test_interactive_on_a_terminal(server: Server, cli: Start) -> None:
+    controller, terminal = pty.openpty()
+    try:
+        run = await cli(server.sockjs, "-c", "ann", "-c", "bob", stdin=terminal)
+        os.close(terminal)
+        await run.err_until("Ctrl-D quits")
+        os.write(controller, b"hi there\n@bob no\n")
+        await run.out_until(has("[ann] Ann nods: hi there", "[bob] Bob says no to: no"))
+        os.write(controller, b"\x04")  # Ctrl-D: end of input, exit at once
+        assert await run.exit_status() == 0
+    finally:
+        os.close(controller)
+    assert "'@NAME text' sends to another channel" in "\n".join(run.stderr)
+
+
+# -- the line syntax, without a process --------------------------------------------
+
+
+def test_router() -> None:
+    router = Router(channel_labels(["ann", "weird name", "weird", "ann"]))
+    assert router.labels == ["ann", "weird name", "weird", "ann#2"]
+    assert router.route("hello") == ("ann", "hello")
+    assert router.route("@weird name x") == ("weird name", "x")
+    assert router.route("@weird x") == ("weird", "x")
+    assert router.route("@ann#2 ") == ("ann#2", "")
+    assert router.route("@@ann x") == ("ann", "@ann x")
+    assert router.route("@weird") is None
+    assert router.route("now") == ("weird", "now")
+    with pytest.raises(LookupError, match="'nobody'"):
+        router.route("@nobody here")
+    single = Router(["ann"])
+    assert single.route("@bob x") == ("ann", "@bob x")
