@@ -22,12 +22,19 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .events import CloseReason
-from .exceptions import ChannelClosed
+from .exceptions import ChannelClosed, LocalProtocolError
 
 if TYPE_CHECKING:
     from .asyncio.client import ClientChannel, ClientState
 
-__all__ = ["CONNECT_EPILOG", "Output", "Router", "add_connect_command", "connect"]
+__all__ = [
+    "CONNECT_EPILOG",
+    "Output",
+    "Router",
+    "add_connect_command",
+    "channel_labels",
+    "connect",
+]
 
 CONNECT_EPILOG = """\
 lines:
@@ -298,10 +305,13 @@ async def _session(args: argparse.Namespace, output: Output, interactive: bool) 
     labels = channel_labels(args.channels)
     tasks: list[asyncio.Future[Any]] = []
     try:
-        channels = {
-            label: await client.channel(name)
-            for label, name in zip(labels, args.channels, strict=True)
-        }
+        try:
+            channels = {
+                label: await client.channel(name)
+                for label, name in zip(labels, args.channels, strict=True)
+            }
+        except LocalProtocolError:  # lost for good already (--no-reconnect)
+            return 1
         if interactive:
             _greet(output, labels)
         watchers = [
