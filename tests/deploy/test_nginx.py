@@ -1,0 +1,273 @@
+"""Two chat workers behind a real nginx (deploy/nginx.conf), sharing rooms
+through Redis: what docs/DEPLOYMENT.md tells people to run.
+
+Clients reach the workers only through nginx. Each asks ``/whoami`` to
+learn which worker it landed on; the tests open clients until both workers
+are covered, then check that rooms span workers, on every transport, and
+that every request of a SockJS session reaches the same worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+import pytest
+
+from websocket_multiplex import ClientChannel, MultiplexClient
+from websocket_multiplex.client import connect
+
+from ..adapters.carriers import SockJSXhrPollingCarrier
+from .processes import (
+    SOCKJS_CLIENT,
+    chat_workers,
+    nginx,
+    require_nginx,
+    require_redis,
+)
+
+Workers = dict[int, str]  # pid -> "127.0.0.1:port"
+
+
+@pytest.fixture(scope="module")
+def workers() -> Iterator[Workers]:
+    require_nginx()
+    args = ["--redis-url", require_redis()]
+    if SOCKJS_CLIENT.is_file():
+        args += ["--sockjs-url", str(SOCKJS_CLIENT)]
+    with chat_workers(2, *args) as started:
+        yield {pid: f"127.0.0.1:{port}" for port, pid in started}
+
+
+@pytest.fixture(scope="module")
+def proxy(workers: Workers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with nginx(tmp_path_factory.mktemp("nginx"), list(workers.values())) as url:
+        yield url
+
+
+# -- chat clients --------------------------------------------------------------
+
+
+class Chat(Protocol):
+    async def send(self, line: str) -> None: ...
+
+    async def receive(self, timeout: float | None = None) -> str: ...
+
+
+async def expect(chat: Chat, kind: str) -> dict[str, Any]:
+    """The next message on ``chat``, which must be of type ``kind``."""
+    event: dict[str, Any] = json.loads(await chat.receive(timeout=5))
+    assert event["type"] == kind, event
+    return event
+
+
+async def ask(chat: Chat, line: str, kind: str) -> dict[str, Any]:
+    await chat.send(line)
+    return await expect(chat, kind)
+
+
+class CountingXhr(SockJSXhrPollingCarrier):
+    """xhr-polling that counts its requests and the sessions it was given."""
+
+    polls = sends = opens = 0
+
+    async def _poll(self) -> None:
+        self.polls += 1
+        opened, self.frames.opened = self.frames.opened, False
+        await super()._poll()
+        self.opens += self.frames.opened  # a second "o": a new session
+        self.frames.opened |= opened
+
+    async def send(self, text: str) -> None:
+        self.sends += 1
+        await super().send(text)
+
+
+class XhrChat:
+    """A ``chat`` channel spoken frame by frame over SockJS xhr-polling."""
+
+    def __init__(self, carrier: CountingXhr) -> None:
+        self.carrier = carrier
+
+    @classmethod
+    async def open(cls, base: str) -> XhrChat:
+        carrier = await CountingXhr.connect(f"{base}/multiplex")
+        await carrier.send("sub,chat")
+        return cls(carrier)
+
+    async def send(self, line: str) -> None:
+        await self.carrier.send(f"msg,chat,{line}")
+
+    async def receive(self, timeout: float | None = None) -> str:
+        async with asyncio.timeout(timeout):
+            frame = await self.carrier.receive()
+        assert frame is not None and frame.startswith("msg,chat,"), frame
+        return frame.removeprefix("msg,chat,")
+
+    async def close(self) -> None:
+        await self.carrier.close()
+
+
+class WebSocketChat:
+    """A ``chat`` channel of our Python client (SockJS websocket transport)."""
+
+    def __init__(self, client: MultiplexClient, channel: ClientChannel) -> None:
+        self.client = client
+        self.channel = channel
+
+    @classmethod
+    async def open(cls, base: str) -> WebSocketChat:
+        client = await connect(f"{base}/multiplex", reconnect=False)
+        return cls(client, await client.channel("chat"))
+
+    async def send(self, line: str) -> None:
+        await self.channel.send(line)
+
+    async def receive(self, timeout: float | None = None) -> str:
+        return await self.channel.receive(timeout=timeout)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+C = Any  # XhrChat | WebSocketChat
+
+
+async def one_per_worker(
+    stack: AsyncExitStack, open_chat: Callable[[], Awaitable[C]], workers: Workers
+) -> list[C]:
+    """Open chats until one landed on each worker (in ``workers`` order).
+
+    nginx hashes the random SockJS session id, so each new session lands
+    on either worker; 20 attempts all landing on one is a 1-in-500,000
+    event with an even split.
+    """
+    found: dict[int, C] = {}
+    for _ in range(20):
+        chat = await open_chat()
+        stack.push_async_callback(chat.close)
+        pid = (await ask(chat, "/whoami", "whoami"))["pid"]
+        found.setdefault(pid, chat)
+        if len(found) == len(workers):
+            return [found[pid] for pid in workers]
+    raise AssertionError(f"20 sessions, all on worker(s) {list(found)}")
+
+
+def new_room() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"  # Redis is shared with other runs
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[AsyncExitStack]:
+    async with AsyncExitStack() as stack:
+        yield stack
+
+
+# -- tests -----------------------------------------------------------------------
+
+
+async def test_websocket_clients_on_two_workers_share_a_room(
+    proxy: str, workers: Workers, stack: AsyncExitStack
+) -> None:
+    async with asyncio.timeout(20):
+        a, b = await one_per_worker(stack, lambda: WebSocketChat.open(proxy), workers)
+        room = new_room()
+        for chat in (a, b):
+            assert (await ask(chat, f"/join {room}", "joined"))["room"] == room
+        for chat in (a, b):  # presence spans the workers
+            assert (await ask(chat, "/who", "presence"))["count"] == 2
+        await a.send("hello from A")
+        assert (await expect(b, "message"))["text"] == "hello from A"
+        await b.send("hello from B")
+        assert (await expect(a, "message"))["text"] == "hello from B"
+        # The sender is excluded: what A gets next is the answer to its
+        # question, not its own line back.
+        assert (await ask(a, "/whoami", "whoami"))["pid"] == next(iter(workers))
+
+
+async def test_xhr_polling_sessions_stay_on_their_worker(
+    proxy: str, workers: Workers, stack: AsyncExitStack
+) -> None:
+    # Every poll and every send is its own HTTP request; the session lives
+    # in one worker's memory, so a request that reached the other worker
+    # would be answered 404 (xhr_send) or open a new session (xhr).
+    async with asyncio.timeout(25):
+        a, b = await one_per_worker(stack, lambda: XhrChat.open(proxy), workers)
+        room = new_room()
+        for chat in (a, b):
+            await ask(chat, f"/join {room}", "joined")
+        for i in range(20):
+            await a.send(f"a{i}")
+            assert (await expect(b, "message"))["text"] == f"a{i}"
+            await b.send(f"b{i}")
+            assert (await expect(a, "message"))["text"] == f"b{i}"
+            if i % 5 == 4:
+                for chat, pid in zip((a, b), workers, strict=True):
+                    assert (await ask(chat, "/whoami", "whoami"))["pid"] == pid
+        for chat in (a, b):
+            assert chat.carrier.opens == 1
+            assert chat.carrier.polls >= 25 and chat.carrier.sends >= 30
+
+
+async def test_xhr_polling_and_websocket_meet_across_workers(
+    proxy: str, workers: Workers, stack: AsyncExitStack
+) -> None:
+    async with asyncio.timeout(20):
+        polling, _ = await one_per_worker(stack, lambda: XhrChat.open(proxy), workers)
+        _, socket = await one_per_worker(
+            stack, lambda: WebSocketChat.open(proxy), workers
+        )
+        room = new_room()
+        for chat in (polling, socket):
+            await ask(chat, f"/join {room}", "joined")
+        await polling.send("from polling")
+        assert (await expect(socket, "message"))["text"] == "from polling"
+        await socket.send("from websocket")
+        assert (await expect(polling, "message"))["text"] == "from websocket"
+
+
+async def test_xhr_streaming_frames_arrive_while_the_response_is_open(
+    proxy: str,
+) -> None:
+    # xhr-streaming holds one response open and writes each frame into it;
+    # every frame must reach the client at once, not when the response ends.
+    # (nginx 1.22 passes small chunks on promptly even with proxy_buffering
+    # on; the template turns it off all the same, as streams never need it.)
+    session = f"{proxy}/multiplex/000/{uuid.uuid4().hex[:8]}"
+    async with aiohttp.ClientSession() as http, asyncio.timeout(10):
+        async with http.post(f"{session}/xhr_streaming") as stream:
+            assert (await stream.content.readline()).strip(b"h") == b"\n"  # prelude
+            assert await stream.content.readline() == b"o\n"
+            for frame in ("sub,chat", "msg,chat,/whoami"):
+                async with http.post(
+                    f"{session}/xhr_send", data=json.dumps([frame])
+                ) as sent:
+                    assert sent.status == 204
+            line = await stream.content.readline()
+        [frame] = json.loads(line.removeprefix(b"a"))
+        assert json.loads(frame.removeprefix("msg,chat,"))["type"] == "whoami"
+
+
+async def test_without_the_hash_polling_sessions_break(
+    workers: Workers, tmp_path: Path
+) -> None:
+    # The control: the same configuration without sticky sessions (round
+    # robin) sends the session's second request to the other worker.
+    statuses = []
+    with nginx(tmp_path, list(workers.values()), sticky=False) as base:
+        session = f"{base}/multiplex/000/{uuid.uuid4().hex[:8]}"
+        async with aiohttp.ClientSession() as http, asyncio.timeout(10):
+            async with http.post(f"{session}/xhr") as opened:
+                assert await opened.text() == "o\n"
+            for _ in range(4):
+                async with http.post(
+                    f"{session}/xhr_send", data=json.dumps(["sub,chat"])
+                ) as sent:
+                    statuses.append(sent.status)
+    assert 404 in statuses, statuses
