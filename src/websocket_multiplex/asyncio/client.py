@@ -105,7 +105,12 @@ class ClientChannel(ReceivingChannel):
             raise TypeError(f"channels carry text: encode {type(data).__name__} first")
         if self._close_reason is not None:
             raise ChannelClosed(self.name, self._close_reason)
-        await self._client._send(self._client._protocol.send(self.topic, data))
+        try:
+            await self._client._send(self._client._protocol.send(self.topic, data))
+        except ConnectionError:
+            if self._close_reason is not None:  # the client gave up meanwhile
+                raise ChannelClosed(self.name, self._close_reason) from None
+            raise
 
     async def close(self) -> None:
         """Unsubscribe (``uns``); closing a closed channel does nothing."""
@@ -189,7 +194,13 @@ class MultiplexClient:
 
     async def start(self) -> None:
         """Open the first carrier (errors propagate), then keep it running."""
-        self._carrier = await self._open_carrier()
+        carrier = await self._open_carrier()
+        try:  # channels opened before start() are subscribed now
+            await self._resubscribe(carrier)
+        except BaseException:
+            await carrier.close()
+            raise
+        self._carrier = carrier
         self._set_state(ClientState.OPEN, "connected")
         self._reader = asyncio.get_running_loop().create_task(self._run())
 
@@ -212,7 +223,11 @@ class MultiplexClient:
         return channel  # otherwise the reconnection subscribes it
 
     async def wait_for(self, state: ClientState, timeout: float | None = None) -> None:
-        """Wait until the client is in ``state``."""
+        """Wait until the client is in ``state``.
+
+        A state that lasts less than one event-loop turn may be missed; to
+        see every change, pass ``on_state`` to the client instead.
+        """
         async with asyncio.timeout(timeout):
             while self._state is not state:
                 self._state_changed.clear()
@@ -304,6 +319,9 @@ class MultiplexClient:
                 await carrier.close()
                 attempt += 1
                 continue
+            except BaseException:  # e.g. close() cancelled us: do not leak it
+                await carrier.close()
+                raise
             self._carrier = carrier
             self.reconnects += 1
             for channel in self._channels.values():
