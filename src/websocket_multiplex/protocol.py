@@ -230,6 +230,11 @@ class ClientProtocol:
         self.counters.frames_sent += 1
         return topic, format_frame(SUB, topic)
 
+    def keep(self, topic: str) -> None:
+        """Count ``topic`` as open again after the server closed it, so that
+        :meth:`resubscribe` reopens it (the server said it was restarting)."""
+        self._open.add(topic)
+
     def resubscribe(self) -> list[str]:
         """The ``sub`` frames that reopen every open channel on a new carrier."""
         self.counters.frames_sent += len(self._open)

@@ -302,6 +302,7 @@ async def test_server_close_sends_uns_then_closes(
     await carrier.send("sub,rec")
     assert await carrier.receive() == "msg,rec,ready"
     await rec.server.close()
+    assert await carrier.receive() == "err,rec,1001 server shutting down"
     assert await carrier.receive() == "uns,rec"
     assert await carrier.receive() is None
     assert carrier.frames.close_frame is not None

@@ -145,7 +145,11 @@ async def test_starlette_lifespan_closes_the_server() -> None:
         assert await receive(carrier) == "msg,a,hi"
         await carrier.close()
     async with asyncio.timeout(TIMEOUT):
-        assert [await bystander.receive() for _ in range(2)] == ["uns,a", None]
+        assert [await bystander.receive() for _ in range(3)] == [
+            "err,a,1001 server shutting down",
+            "uns,a",
+            None,
+        ]
     assert mux.connections == set()
 
 
@@ -273,8 +277,10 @@ async def test_server_close_sends_uns_for_each_channel_then_closes() -> None:
                 await carrier.send(f"msg,{name},x")
                 assert await receive(carrier) == f"msg,{name},x"
             await mux.close()
-            assert [await receive(carrier) for _ in range(3)] == [
+            assert [await receive(carrier) for _ in range(5)] == [
+                "err,a,1001 server shutting down",
                 "uns,a",
+                "err,b,1001 server shutting down",
                 "uns,b",
                 None,
             ]
@@ -380,7 +386,11 @@ async def test_lifespan_shutdown_closes_the_server() -> None:
     assert await next_item(peer.from_app) == {"type": "lifespan.shutdown.complete"}
     async with asyncio.timeout(TIMEOUT):
         await app
-    assert [await client.receive(), await client.receive()] == ["uns,a", None]
+    assert [await client.receive() for _ in range(3)] == [
+        "err,a,1001 server shutting down",
+        "uns,a",
+        None,
+    ]
     assert client.transport.closed_with == (1001, "server shutdown")
     assert mux.connections == set()
 

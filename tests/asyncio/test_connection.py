@@ -202,7 +202,13 @@ async def test_close_sends_uns_for_every_channel_then_closes_the_carrier() -> No
     await client.send("sub,a")
     await client.send("sub,b")
     await client.connection.close(4000, "bye")
-    assert await frames(client, 3) == ["uns,a", "uns,b", None]
+    assert await frames(client, 5) == [
+        "err,a,1001 server shutting down",
+        "uns,a",
+        "err,b,1001 server shutting down",
+        "uns,b",
+        None,
+    ]
     assert client.transport.closed_with == (4000, "bye")
     assert client.connection.closed
 
@@ -335,7 +341,11 @@ async def test_a_handler_can_close_its_own_connection() -> None:
 
     client = await connect_in_memory(server)
     await client.send("sub,kick")
-    assert await frames(client, 2) == ["uns,kick", None]
+    assert await frames(client, 3) == [
+        "err,kick,1001 server shutting down",
+        "uns,kick",
+        None,
+    ]
     assert await item(outcome) == "returned"
 
 

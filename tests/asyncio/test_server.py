@@ -297,7 +297,13 @@ async def test_close_sends_uns_for_every_channel_on_every_connection() -> None:
 
     await server.close()
     for client in clients:
-        assert await frames(client, 3) == ["uns,a", "uns,b", None]
+        assert await frames(client, 5) == [
+            "err,a,1001 server shutting down",
+            "uns,a",
+            "err,b,1001 server shutting down",
+            "uns,b",
+            None,
+        ]
         assert client.transport.closed_with == (1001, "server shutdown")
     assert [await item(reasons) for _ in range(4)] == [CloseReason.SHUTDOWN] * 4
     assert server.connections == set()
@@ -322,7 +328,12 @@ async def test_close_flushes_what_handlers_sent_first() -> None:
     async with asyncio.timeout(5):
         await sent.wait()
     await server.close()
-    assert await frames(client, 3) == ["msg,last,last words", "uns,last", None]
+    assert await frames(client, 4) == [
+        "msg,last,last words",
+        "err,last,1001 server shutting down",
+        "uns,last",
+        None,
+    ]
 
 
 async def test_serve_runs_a_connection_from_an_async_iterable() -> None:
@@ -362,7 +373,11 @@ async def test_a_handler_can_close_the_server() -> None:
 
     client = await connect_in_memory(server)
     await client.send("sub,shutdown")
-    assert await frames(client, 2) == ["uns,shutdown", None]
+    assert await frames(client, 3) == [
+        "err,shutdown,1001 server shutting down",
+        "uns,shutdown",
+        None,
+    ]
     assert await item(outcome) == "returned"
 
 

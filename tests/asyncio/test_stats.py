@@ -101,7 +101,11 @@ async def test_shutdown_refuses_new_connections_and_closes_every_channel() -> No
     closing = asyncio.ensure_future(server.close())
     late = await connect_in_memory(server)  # arrives during shutdown
     await closing
-    assert await frames(client, 2) == ["uns,echo", None]
+    assert await frames(client, 3) == [
+        "err,echo,1001 server shutting down",
+        "uns,echo",
+        None,
+    ]
     assert client.transport.closed_with == (1001, "server shutdown")
     await settle()
     assert late.transport.closed_with == (1001, "server shutdown")

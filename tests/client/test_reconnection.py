@@ -254,3 +254,61 @@ async def reset_a_busy_sender(proxy: Proxy) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
     assert echo.gaps == 3
     await client.close()
+
+
+async def test_a_graceful_restart_keeps_the_channels() -> None:
+    """server.close() says 1001 before each uns: the client resubscribes."""
+    from aiohttp import web
+
+    from websocket_multiplex import Backoff, Channel, ClientState, MultiplexServer
+    from websocket_multiplex.adapters.aiohttp import add_sockjs_endpoint
+    from websocket_multiplex.client import connect
+
+    def make_app() -> tuple[web.Application, MultiplexServer]:
+        server = MultiplexServer()
+
+        @server.channel("echo")
+        async def echo(channel: Channel) -> None:
+            async for data in channel:
+                await channel.send(data)
+
+        app = web.Application()
+        add_sockjs_endpoint(app, server)
+        return app, server
+
+    app, _ = make_app()
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    states: list[ClientState] = []
+    reconnected = asyncio.Event()
+
+    def on_state(state: ClientState, reason: str) -> None:
+        states.append(state)
+        if state is ClientState.OPEN and ClientState.RECONNECTING in states:
+            reconnected.set()
+
+    client = await connect(
+        f"http://127.0.0.1:{port}/multiplex",
+        reconnect=Backoff(initial=0.05, maximum=0.2),
+        on_state=on_state,
+    )
+    try:
+        echo = await client.channel("echo")
+        await echo.send("before")
+        assert await echo.receive(timeout=5) == "before"
+        await runner.cleanup()  # graceful: server.close() on shutdown
+        app, _ = make_app()
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        async with asyncio.timeout(10):
+            await reconnected.wait()
+        assert not echo.closed
+        await echo.send("after")
+        assert await echo.receive(timeout=5) == "after"
+        assert echo.gaps == 1
+    finally:
+        await client.close()
+        await runner.cleanup()

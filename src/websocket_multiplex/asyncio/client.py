@@ -31,6 +31,8 @@ __all__ = [
 
 logger = logging.getLogger("websocket_multiplex.client")
 
+GOING_AWAY = "1001 "  # refusal notice of a server that is shutting down
+
 
 class Carrier(Protocol):
     """One client connection that carries text messages both ways."""
@@ -297,7 +299,13 @@ class MultiplexClient:
                     logger.warning("%r: inbox full, closing the channel", channel)
                     await self._close_channel(channel, CloseReason.INBOX_FULL)
             elif type(event) is ChannelClosedEvent:
-                self._channels.pop(event.topic)._close_with(event.reason, event.detail)
+                if event.detail.startswith(GOING_AWAY) and self._backoff is not None:
+                    # The server is restarting: keep the channel and
+                    # subscribe it again once reconnected.
+                    self._protocol.keep(event.topic)
+                else:
+                    channel = self._channels.pop(event.topic)
+                    channel._close_with(event.reason, event.detail)
 
     async def _reconnect(self, backoff: Backoff) -> bool:
         attempt = 0

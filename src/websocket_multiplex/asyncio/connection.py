@@ -35,6 +35,9 @@ logger = logging.getLogger("websocket_multiplex")
 _ids = itertools.count(1)
 
 # Refusal notices (docs/PROTOCOL-EXTENSIONS.md): "<code> <text>".
+# Our clients keep a channel closed with this notice and subscribe it again
+# once they have reconnected (a restart, not a refusal).
+GOING_AWAY = "1001 server shutting down"
 FORBIDDEN = "403 refused"
 SERVICE_FAILED = "500 service failed"
 OVERLOADED = "503 channel overloaded"
@@ -174,7 +177,7 @@ class Connection:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close from the server side: ``uns`` every channel, then the carrier."""
         for channel in list(self._channels.values()):
-            self._close_channel(channel, CloseReason.SHUTDOWN)
+            self._close_channel(channel, CloseReason.SHUTDOWN, GOING_AWAY)
         try:
             async with asyncio.timeout(self.server.close_timeout):
                 await self._flush()
