@@ -221,9 +221,13 @@ class RedisBroker:
             socket_connect_timeout=self.timeout,
             socket_timeout=self.timeout,
         )
-        # The subscriber waits for messages for as long as it takes.
+        # The subscriber waits for messages for as long as it takes (the
+        # presence refresh PINGs it to notice a silent peer).
         self._pool = ConnectionPool.from_url(
-            self.url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=self.timeout
+            self.url,
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=self.timeout,
+            socket_timeout=None,
         )
         self._started = asyncio.get_running_loop().create_future()
         self._tasks = [
@@ -433,7 +437,7 @@ class RedisBroker:
         """Deliver what the subscriber connection receives, in order."""
         try:
             while True:
-                self._handle(await connection.read_response())
+                self._handle(await connection.read_response(push_request=True))
         finally:
             for waiting in self._acks.values():
                 for future in waiting:
