@@ -1,0 +1,43 @@
+"""Our multiplexer on aiohttp, as ``websocket-multiplex`` users deploy it.
+
+    python benchmarks/servers/ours_aiohttp.py
+
+``add_sockjs_endpoint`` at ``/multiplex`` (SockJS; its raw WebSocket
+endpoint is ``/multiplex/websocket``) and ``add_websocket_route`` at
+``/ws`` (a plain aiohttp WebSocket), serving echo0 .. echo9. aiohttp
+accepts permessage-deflate whenever a client offers it. See _common.py for
+the ready line and the stdin commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from _common import announce, echo_server, serve_commands, versions
+from aiohttp import web
+
+from websocket_multiplex.adapters.aiohttp import (
+    add_sockjs_endpoint,
+    add_websocket_route,
+)
+
+
+async def main() -> None:
+    mux = echo_server()
+    app = web.Application()
+    add_sockjs_endpoint(app, mux, prefix="/multiplex")
+    add_websocket_route(app, mux, "/ws")
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    announce(port, versions=versions("websocket-multiplex", "aiohttp", "sockjs"))
+    try:
+        await serve_commands()
+    finally:
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
