@@ -203,12 +203,14 @@ class Report:
         self.rows.append((name, str(value)))
 
     def check(self, name: str, ok: bool, detail: object = "") -> bool:
+        _require_bool(ok)
         self.checks.append((name, bool(ok), str(detail)))
         return bool(ok)
 
     def known_bug(self, name: str, ok: bool, detail: object = "") -> bool:
         """A check that fails because of a reported bug: printed, but it does
-        not set the exit code (``--strict`` makes it a check)."""
+        not set the exit code."""
+        _require_bool(ok)
         self.known.append((name, bool(ok), str(detail)))
         return bool(ok)
 
@@ -232,6 +234,11 @@ class Report:
 
     def exit_code(self) -> int:
         return 0 if self.passed else 1
+
+
+def _require_bool(ok: object) -> None:
+    if not isinstance(ok, bool | int):  # a coroutine would always pass
+        raise TypeError(f"a check needs a bool, not {type(ok).__name__}")
 
 
 # -- client carriers -------------------------------------------------------------

@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from .common import (
+    TRANSPORTS,
     Carrier,
     Closed,
     Echoer,
@@ -77,6 +78,10 @@ async def still_echoes(carrier: Carrier, tag: str) -> bool:
     except (Closed, TimeoutError, aiohttp.ClientError):
         return False
     return True
+
+
+def only_4029(codes: Counter[str]) -> bool:
+    return set(codes) == {"4029 too many subscriptions"}
 
 
 async def close_code(carrier: Carrier, timeout: float = 10.0) -> tuple[int | None, str]:
@@ -223,34 +228,44 @@ class Garbage:
     async def flood(self, report: Report) -> None:
         per_connection = 600  # over the default burst of 500
         sent = connections = 0
-        codes: Counter[str] = Counter()
-        raw_codes: Counter[str] = Counter()
+        codes: dict[str, Counter[str]] = {name: Counter() for name in TRANSPORTS}
         while sent < self.args.subscribes:
-            transport = ("sockjs", "ws", "raw")[connections % 3]
+            transport = TRANSPORTS[connections % 3]
             carrier = await Carrier.connect(self.http, self.port, transport)
             batch = [f"sub,unknown{sent + i}" for i in range(per_connection)]
             with contextlib.suppress(ConnectionError, aiohttp.ClientError):
                 await carrier.send(*batch)  # closed under us: the code tells
             code, reason = await close_code(carrier)
-            (raw_codes if transport == "raw" else codes)[f"{code} {reason}"] += 1
+            codes[transport][f"{code} {reason}"] += 1
             await carrier.close()
             sent += per_connection
             connections += 1
         stats = await self.server.astats(self.http)
         report.row("unknown subscribes", f"{sent} on {connections} connections")
-        report.row("closes seen (sockjs, ws)", dict(codes))
-        report.row("closes seen (raw endpoint)", dict(raw_codes))
-        report.row("server: subscribe_rate hits", stats["limits_hit"])
+        for transport, seen in codes.items():
+            report.row(f"closes seen ({transport})", dict(seen))
+        report.row("server: limits hit", stats["limits_hit"])
         report.check(
-            "every flood closed with 4029",
-            codes == Counter({"4029 too many subscriptions": sum(codes.values())}),
-            dict(codes),
+            "server closed every flood (subscribe_rate)",
+            stats["limits_hit"].get("subscribe_rate", 0) >= connections,
+            f"{stats['limits_hit'].get('subscribe_rate', 0)} of {connections}",
         )
+        # SockJS carries the whole batch in one message: the server has read
+        # everything when it closes, so its close frame always gets through.
+        report.check(
+            "sockjs: every flood sees 4029",
+            only_4029(codes["sockjs"]),
+            dict(codes["sockjs"]),
+        )
+        # One WebSocket message per frame: the server closes with frames
+        # still unread, the kernel answers them with a reset, and the client
+        # may lose the close frame (1006) now and then.
         report.known_bug(
-            "raw endpoint sees 4029 too",
-            raw_codes
-            == Counter({"4029 too many subscriptions": sum(raw_codes.values())}),
-            dict(raw_codes),
+            "ws: every flood sees 4029", only_4029(codes["ws"]), dict(codes["ws"])
+        )
+        # sockjs's raw transport closes with 1000 "Go away!" whatever the code.
+        report.known_bug(
+            "raw: every flood sees 4029", only_4029(codes["raw"]), dict(codes["raw"])
         )
 
     async def prototype(self, report: Report) -> None:
