@@ -206,7 +206,9 @@ async def test_one_subscription_per_group_per_process_until_the_last_leaves(
 
 
 async def test_presence_expires_when_a_process_dies_without_cleaning_up(
-    redis_server: RedisServer, nodes: Callable[..., Node]
+    redis_server: RedisServer,
+    nodes: Callable[..., Node],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     ttl = 0.6
     a = nodes(presence_ttl=ttl)
@@ -237,6 +239,8 @@ async def test_presence_expires_when_a_process_dies_without_cleaning_up(
             return await a.server.members("lobby") == [alice_id]
 
         await eventually(only_alice)
+        # Refreshes and PINGs every ttl / 3 kept a's connections alive.
+        assert "unreachable" not in caplog.text
     finally:
         if process.returncode is None:
             process.kill()
@@ -275,7 +279,7 @@ async def test_groups_recover_and_buffered_messages_flow_after_a_redis_restart(
     # b hears the buffered messages published after it subscribed again:
     # a suffix of them, in order (Redis pub/sub keeps nothing for anyone).
     await ann.send("msg,chat,after")
-    heard = []
+    heard: list[str | None] = []
     async with asyncio.timeout(TIMEOUT):
         while (heard and heard[-1]) != "msg,chat,after":
             heard.append(await bob.receive())
@@ -417,3 +421,18 @@ def test_log_lines_never_show_a_password() -> None:
 def test_nonsense_settings_are_refused(options: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RedisBroker(**options)  # type: ignore[arg-type]
+
+
+async def test_killing_the_publisher_connection_alone_loses_no_message(
+    nodes: Callable[..., Node], observer: Redis
+) -> None:
+    a = nodes()
+    ann, _ = await a.connect()
+    await a.server.publish("lobby", "before")
+    assert await frames(ann, 1) == messages("before")
+    killed = await observer.client_kill_filter(_type="normal")
+    assert killed >= 1  # the publisher client; the subscriber is TYPE pubsub
+    # Either the pool notices and reconnects, or the publish fails, the
+    # message is buffered and the broker reconnects: it arrives either way.
+    await a.server.publish("lobby", "after")
+    assert await frames(ann, 1) == messages("after")

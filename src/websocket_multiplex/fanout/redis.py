@@ -32,10 +32,13 @@ from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..exceptions import LocalProtocolError
 from .broker import BrokerUnavailable, Deliver, Delivery
@@ -44,9 +47,16 @@ __all__ = ["ReconnectDelays", "RedisBroker"]
 
 logger = logging.getLogger("websocket_multiplex.fanout.redis")
 
-# Whatever Redis or the network throws ends the session: the broker
-# reconnects, subscribes again and flushes what it buffered meanwhile.
-FAILURES = (RedisError, OSError, TimeoutError)
+LOST = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+"""A connection failed: end the session; the broker reconnects, subscribes
+again and flushes what it buffered meanwhile. (A command that Redis refuses,
+e.g. for want of an ACL permission, is logged instead: reconnecting would
+not help.)"""
+
+STABLE_SESSION = 10.0
+"""Seconds a session must last for the next outage to restart the backoff
+from its first delay: a Redis that accepts and drops connections at once
+gets ever longer delays."""
 
 PUBLISH_BATCH = 500
 """At most this many buffered messages go to Redis in one pipeline."""
@@ -150,10 +160,17 @@ class RedisBroker:
     docstring). Entries expire ``presence_ttl`` seconds after the last
     refresh, so process clocks must agree to well within ``presence_ttl``.
 
+    A command Redis *refuses* (say, for want of an ACL permission) is logged
+    at ERROR rather than retried, and a refused publish raises
+    ``BrokerUnavailable``: reconnecting would not help.
+
     ``timeout`` (seconds) bounds connecting and each command; a command
-    that takes longer counts as a lost connection. Call :meth:`close` (the
-    server does, in :meth:`MultiplexServer.close`) to stop the background
-    tasks and close both connections.
+    that takes longer counts as a lost connection. The subscriber
+    connection waits for messages without a timeout; it is PINGed every
+    ``presence_ttl / 3`` seconds, and counts as lost if the PONG has not
+    come by the next time. Call :meth:`close` (the server does, in
+    :meth:`MultiplexServer.close`) to stop the background tasks and close
+    both connections.
     """
 
     def __init__(
@@ -191,6 +208,7 @@ class RedisBroker:
         self._up_event = asyncio.Event()
         self._down_since: float | None = None
         self._attempt = 0
+        self._up_since: float | None = None
         self._pong_pending = False
         # What this process wants, restored on every new session.
         self._groups: set[str] = set()
@@ -248,7 +266,7 @@ class RedisBroker:
             return
         try:
             await self._subscribe_on(connection, [group])
-        except FAILURES as exc:
+        except LOST as exc:
             self._fail(exc, session)
 
     async def unsubscribe(self, group: str) -> None:
@@ -260,7 +278,7 @@ class RedisBroker:
             return
         try:
             await connection.send_command("UNSUBSCRIBE", self._channel(group))
-        except FAILURES as exc:
+        except LOST as exc:
             self._fail(exc, session)
 
     async def publish(self, delivery: Delivery) -> None:
@@ -294,7 +312,7 @@ class RedisBroker:
         try:
             async with self._presence_lock:
                 await self._write_presence(group, member, present)
-        except FAILURES as exc:
+        except LOST as exc:
             self._fail(exc, session)
 
     async def members(self, group: str) -> list[str]:
@@ -310,11 +328,13 @@ class RedisBroker:
             found = await self._client.zrangebyscore(
                 self._key(group), f"({time.time()}", "+inf"
             )
-        except FAILURES as exc:
+        except LOST as exc:
             self._fail(exc, session)
             raise BrokerUnavailable(
                 f"redis unreachable at {redact(self.url)}: {exc}"
             ) from exc
+        except RedisError as exc:
+            raise BrokerUnavailable(f"redis refused ZRANGEBYSCORE: {exc}") from exc
         return sorted(_text(member) for member in found)
 
     async def close(self) -> None:
@@ -362,14 +382,20 @@ class RedisBroker:
             reason = await self._run_session()
             if self._started is not None and not self._started.done():
                 self._started.set_result(None)
+            loop_time = asyncio.get_running_loop().time()
+            if (
+                self._up_since is not None
+                and loop_time - self._up_since > STABLE_SESSION
+            ):
+                self._attempt = 0
+            self._up_since = None
             delay = self.reconnect.delay(self._attempt)
             self._attempt += 1
-            loop_time = asyncio.get_running_loop().time()
-            unexpected = None if isinstance(reason, FAILURES) else reason
+            unexpected = None if isinstance(reason, LOST) else reason
             if self._down_since is None:
                 self._down_since = loop_time
                 logger.warning(
-                    "redis unreachable at %s, retrying in %.1f s (%s)",
+                    "redis unreachable at %s, retrying in %.2f s (%s)",
                     redact(self.url),
                     delay,
                     _describe(reason),
@@ -377,7 +403,7 @@ class RedisBroker:
                 )
             else:
                 logger.info(
-                    "redis still unreachable at %s, retrying in %.1f s (%s)",
+                    "redis still unreachable at %s, retrying in %.2f s (%s)",
                     redact(self.url),
                     delay,
                     _describe(reason),
@@ -407,7 +433,7 @@ class RedisBroker:
                 self._mark_up()
                 await asyncio.wait({reader})
             return self._why(reader)
-        except Exception as exc:  # FAILURES, or a bug: either way, start over
+        except Exception as exc:  # LOST, a refusal or a bug: start over
             return exc
         finally:
             self._subscriber = self._reader = None
@@ -415,6 +441,8 @@ class RedisBroker:
             if reader is not None:
                 reader.cancel()
                 await asyncio.wait({reader})
+                if not reader.cancelled():
+                    reader.exception()  # retrieved: the returned reason says it
             await connection.disconnect(nowait=True)
 
     async def _subscribe_on(
@@ -499,7 +527,7 @@ class RedisBroker:
     def _mark_up(self) -> None:
         self._up = True
         self._up_event.set()
-        self._attempt = 0
+        self._up_since = asyncio.get_running_loop().time()
         if self._started is not None and not self._started.done():
             self._started.set_result(None)
         if self._down_since is not None:
@@ -546,13 +574,19 @@ class RedisBroker:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for item in batch:
                         pipe.publish(item.channel, item.payload)
-                    await pipe.execute()
-            except FAILURES as exc:
+                    results = await _execute(pipe, "publish")
+            except LOST as exc:
                 self._fail(exc, session)
                 continue
-            for _ in batch:
+            for result in results:
                 published = self._backlog.popleft().published
-                if published is not None and not published.done():
+                if published is None or published.done():
+                    continue
+                if isinstance(result, RedisError):
+                    published.set_exception(
+                        BrokerUnavailable(f"redis refused the message: {result}")
+                    )
+                else:
                     published.set_result(None)
 
     # -- presence ------------------------------------------------------------------
@@ -577,7 +611,7 @@ class RedisBroker:
                 pipe.pexpire(key, int(self.presence_ttl * 1000))
             else:
                 pipe.zrem(key, member)
-            await pipe.execute()
+            await _execute(pipe, "presence")
         if not present:
             self._record_written(group, [member])
 
@@ -595,7 +629,7 @@ class RedisBroker:
                 pipe.zremrangebyscore(key, "-inf", now)
             for group, gone in departed.items():
                 pipe.zrem(self._key(group), *gone)
-            await pipe.execute()
+            await _execute(pipe, "presence")
         for group, gone in departed.items():
             self._record_written(group, gone)
 
@@ -622,7 +656,7 @@ class RedisBroker:
                 await connection.send_command("PING")
                 async with self._presence_lock:
                     await self._write_all_presence()
-            except FAILURES as exc:
+            except LOST as exc:
                 self._fail(exc, session)
 
     async def _forget_presence(self) -> None:
@@ -636,9 +670,25 @@ class RedisBroker:
             ):
                 for group, members in self._present.items():
                     pipe.zrem(self._key(group), *members)
-                await pipe.execute()
-        except FAILURES as exc:
+                await _execute(pipe, "presence")
+        except LOST as exc:
             logger.info("could not remove presence on close: %s", _describe(exc))
+
+
+async def _execute(pipe: Pipeline, what: str) -> list[object]:
+    """Run ``pipe``; log the commands Redis refused (their results are the
+    errors) instead of raising: only a lost connection raises."""
+    results: list[object] = await pipe.execute(raise_on_error=False)
+    refused = [result for result in results if isinstance(result, RedisError)]
+    if refused:
+        logger.error(
+            "redis refused %d of %d %s commands: %s",
+            len(refused),
+            len(results),
+            what,
+            refused[0],
+        )
+    return results
 
 
 def _text(value: object) -> str:
