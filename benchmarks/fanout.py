@@ -139,7 +139,10 @@ class Subscribers:
         self, bases: list[str], connections: int, per: int, room: str
     ) -> None:
         limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
-        async with aiohttp.ClientSession() as http:
+        # No pool limit: each websocket holds a connection (aiohttp's default
+        # limit, 100, would make the 101st handshake wait forever).
+        unlimited = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=unlimited) as http:
 
             async def joined(i: int) -> Connection:
                 async with limit:
@@ -440,8 +443,8 @@ def table(results: Sequence[Result]) -> str:
 
 
 async def benchmark(args: argparse.Namespace) -> int:
-    brokers = ["memory", "redis"]
-    why_not = redis_answers(args.redis_url)
+    brokers = list(args.brokers)
+    why_not = redis_answers(args.redis_url) if "redis" in brokers else None
     if why_not is not None:
         print(f"skipping the Redis runs: {why_not}", file=sys.stderr)
         brokers.remove("redis")
@@ -472,6 +475,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         type=lambda text: [int(n) for n in text.split(",")],
         default=[1000, 10000],
         help="subscriber channels, comma-separated (default: 1000,10000)",
+    )
+    parser.add_argument(
+        "--brokers",
+        type=lambda text: text.split(","),
+        default=["memory", "redis"],
+        help="memory (1 worker), redis (2 workers) or both (default)",
     )
     parser.add_argument("--per-connection", type=int, default=10, help="default: 10")
     parser.add_argument(

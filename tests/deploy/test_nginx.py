@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 
 import aiohttp
 import pytest
+from playwright.async_api import Page
 
 from websocket_multiplex import ClientChannel, MultiplexClient
 from websocket_multiplex.client import connect
@@ -30,7 +32,14 @@ from .processes import (
     nginx,
     require_nginx,
     require_redis,
+    unavailable,
 )
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
 
 Workers = dict[int, str]  # pid -> "127.0.0.1:port"
 
@@ -210,9 +219,9 @@ async def test_xhr_polling_sessions_stay_on_their_worker(
             if i % 5 == 4:
                 for chat, pid in zip((a, b), workers, strict=True):
                     assert (await ask(chat, "/whoami", "whoami"))["pid"] == pid
-        for chat in (a, b):
+        for chat in (a, b):  # each poll and send an HTTP request through nginx
             assert chat.carrier.opens == 1
-            assert chat.carrier.polls >= 25 and chat.carrier.sends >= 30
+            assert chat.carrier.polls >= 25 and chat.carrier.sends >= 25
 
 
 async def test_xhr_polling_and_websocket_meet_across_workers(
@@ -271,3 +280,56 @@ async def test_without_the_hash_polling_sessions_break(
                 ) as sent:
                     statuses.append(sent.status)
     assert 404 in statuses, statuses
+
+
+async def test_the_chat_page_through_nginx(proxy: str, workers: Workers) -> None:
+    # Two browser pages on different workers, in one room.
+    from playwright.async_api import async_playwright
+
+    if not Path(CHROMIUM).is_file():
+        unavailable(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+    room = new_room()
+    async with async_playwright() as playwright, asyncio.timeout(30):
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS
+        )
+        try:
+            pages: dict[int, Page] = {}
+            for _ in range(12):
+                page = await browser.new_page()
+                await page.route("https://cdn.jsdelivr.net/**", lambda r: r.abort())
+                pid = await open_chat_page(page, proxy, room)
+                if pid in pages:
+                    await page.close()
+                else:
+                    pages[pid] = page
+                if len(pages) == 2:
+                    break
+            assert len(pages) == 2, "12 pages, all on one worker"
+            first, second = (pages[pid] for pid in workers)
+            await second.wait_for_function(
+                f"document.getElementById('presence').textContent === '2 in {room}'"
+            )
+            await first.fill("#line", "hello from the first page")
+            await first.press("#line", "Enter")
+            await second.wait_for_function(
+                "document.getElementById('log').textContent"
+                ".includes(': hello from the first page')"
+            )
+            if SOCKJS_CLIENT.is_file():
+                assert "SockJS" in await first.inner_text("#status")
+        finally:
+            await browser.close()
+
+
+async def open_chat_page(page: Page, proxy: str, room: str) -> int:
+    """Load the page, join ``room``; the pid of the worker serving it."""
+    await page.goto(f"{proxy}/")
+    served = page.locator("#log .system", has_text="served by worker")
+    text = await served.inner_text()
+    await page.fill("#room", room)
+    await page.click("#join button")
+    await page.locator("#log", has_text=f"joined {room}").wait_for()
+    match = re.search(r"pid (\d+)", text)
+    assert match is not None, text
+    return int(match[1])
