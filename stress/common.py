@@ -47,15 +47,18 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def established(port: int) -> int:
-    """Established TCP connections whose local port is ``port`` (server side)."""
+def established(port: int, peer: int | None = None) -> int:
+    """Established TCP connections whose local port is ``port`` (the server's
+    side), only those from the client port ``peer`` if given."""
     count = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(FileNotFoundError), open(table) as lines:
             next(lines)
             for line in lines:
-                local, state = line.split()[1], line.split()[3]
-                if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                _, local, remote, state = line.split()[:4]
+                if state != "01" or int(local.rsplit(":", 1)[1], 16) != port:
+                    continue
+                if peer is None or int(remote.rsplit(":", 1)[1], 16) == peer:
                     count += 1
     return count
 
@@ -122,8 +125,8 @@ class ServerProcess:
     def rss_kb(self) -> int:
         return rss_kb(self.pid)
 
-    def established(self) -> int:
-        return established(self.port)
+    def established(self, peer: int | None = None) -> int:
+        return established(self.port, peer)
 
     def http(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
