@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -126,9 +127,9 @@ class Subscribers:
     """This process's share of the subscribers, driven over stdin/stdout.
 
     Prints ``{"ready": channels}`` once every channel has joined the room;
-    then for each ``{"phase": NAME, "messages": M, "timeout": T}`` line on
-    stdin, prints what it received of that phase once every channel has
-    M messages of it, or after T seconds.
+    then for each ``{"phase": NAME, "messages": M, "timeout": T, "latencies":
+    BOOL}`` line on stdin, prints what it received of that phase once every
+    channel has M messages of it, or after T seconds.
     """
 
     def __init__(self) -> None:
@@ -195,7 +196,7 @@ class Subscribers:
                 "received": phase.received,
                 "first_ns": phase.first_ns,
                 "last_ns": phase.last_ns,
-                "latencies_us": phase.latencies_us,
+                "latencies_us": phase.latencies_us if command["latencies"] else [],
             }
         )
 
@@ -216,9 +217,9 @@ async def read_line(process: subprocess.Popen[bytes], timeout: float) -> str:
             asyncio.to_thread(process.stdout.readline), timeout
         )
     except TimeoutError:
-        raise RuntimeError(f"no answer within {timeout} s: {process.args}") from None
+        raise RuntimeError(f"no answer within {timeout} s: {process.args!r}") from None
     if not line:
-        raise RuntimeError(f"exited with {process.wait()}: {process.args}")
+        raise RuntimeError(f"exited with {process.wait()}: {process.args!r}")
     return line.decode()
 
 
@@ -233,8 +234,6 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -294,7 +293,6 @@ class Result:
     paced_rate: float = 0.0
     p50_ms: float = 0.0
     p99_ms: float = 0.0
-    note: str = ""
 
     @property
     def lost(self) -> int:
@@ -324,7 +322,8 @@ async def run_phase(
     timeout: float,
 ) -> tuple[int, list[dict[str, Any]]]:
     """Publish ``messages`` (at ``rate`` per second, or flat out); collect."""
-    ask_all(clients, {"phase": name, "messages": messages, "timeout": timeout})
+    command = {"phase": name, "messages": messages, "timeout": timeout}
+    ask_all(clients, {**command, "latencies": rate is not None})
     start = time.monotonic()
     first_ns = 0
     for seq in range(messages):

@@ -81,11 +81,11 @@ def read_line(process: subprocess.Popen[bytes], timeout: float) -> str:
     while not line.endswith(b"\n"):
         left = deadline - time.monotonic()
         if left <= 0 or process.poll() is not None:
-            raise RuntimeError(f"{process.args} printed {line!r}, then nothing")
+            raise RuntimeError(f"{process.args!r} printed {line!r}, then nothing")
         if select.select([process.stdout], [], [], left)[0]:
             chunk = os.read(process.stdout.fileno(), 4096)
             if not chunk:
-                raise RuntimeError(f"{process.args} closed stdout after {line!r}")
+                raise RuntimeError(f"{process.args!r} closed stdout after {line!r}")
             line += chunk
     return line.decode()
 

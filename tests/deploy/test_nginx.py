@@ -107,6 +107,7 @@ class XhrChat:
     @classmethod
     async def open(cls, base: str) -> XhrChat:
         carrier = await CountingXhr.connect(f"{base}/multiplex")
+        assert isinstance(carrier, CountingXhr)
         await carrier.send("sub,chat")
         return cls(carrier)
 
