@@ -21,7 +21,7 @@ def unavailable(reason: str) -> NoReturn:
     """Skip for want of a system dependency; under CI, fail instead."""
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI is set: scripts/test.sh installs it)")
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def free_port() -> int:
