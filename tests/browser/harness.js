@@ -4,7 +4,8 @@
 // Python side can read: ["open"], ["message", data], ["close", code, reason]
 // (plus "refused" when our client reports a refusal notice), and
 // ["reconnect", code, reason]. Our client's multiplexer events go to
-// `harness.multiplexerEvents`.
+// `harness.multiplexerEvents`, and every "err" frame the server sent (a
+// refusal or shutdown notice) to `harness.notices`.
 "use strict";
 
 var harness = {
@@ -16,6 +17,7 @@ var harness = {
   log: Object.create(null),
   socketEvents: [],
   multiplexerEvents: [],
+  notices: [],
   errors: [],
 
   // A new socket: a SockJS transport forced by name, or a native WebSocket
@@ -30,6 +32,11 @@ var harness = {
     });
     sock.addEventListener("close", function (e) {
       harness.socketEvents.push(["close", e.code, e.reason]);
+    });
+    sock.addEventListener("message", function (e) {
+      if (typeof e.data === "string" && e.data.indexOf("err,") === 0) {
+        harness.notices.push(e.data);
+      }
     });
     return sock;
   },

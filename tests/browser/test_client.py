@@ -401,6 +401,206 @@ async def test_refusal_notice_closes_with_its_code(client: Page) -> None:
     ]
 
 
+async def test_a_restart_notice_keeps_channels_of_a_reconnecting_multiplexer(
+    client: Page,
+) -> None:
+    # Our server's graceful shutdown: "err,T,1001 ..." then "uns,T" for each
+    # channel, then the connection closes with 1001. The channels live on.
+    result = await run(
+        client,
+        """
+        const factory = fakeFactory();
+        const m = new WebSocketMultiplex(factory, {reconnect: {initialDelay: 5}});
+        const events = recordMultiplexer(m);
+        const channels = {};
+        const logs = {};
+        for (const n of ["ann", "echo", "bob", "failing"]) {
+            channels[n] = m.channel(n);
+            logs[n] = recordAll(channels[n]);
+        }
+        const first = factory.sockets[0];
+        first.open();
+        await tick();
+        // Subscribed on the open socket, its open event still pending.
+        channels.late = m.channel("late");
+        logs.late = recordAll(channels.late);
+        for (const topic of ["late", "ann", "echo", "bob"]) {
+            first.receive("err," + topic + ",1001 server shutting down");
+            first.receive("uns," + topic);
+        }
+        // Any other notice still closes, reconnecting or not.
+        first.receive("err,failing,500 service failed");
+        first.receive("uns,failing");
+        await tick();
+        const kept = ["ann", "echo", "bob", "late"].map((n) => channels[n].readyState);
+        // Not subscribed any more: sends queue although the socket is still
+        // open, and closing puts nothing on the wire.
+        channels.ann.send("in the gap");
+        channels.bob.close();
+        const firstSent = first.sent.slice();
+        first.close(1001, "server shutdown", true);
+        await until(() => factory.sockets.length === 2);
+        const second = factory.sockets[1];
+        second.open();
+        await tick();
+        second.receive("msg,ann,Ann says hi!");
+        return {kept, events, logs, firstSent, second: second.sent};
+    """,
+    )
+    restart = ["reconnect", 1001, "server shutdown", True]
+    assert result["kept"] == [1, 1, 1, 1]
+    assert result["logs"] == {
+        "ann": [["open", 1], restart, ["message", "Ann says hi!"]],
+        "echo": [["open", 1], restart],
+        "bob": [["open", 1], ["close", 1000, "", True, False]],
+        "failing": [["open", 1], ["close", 500, "service failed", True, True]],
+        "late": [["open", 1], restart],
+    }
+    assert result["firstSent"] == [
+        "sub,ann",
+        "sub,echo",
+        "sub,bob",
+        "sub,failing",
+        "sub,late",
+    ]
+    # Same topics again, the queued message after its sub; bob is gone.
+    assert result["second"] == [
+        "sub,ann",
+        "msg,ann,in the gap",
+        "sub,echo",
+        "sub,late",
+    ]
+    assert [e[0] for e in result["events"]] == ["open", "reconnecting", "open"]
+    assert result["events"][1][3] == 1001
+
+
+async def test_a_restart_notice_closes_without_reconnection(client: Page) -> None:
+    # Nothing will subscribe the channel again: it closes, with the notice's
+    # code and text, but refused is false (a shutdown is not a refusal).
+    result = await run(
+        client,
+        """
+        const plain = new FakeSocket(1);
+        const factory = fakeFactory();
+        const noRetries = fakeFactory();
+        const multiplexers = [
+            new WebSocketMultiplex(plain),
+            new WebSocketMultiplex(factory, {reconnect: false}),
+            new WebSocketMultiplex(noRetries, {reconnect: {maxAttempts: 0}}),
+        ];
+        factory.sockets[0].open();
+        noRetries.sockets[0].open();
+        const sockets = [plain, factory.sockets[0], noRetries.sockets[0]];
+        const logs = multiplexers.map((m) => recordAll(m.channel("ann")));
+        await tick();
+        for (const sock of sockets) {
+            sock.receive("err,ann,1001 server shutting down");
+            sock.receive("uns,ann");
+        }
+        await tick();
+        for (const sock of sockets) sock.close(1001, "server shutdown", true);
+        await tick();
+        return {logs, made: [factory.sockets.length, noRetries.sockets.length],
+                sent: sockets.map((s) => s.sent)};
+    """,
+    )
+    closed = [["open", 1], ["close", 1001, "server shutting down", True, False]]
+    assert result == {
+        "logs": [closed, closed, closed],
+        "made": [1, 1],
+        "sent": [["sub,ann"]] * 3,
+    }
+
+
+async def test_queued_sends_are_bounded(client: Page) -> None:
+    result = await run(
+        client,
+        """
+        const failures = [];
+        const attempt = (channel, text) => {
+            try { channel.send(text); return true; }
+            catch (e) { failures.push([e.name, e.message]); return false; }
+        };
+        const sock = new FakeSocket(0);
+        const m = new WebSocketMultiplex(sock, {maxQueue: 3});
+        const ann = m.channel("ann");
+        const bob = m.channel("bob");
+        const before = [attempt(ann, "a1"), attempt(ann, "a2"), attempt(bob, "b1"),
+                        attempt(bob, "b2"), attempt(ann, "a3")];
+        ann.close();  // its two queued messages leave the count
+        const freed = [attempt(bob, "b3"), attempt(bob, "b4"), attempt(bob, "b5")];
+        sock.open();
+        // Subscribed on an open socket: nothing queues, nothing counts.
+        const open = [];
+        for (let i = 0; i < 10; i++) open.push(attempt(bob, "o" + i));
+        return {before, freed, open: open.every(Boolean), failures, sent: sock.sent};
+    """,
+    )
+    assert result["before"] == [True, True, True, False, False]
+    assert result["freed"] == [True, True, False]
+    assert result["open"] is True
+    assert len(result["failures"]) == 3
+    for name, message in result["failures"]:
+        assert name == "QueueFullError"
+        assert "queue full" in message and "connection is down" in message
+        assert "maxQueue 3" in message
+    assert result["sent"] == [
+        "sub,bob",
+        "msg,bob,b1",
+        "msg,bob,b3",
+        "msg,bob,b4",
+        *(f"msg,bob,o{i}" for i in range(10)),
+    ]
+
+
+async def test_queue_bound_in_reconnection_gaps_and_its_option(client: Page) -> None:
+    result = await run(
+        client,
+        """
+        const full = (f) => {
+            try { f(); return "sent"; } catch (e) { return e.name; }
+        };
+        const factory = fakeFactory();
+        const m = new WebSocketMultiplex(factory, {maxQueue: 2,
+                                                   reconnect: {initialDelay: 2}});
+        const ann = m.channel("ann");
+        const bob = m.channel("bob");
+        factory.sockets[0].open();
+        const gaps = [];
+        for (let n = 1; n <= 2; n++) {
+            factory.sockets[n - 1].close(1006, "", false);
+            gaps.push([full(() => ann.send("g" + n)), full(() => bob.send("g" + n)),
+                       full(() => ann.send("over " + n))]);
+            await until(() => factory.sockets.length === n + 1);
+            factory.sockets[n].open();  // the queue empties: the next gap has room
+        }
+        // The default is 1000 messages; Infinity is no bound; 0 never queues.
+        const byDefault = new WebSocketMultiplex(new FakeSocket(0)).channel("x");
+        let queued = 0;
+        while (full(() => byDefault.send("m")) === "sent" && queued < 5000) queued++;
+        const many = new WebSocketMultiplex(new FakeSocket(0), {maxQueue: Infinity})
+            .channel("x");
+        for (let i = 0; i < 5000; i++) many.send("m");
+        const none = new WebSocketMultiplex(new FakeSocket(0), {maxQueue: 0});
+        const bad = [];
+        for (const maxQueue of [-1, "10", NaN, null, true]) {
+            bad.push(full(() => new WebSocketMultiplex(new FakeSocket(0), {maxQueue})));
+        }
+        return {gaps, sent: factory.sockets.map((s) => s.sent), queued,
+                none: full(() => none.channel("x").send("m")), bad};
+    """,
+    )
+    assert result["gaps"] == [["sent", "sent", "QueueFullError"]] * 2
+    assert result["sent"] == [
+        ["sub,ann", "sub,bob"],
+        ["sub,ann", "msg,ann,g1", "sub,bob", "msg,bob,g1"],
+        ["sub,ann", "msg,ann,g2", "sub,bob", "msg,bob,g2"],
+    ]
+    assert result["queued"] == 1000
+    assert result["none"] == "QueueFullError"
+    assert result["bad"] == ["TypeError"] * 5
+
+
 async def test_plain_socket_never_reconnects(client: Page) -> None:
     result = await run(
         client,

@@ -40,7 +40,29 @@ export interface MultiplexReconnectOptions {
   maxAttempts?: number;
 }
 
-export interface MultiplexOptions {
+/** Options for a multiplexer over a socket or a socket factory. */
+export interface MultiplexQueueOptions {
+  /**
+   * The most messages send() holds, for all the channels of the
+   * multiplexer together, while they wait for a socket: before the first
+   * open, during a reconnection gap, and after the server's 1001 (shutting
+   * down) notice. Default 1000; Infinity for no bound; 0 never queues.
+   * When it is full, send() throws an Error named "QueueFullError" and that
+   * message is not queued (those queued before are kept and still go out).
+   * A message leaves the count when it goes on the wire or its channel
+   * closes. A number >= 0, or the constructor throws TypeError.
+   */
+  maxQueue?: number;
+}
+
+/** Options with a plain socket: it never reconnects. */
+export interface MultiplexSocketOptions extends MultiplexQueueOptions {
+  /** Only false: a plain socket cannot reconnect (true throws TypeError). */
+  reconnect?: false;
+}
+
+/** Options with a socket factory. */
+export interface MultiplexOptions extends MultiplexQueueOptions {
   /**
    * Only with a socket factory, where it defaults to true (the defaults of
    * MultiplexReconnectOptions); false turns reconnection off. A plain
@@ -73,29 +95,35 @@ export interface MultiplexCloseEvent extends MultiplexChannelEvent {
    * 1000 when the application or the server closed the channel (or the
    * code given to close()); the socket's close code when the socket closed;
    * the server's notice code (404, 403, 429, 500) when it refused or
-   * failed the channel (then `refused` is true).
+   * failed the channel (then `refused` is true); 1001 when the server is
+   * shutting down and the multiplexer does not reconnect (`refused` false;
+   * a reconnecting multiplexer keeps the channel instead).
    */
   readonly code: number;
   /**
    * "" (or the reason given to close()) for an application close,
    * "closed by server" when the server sent `uns`, the notice's text
-   * ("no such service") when it refused, and the socket's close reason
-   * (or "connection closed") when the socket closed.
+   * ("no such service", "server shutting down") after a notice, and the
+   * socket's close reason (or "connection closed") when the socket closed.
    */
   readonly reason: string;
   readonly wasClean: boolean;
   /**
    * True when our server sent an `err` notice before closing the channel
    * (docs/PROTOCOL-EXTENSIONS.md): it does not know the service, refused
-   * this client, hit a limit or the service failed. The original server
-   * sends no notice: a channel it does not know stays open and silent.
+   * this client, hit a limit or the service failed. False for every other
+   * close, the 1001 (server shutting down) notice included: a restart is
+   * not a refusal. The original server sends no notice: a channel it does
+   * not know stays open and silent.
    */
   readonly refused: boolean;
 }
 
 /**
  * The connection came back and the channel subscribed again with the same
- * topic (then its queued messages went out). Messages are not guaranteed
+ * topic (then its queued messages went out). Also after a graceful restart
+ * of our server: its 1001 (shutting down) notice does not close the
+ * channel of a reconnecting multiplexer. Messages are not guaranteed
  * across the gap: what was in flight when the connection broke and what
  * the service sent meanwhile are lost, and the server sees a new channel
  * (its handler starts again). Resynchronise here.
@@ -163,8 +191,10 @@ export declare class MultiplexChannel {
 
   /**
    * Send text to the service. Queued while the socket is not open (before
-   * the first open and during a reconnection); silently dropped once the
-   * channel is closing or closed. Throws TypeError for binary data.
+   * the first open, during a reconnection, after a 1001 notice); silently
+   * dropped once the channel is closing or closed. Throws TypeError for
+   * binary data, and an Error named "QueueFullError" (the message is not
+   * sent) when the multiplexer already queues `maxQueue` messages.
    */
   send(data: string): void;
   /**
@@ -219,7 +249,7 @@ export interface MultiplexerEventMap {
 /** Many channels over one SockJS connection or WebSocket. */
 export declare class WebSocketMultiplex {
   /** Over this socket, for its lifetime: no reconnection. */
-  constructor(sock: MultiplexSocket);
+  constructor(sock: MultiplexSocket, options?: MultiplexSocketOptions);
   /**
    * Over the sockets `connect` makes: one now, and another one whenever
    * the current one closes, unless `options.reconnect` is false.

@@ -28,15 +28,15 @@
  *   The count starts again from 1 once a socket opens. After maxAttempts
  *   failed attempts in a row it gives up and closes like a plain socket.
  * - Channels stay open (readyState OPEN) across the gap. send() queues
- *   while the socket is down (in memory, unbounded); on the new socket
- *   every open channel sends "sub" again with the same topic, then its
- *   queued messages, then fires "reconnect" ({code, reason, wasClean} of
- *   the lost connection). Messages are NOT guaranteed across the gap:
- *   what was in flight when the connection broke, and whatever the
- *   service sent meanwhile, is lost, and the server sees a brand-new
- *   channel (its handler starts again: greetings come again). Resync
- *   application state in onreconnect. The server may refuse the new
- *   subscription, which closes the channel as below.
+ *   while the socket is down (in memory, up to maxQueue: see below); on
+ *   the new socket every open channel sends "sub" again with the same
+ *   topic, then its queued messages, then fires "reconnect" ({code,
+ *   reason, wasClean} of the lost connection). Messages are NOT
+ *   guaranteed across the gap: what was in flight when the connection
+ *   broke, and whatever the service sent meanwhile, is lost, and the
+ *   server sees a brand-new channel (its handler starts again: greetings
+ *   come again). Resync application state in onreconnect. The server may
+ *   refuse the new subscription, which closes the channel as below.
  * - Multiplexer events: "open" (a socket opened; `reconnected` is true
  *   when one was open before; none for a socket given already open),
  *   "reconnecting", and "close" (for good:
@@ -44,6 +44,31 @@
  *   {code, reason, wasClean}), as on<type> properties or listeners.
  * - multiplexer.close(code, reason) closes every channel and the socket
  *   and stops reconnecting.
+ * - A graceful restart of our server costs a gap, not the channels: before
+ *   closing the connection (code 1001) it sends every channel
+ *   "err,<topic>,1001 server shutting down" then "uns,<topic>"
+ *   (docs/PROTOCOL-EXTENSIONS.md). A reconnecting multiplexer keeps such a
+ *   channel open (no close event): it is no longer subscribed, its sends
+ *   queue, and once the next socket is open it subscribes again with the
+ *   same topic and fires "reconnect" like every other channel. It waits for
+ *   the connection to end to do so (our server closes it right after the
+ *   notices). Without reconnection (a plain socket, {reconnect: false} or
+ *   maxAttempts 0) the channel closes: code 1001, reason the notice's text,
+ *   refused false (a shutdown is not a refusal).
+ *
+ * Queued sends are bounded. Options (with a socket or a function):
+ *
+ *     new WebSocketMultiplex(sock, {maxQueue: 1000});
+ *
+ * - maxQueue (default 1000; Infinity for no bound, 0 to never queue): the
+ *   most messages send() holds for all the channels of the multiplexer
+ *   together while they wait for a socket: before the first open, during a
+ *   reconnection gap, and after a 1001 notice. A queued message leaves the
+ *   count when it goes on the wire or its channel closes.
+ * - When the queue is full, send() throws an Error named "QueueFullError"
+ *   (its message says the queue is full and the connection is down) and
+ *   that message is not queued; the ones queued before are kept and still
+ *   go out. Sends on a subscribed channel of an open socket never count.
  *
  * Where it differs from the original, on purpose:
  *
@@ -56,15 +81,18 @@
  *   service, 403 refused, 429 limit reached, 500 service failed) and reason
  *   its text. A refused channel that had not fired "open" yet never does.
  *   The original server sends no notice: such a channel just stays open.
+ *   1001 (server shutting down) is not a refusal: see the graceful restart
+ *   above.
  * - Several channels to one service: the first channel of a name uses the
  *   topic escape(name); another one opened while an earlier one is still
  *   open uses escape(name) + "#" + an instance id unique on this
  *   multiplexer. Our server gives each its own channel of that service;
  *   the original server ignores the "#" topics, so there only the first
  *   channel of a name works (the others stay silent).
- * - send() before the socket is open is queued and sent right after the
- *   channel's "sub" frame (the original throws while the socket is
- *   connecting). send() between "sub" and the open event goes straight out.
+ * - send() before the socket is open is queued (up to maxQueue) and sent
+ *   right after the channel's "sub" frame (the original throws while the
+ *   socket is connecting). send() between "sub" and the open event goes
+ *   straight out.
  * - send() on a CLOSING or CLOSED channel is silently dropped, as a
  *   WebSocket drops it: once a channel is closed, this client puts no
  *   frame for it on the wire (the original still sends them).
@@ -87,6 +115,12 @@ const CONNECTING = 0;
 const OPEN = 1;
 const CLOSING = 2;
 const CLOSED = 3;
+
+// Messages queued while no socket is open, all channels together.
+const MAX_QUEUE_DEFAULT = 1000;
+
+// The notice code of a server that is shutting down (a restart).
+const GOING_AWAY = 1001;
 
 // Reconnection defaults, in milliseconds (see the header comment).
 const RECONNECT_DEFAULTS = Object.freeze({
@@ -158,6 +192,26 @@ function reconnectSettings(option) {
     settings[key] = value;
   }
   return settings;
+}
+
+// Validate the `maxQueue` option: a number >= 0 (Infinity: no bound).
+function queueLimit(option) {
+  if (option === undefined) {
+    return MAX_QUEUE_DEFAULT;
+  }
+  if (typeof option !== "number" || !(option >= 0)) {
+    throw new TypeError("websocket-multiplex: maxQueue must be a number >= 0, not " +
+                        String(option));
+  }
+  return option;
+}
+
+function queueFull(limit) {
+  const error = new Error("websocket-multiplex: send queue full (maxQueue " +
+                          String(limit) + " messages) while the connection is " +
+                          "down; this message was not sent");
+  error.name = "QueueFullError";
+  return error;
 }
 
 // Full jitter: a random delay below the exponential ceiling.
@@ -270,7 +324,10 @@ class MultiplexChannel extends MultiplexEventTarget {
     this._notice = null;       // the server's "err" notice, until its "uns"
   }
 
-  /** Send text to the service; queued until subscribed, dropped once closing. */
+  /**
+   * Send text to the service; queued until subscribed (throws when the
+   * multiplexer's queue is full), dropped once closing.
+   */
   send(data) {
     if (isBinary(data)) {
       throw new TypeError("websocket-multiplex channels carry text only");
@@ -282,6 +339,7 @@ class MultiplexChannel extends MultiplexEventTarget {
     if (this._subscribed) {
       this._multiplexer._write("msg," + this.topic + "," + text);
     } else {
+      this._multiplexer._reserve();
       this._queue.push(text);
     }
   }
@@ -316,17 +374,24 @@ class MultiplexChannel extends MultiplexEventTarget {
   _subscribe() {
     this._subscribed = true;
     this._multiplexer._write("sub," + this.topic);
-    const queue = this._queue;
-    this._queue = [];
-    for (const text of queue) {
+    for (const text of this._takeQueue()) {
       this._multiplexer._write("msg," + this.topic + "," + text);
     }
   }
 
-  // The socket is gone and another one is coming: subscribe again on it.
+  // The socket is gone and another one is coming, or the server is
+  // restarting (a 1001 notice): subscribe again on the next socket.
   _unsubscribed() {
     this._subscribed = false;
     this._notice = null;
+  }
+
+  // Empty the queue, giving its messages back to the multiplexer's count.
+  _takeQueue() {
+    const queue = this._queue;
+    this._queue = [];
+    this._multiplexer._release(queue.length);
+    return queue;
   }
 
   _opened() {
@@ -354,7 +419,8 @@ class MultiplexChannel extends MultiplexEventTarget {
     this.dispatchEvent({ type: "message", data: payload });
   }
 
-  // "uns" from the server: a refusal if an "err" came first.
+  // "uns" from the server: a refusal if an "err" came first (but 1001, a
+  // shutdown, is not one).
   _unsubscribedByServer() {
     const notice = this._notice;
     if (notice === null) {
@@ -362,7 +428,7 @@ class MultiplexChannel extends MultiplexEventTarget {
       this._closed({ code: 1000, reason: "closed by server", wasClean: true });
     } else {
       this._closed({ code: notice.code, reason: notice.reason, wasClean: true,
-                     refused: true });
+                     refused: notice.code !== GOING_AWAY });
     }
   }
 
@@ -371,7 +437,7 @@ class MultiplexChannel extends MultiplexEventTarget {
     if (this.readyState !== CLOSED) {
       this.readyState = CLOSING;
     }
-    this._queue = [];
+    this._takeQueue();
   }
 
   _closed(details) {
@@ -379,7 +445,7 @@ class MultiplexChannel extends MultiplexEventTarget {
       return;
     }
     this.readyState = CLOSED;
-    this._queue = [];
+    this._takeQueue();
     this.dispatchEvent({
       type: "close",
       code: details.code,
@@ -401,7 +467,8 @@ for (const target of [MultiplexChannel, MultiplexChannel.prototype]) {
  * Multiplexes channels over a socket: a SockJS object or a WebSocket, open
  * or still connecting, or a function that makes one (then it reconnects,
  * see options.reconnect). Channels subscribe once the socket is open, and
- * all close when the multiplexer closes.
+ * all close when the multiplexer closes. options.maxQueue bounds the sends
+ * queued meanwhile.
  */
 class WebSocketMultiplex extends MultiplexEventTarget {
   constructor(sock, options) {
@@ -413,6 +480,8 @@ class WebSocketMultiplex extends MultiplexEventTarget {
                           "makes the socket, e.g. () => new SockJS(url)");
     }
     this._reconnect = this._factory === null ? null : reconnectSettings(reconnect);
+    this._maxQueue = queueLimit(options == null ? undefined : options.maxQueue);
+    this._queued = 0;            // messages in the channels' queues
     this._channels = new Map();  // topic -> open or opening channel
     this._instances = 0;         // the last instance id given
     this._everOpened = false;    // a socket has been open
@@ -566,9 +635,22 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     } else if (frame.type === "err") {
       channel._notice = parseNotice(frame.payload);
     } else if (frame.type === "uns") {
-      this._channels.delete(frame.topic);
-      channel._unsubscribedByServer();
+      const notice = channel._notice;
+      if (notice !== null && notice.code === GOING_AWAY && this._reconnects()) {
+        // A graceful restart: keep the channel, subscribe it again on the
+        // next socket (once this one closes).
+        channel._unsubscribed();
+      } else {
+        this._channels.delete(frame.topic);
+        channel._unsubscribedByServer();
+      }
     }
+  }
+
+  // Another socket will come when this one closes.
+  _reconnects() {
+    return this._reconnect !== null && this._reconnect.maxAttempts > 0 &&
+      this._lastClose === null;
   }
 
   _socketClosed(event) {
@@ -663,6 +745,18 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     if (this._channels.get(channel.topic) === channel) {
       this._channels.delete(channel.topic);
     }
+  }
+
+  // Count one more queued message, or throw when the queue is full.
+  _reserve() {
+    if (this._queued >= this._maxQueue) {
+      throw queueFull(this._maxQueue);
+    }
+    this._queued += 1;
+  }
+
+  _release(count) {
+    this._queued -= count;
   }
 }
 

@@ -17,3 +17,5 @@ m.channel("a").onreconnect = (event) => event.data;
 m.channel("a").onclose = (event) => event.refused.toFixed();
 m.addEventListener("message", () => undefined);
 m.close("going away");
+new WebSocketMultiplex(() => new WebSocket("ws://x"), { maxQueue: "10" });
+new WebSocketMultiplex(new WebSocket("ws://x"), { maxQueue: true });

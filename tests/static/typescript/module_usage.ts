@@ -4,6 +4,7 @@ import DefaultExport, {
   type MultiplexCloseEvent,
   type MultiplexMessageEvent,
   type MultiplexOptions,
+  type MultiplexSocketOptions,
   type MultiplexReconnectEvent,
   type MultiplexerReconnectingEvent,
   WebSocketMultiplex,
@@ -36,3 +37,8 @@ again.addEventListener("reconnecting", (event: MultiplexerReconnectingEvent) => 
 again.channel("bob").addEventListener("reconnect", (event: MultiplexReconnectEvent) => {
   console.log(event.wasClean, event.target.topic);
 });
+
+const plain: MultiplexSocketOptions = { maxQueue: 10 };
+new WebSocketMultiplex(new WebSocket("ws://127.0.0.1/x"), plain);
+const bounded: MultiplexOptions = { maxQueue: 100, reconnect: { initialDelay: 100 } };
+new WebSocketMultiplex(() => new WebSocket("ws://127.0.0.1/x"), bounded);

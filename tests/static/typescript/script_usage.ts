@@ -45,3 +45,13 @@ news.onclose = (event) => {
 reconnecting.close(4000, "leaving");
 reconnecting.close();
 console.log(more, reconnecting.socket.readyState);
+
+// Queued sends are bounded, with a socket or a factory.
+const bounded = new WebSocketMultiplex(new SockJS("/multiplex"), { maxQueue: 50 });
+new WebSocketMultiplex(new SockJS("/multiplex"), { maxQueue: Infinity, reconnect: false });
+new WebSocketMultiplex(() => new SockJS("/multiplex"), { maxQueue: 0, reconnect: true });
+try {
+  bounded.channel("ann").send("queued");
+} catch (error) {
+  if (error instanceof Error && error.name === "QueueFullError") console.log(error.message);
+}
