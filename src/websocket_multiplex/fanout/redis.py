@@ -429,7 +429,7 @@ class RedisBroker:
             await self._client.ping()
             async with self._presence_lock:
                 await self._write_all_presence()
-            if not reader.done():
+            if self._failure is None and not reader.done():
                 self._mark_up()
                 await asyncio.wait({reader})
             return self._why(reader)
