@@ -341,6 +341,37 @@ class Echoer:
         return elapsed
 
 
+class Control:
+    """Echo round trips every ``interval`` seconds until stopped."""
+
+    def __init__(self, echoer: Echoer, interval: float = 0.05) -> None:
+        self.echoer = echoer
+        self.interval = interval
+        self.errors: list[str] = []
+        self._stop = asyncio.Event()
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while not self._stop.is_set() and await self._one():
+            await asyncio.sleep(self.interval)
+
+    async def _one(self) -> bool:
+        try:
+            await self.echoer.round_trip()
+        except (Closed, TimeoutError, aiohttp.ClientError) as exc:
+            self.errors.append(repr(exc))
+            return False
+        return True
+
+    async def stop(self) -> None:
+        """Stop, with one last round trip, and close the carrier."""
+        self._stop.set()
+        await self._task
+        if not self.errors:
+            await self._one()
+        await self.echoer.carrier.close()
+
+
 class RawWebSocket:
     """A WebSocket client that writes any frame at all, broken ones included.
 

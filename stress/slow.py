@@ -32,6 +32,7 @@ from .common import (
     TRANSPORTS,
     Carrier,
     Closed,
+    Control,
     Echoer,
     Report,
     RssSampler,
@@ -41,29 +42,6 @@ from .common import (
 )
 
 SLOW_CLIENT_TIMEOUT = 2.0
-
-
-class Control:
-    """Echo round trips every 50 ms until stopped."""
-
-    def __init__(self, echoer: Echoer) -> None:
-        self.echoer = echoer
-        self.errors: list[str] = []
-        self._stop = asyncio.Event()
-        self._task = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self.echoer.round_trip()
-            except (Closed, TimeoutError, aiohttp.ClientError) as exc:
-                self.errors.append(repr(exc))
-                return
-            await asyncio.sleep(0.05)
-
-    async def stop(self) -> None:
-        self._stop.set()
-        await self._task
 
 
 async def read_to_close(carrier: Carrier) -> tuple[int, Closed]:
@@ -119,7 +97,6 @@ async def episode(
         await reader.close()
         await sleeper.close()
         await control.stop()
-        await control.echoer.carrier.close()
         rss_peak = sampler.peak
     after = await server.astats(http)
     sent = after["firehose"]["sent_chars"] - before["firehose"]["sent_chars"]
