@@ -437,3 +437,8 @@ def test_a_client_and_a_server_core_talk() -> None:
     assert client.receive(server.send("news#1", "only #1")) == MessageReceived(
         "news#1", "only #1"
     )
+
+
+def test_client_refuses_an_empty_name() -> None:
+    with pytest.raises(LocalProtocolError):
+        ClientProtocol().open("")

@@ -222,6 +222,8 @@ class ClientProtocol:
 
     def open(self, name: str) -> tuple[str, str]:
         """Open a channel to the service ``name``: its topic and ``sub`` frame."""
+        if not name:
+            raise LocalProtocolError("a channel needs a service name: got ''")
         topic = escape(name)
         while topic in self._open:
             self._instances += 1

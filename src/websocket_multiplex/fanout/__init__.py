@@ -8,3 +8,12 @@ imports ``redis``) serves many.
 from .broker import Broker, BrokerUnavailable, Delivery, InMemoryBroker
 
 __all__ = ["Broker", "BrokerUnavailable", "Delivery", "InMemoryBroker"]
+
+
+def __getattr__(name: str) -> object:
+    # RedisBroker imports redis: only on first use, never on import.
+    if name == "RedisBroker":
+        from .redis import RedisBroker
+
+        return RedisBroker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
