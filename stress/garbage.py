@@ -264,8 +264,7 @@ class Garbage:
         report.known_bug(
             "ws: every flood sees 4029", only_4029(codes["ws"]), dict(codes["ws"])
         )
-        # sockjs's raw transport closes with 1000 "Go away!" whatever the code.
-        report.known_bug(
+        report.check(
             "raw: every flood sees 4029", only_4029(codes["raw"]), dict(codes["raw"])
         )
 

@@ -28,6 +28,7 @@ WebSocket; :func:`add_client_routes` serves the browser client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 from collections import deque
@@ -42,6 +43,7 @@ from sockjs.route import SockJSRoute
 from sockjs.transports import transport_handlers
 from sockjs.transports.eventsource import EventsourceTransport
 from sockjs.transports.htmlfile import HTMLFileTransport
+from sockjs.transports.websocket import WebSocketTransport
 
 from ..asyncio.connection import Connection
 from ..asyncio.server import MultiplexServer
@@ -62,8 +64,26 @@ DEFAULT_SOCKJS_URL: Final = (
 """Where the iframe transports load sockjs-client from unless told otherwise."""
 
 _DISCONNECT_POLL: Final = 1.0  # seconds between checks of a held request
+_CLOSE_GRACE: Final = 5.0  # seconds a closed client has to read what is queued
+_SOCKJS_MAX_MESSAGE: Final = 4 * 1024 * 1024  # what sockjs's websockets accept
 _YEAR: Final = 365 * 24 * 3600
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _abort_later_if_stuck(socket: asyncio.BaseTransport) -> None:
+    asyncio.get_running_loop().call_later(_CLOSE_GRACE, _abort_if_stuck, socket)
+
+
+def _abort_if_stuck(socket: asyncio.BaseTransport) -> None:
+    """Reset a connection whose client still has not read what we wrote.
+
+    A client that stopped reading never reads the close frame either, and
+    aiohttp would wait on it forever, holding the socket and its buffers.
+    """
+    if isinstance(socket, asyncio.WriteTransport) and socket.get_write_buffer_size():
+        # A graceful close (is_closing() already true) would wait for the
+        # buffer to drain: that is exactly what never happens here.
+        socket.abort()
 
 
 def request_info(request: web.BaseRequest) -> RequestInfo:
@@ -138,6 +158,12 @@ class _SockJSTransport:
     async def close(self, code: int, reason: str) -> None:
         # SockJS reserves 1000 and 3000-4999 for applications.
         self._session.close(code if code == 1000 or code >= 3000 else 3000, reason)
+        asyncio.get_running_loop().call_later(_CLOSE_GRACE, self._abort_if_stuck)
+
+    def _abort_if_stuck(self) -> None:
+        request = self._session.request  # None once no request holds it
+        if request is not None and request.transport is not None:
+            _abort_if_stuck(request.transport)
 
 
 class _SessionBridge:
@@ -237,9 +263,19 @@ def _script_safe_json(text: str) -> str:
     return json.dumps(text).replace("<", "\\u003c").replace(">", "\\u003e")
 
 
+class _QuietWebSocketTransport(WebSocketTransport):  # type: ignore[misc]
+    """sockjs never retrieves its writer task's error: a client reset (one
+    we aborted for not reading, say) would log "exception never retrieved"."""
+
+    async def server(self, ws: web.WebSocketResponse) -> None:
+        with contextlib.suppress(ConnectionError):  # the reader reports it
+            await super().server(ws)
+
+
 _SAFER: Final[dict[type[Any], type[Any]]] = {
     HTMLFileTransport: _SafeHTMLFileTransport,
     EventsourceTransport: _SafeEventsourceTransport,
+    WebSocketTransport: _QuietWebSocketTransport,
 }
 
 
@@ -364,7 +400,10 @@ def add_sockjs_endpoint(
     add(hdrs.METH_OPTIONS, f"{prefix}/info", _preflight("OPTIONS, GET"))
     add(hdrs.METH_GET, f"{prefix}/iframe.html", route.iframe)
     add(hdrs.METH_GET, f"{prefix}/iframe{{version}}.html", route.iframe)
-    add(hdrs.METH_GET, f"{prefix}/websocket", route.websocket)
+    # Not sockjs's raw transport: it closes with 1000 "Go away!" whatever
+    # the reason, so clients could not tell a slow client or a flood apart.
+    raw = _websocket_handler(server, heartbeat_delay, _SOCKJS_MAX_MESSAGE)
+    add(hdrs.METH_GET, f"{prefix}/websocket", raw)
     session_path = f"{prefix}/{{server}}/{{session}}/{{transport}}"
     for method in (hdrs.METH_GET, hdrs.METH_POST):
         add(method, session_path, route.handler)
@@ -382,9 +421,15 @@ def add_sockjs_endpoint(
 class _WebSocketTransport:
     """The :class:`~websocket_multiplex.Transport` over an aiohttp WebSocket."""
 
-    def __init__(self, ws: web.WebSocketResponse, request: RequestInfo) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        request: RequestInfo,
+        socket: asyncio.BaseTransport | None,
+    ) -> None:
         self._ws = ws
         self._request = request
+        self._socket = socket
 
     @property
     def request(self) -> RequestInfo:
@@ -396,7 +441,28 @@ class _WebSocketTransport:
         await self._ws.send_str(text)
 
     async def close(self, code: int, reason: str) -> None:
+        if self._socket is not None:
+            _abort_later_if_stuck(self._socket)
         await self._ws.close(code=code, message=reason.encode())
+
+
+def _websocket_handler(
+    server: MultiplexServer, heartbeat: float | None, max_msg_size: int
+) -> _Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=max_msg_size)
+        await ws.prepare(request)
+        transport = _WebSocketTransport(ws, request_info(request), request.transport)
+        connection = server.accept(transport)
+        try:
+            async for message in ws:
+                if message.type is WSMsgType.TEXT:
+                    connection.receive(message.data)
+        finally:
+            await connection.connection_lost()
+        return ws
+
+    return handle
 
 
 def add_websocket_route(
@@ -413,22 +479,11 @@ def add_websocket_route(
     Text messages are frames; binary messages are not part of the protocol
     and are ignored. ``heartbeat`` pings idle clients and closes dead ones.
     """
-    cors = _Cors(allowed_origins)
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=max_msg_size)
-        await ws.prepare(request)
-        connection = server.accept(_WebSocketTransport(ws, request_info(request)))
-        try:
-            async for message in ws:
-                if message.type is WSMsgType.TEXT:
-                    connection.receive(message.data)
-        finally:
-            await connection.connection_lost()
-        return ws
-
+    handle = _websocket_handler(server, heartbeat, max_msg_size)
     app.on_shutdown.append(lambda _app: server.close())
-    return app.router.add_route(hdrs.METH_GET, path, cors.guard(handle))
+    return app.router.add_route(
+        hdrs.METH_GET, path, _Cors(allowed_origins).guard(handle)
+    )
 
 
 # -- metrics ---------------------------------------------------------------------
