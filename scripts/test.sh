@@ -38,6 +38,7 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[test]'
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+npm ci --prefix benchmarks/node --no-audit --no-fund --loglevel=error
 
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 .venv/bin/ruff check src tests
