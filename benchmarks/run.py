@@ -227,10 +227,10 @@ class Settings:
 def full_settings(repeat: int, seconds: float, generators: int) -> Settings:
     return Settings(
         repeat=repeat,
-        warmup=0.5,
+        warmup=0.3,
         workloads=(
             Workload("M1", 2000, 10, 0, "idle", 0.0),
-            Workload("W3", 1, 1, 1, "pingpong", seconds * 2 / 3),
+            Workload("W3", 1, 1, 1, "pingpong", seconds * 3 / 4),
             Workload("W1", 1, 3, 50, "flood", seconds),
             Workload("W2", 100, 5, 5, "flood", seconds, generators),
         ),
@@ -767,10 +767,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each (median)")
     parser.add_argument(
-        "--seconds", type=float, default=3.0, help="measuring window of W1 and W2"
+        "--seconds", type=float, default=2.0, help="measuring window of W1 and W2"
     )
     parser.add_argument(
-        "--generators", type=int, default=1, help="load generator processes for W2"
+        "--generators",
+        type=int,
+        help="load generator processes for W2 (default: one per generator core)",
     )
     parser.add_argument(
         "--only",
@@ -788,10 +790,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     check_installed()
+    cpus = sorted(os.sched_getaffinity(0))
+    server_cpus: set[int] | None = None
+    generator_cpus: list[int] = []
+    if len(cpus) >= 2 and not args.no_pin:
+        server_cpus, generator_cpus = {cpus[-1]}, cpus[:-1]
+        os.sched_setaffinity(0, set(generator_cpus))  # this runner, too
+    else:
+        print("not pinning: server and generators share the cores", file=sys.stderr)
+    generators = args.generators or max(1, len(generator_cpus))
     settings = (
         smoke_settings()
         if args.smoke
-        else full_settings(args.repeat, args.seconds, args.generators)
+        else full_settings(args.repeat, args.seconds, generators)
     )
     if args.workloads:
         chosen = set(args.workloads.split(","))
@@ -806,15 +817,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             raise SystemExit(f"unknown rows: {', '.join(sorted(unknown))}")
         targets = [t for t in TARGETS if t.name in chosen]
-
-    cpus = sorted(os.sched_getaffinity(0))
-    server_cpus: set[int] | None = None
-    generator_cpus: list[int] = []
-    if len(cpus) >= 2 and not args.no_pin:
-        server_cpus, generator_cpus = {cpus[-1]}, cpus[:-1]
-        os.sched_setaffinity(0, set(generator_cpus))  # this runner, too
-    else:
-        print("not pinning: server and generators share the cores", file=sys.stderr)
 
     logs = Path(tempfile.mkdtemp(prefix="websocket-multiplex-bench-"))
     bench = Bench(settings, server_cpus, generator_cpus, logs)

@@ -45,6 +45,7 @@
  */
 "use strict";
 
+const crypto = require("crypto");
 const fs = require("fs");
 const path = require("path");
 const WebSocket = require(path.join(__dirname, "node_modules", "ws"));
@@ -79,6 +80,25 @@ for (let k = 0; k < cfg.channels; k++) {
 }
 const SEND_OPTIONS = { binary: false, compress: cfg.deflate };
 
+// Without compression a request's WebSocket frame never changes but for its
+// masking key, so each channel's frame is built once, masked with a key
+// drawn at start, and requests are copies of it (servers cannot tell: they
+// unmask every frame all the same). With compression, ws frames each one.
+const FRAME = cfg.deflate ? null : REQUEST.map(maskedFrame);
+
+function maskedFrame(payload) {
+  const length = payload.length;
+  const header = length < 126
+    ? Buffer.from([0x81, 0x80 | length])
+    : Buffer.from([0x81, 0x80 | 126, length >> 8, length & 0xff]);
+  const key = crypto.randomBytes(4);
+  const body = Buffer.allocUnsafe(length);
+  for (let i = 0; i < length; i++) {
+    body[i] = payload[i] ^ key[i & 3];
+  }
+  return Buffer.concat([header, key, body]);
+}
+
 // -- counters and state shared by every connection ---------------------------
 
 let running = false;    // keep the windows full
@@ -89,18 +109,29 @@ const latencies = [];
 let pendingProbes = 0;
 let onProbesDone = null;
 let closing = false;
+const startedAt = process.hrtime.bigint();
+let connectedAt = null;
 
 class Conn {
   constructor(index) {
     this.index = index;
     this.ws = null;
+    this.queued = []; // frames to write at the end of this event-loop turn
     this.corked = false;
     this.sentAt = new Array(cfg.channels).fill(0);
     this.probing = new Array(cfg.channels).fill(false);
   }
 }
 
+// Everything sent during one event-loop turn leaves in one write.
 function send(conn, k) {
+  if (FRAME !== null) {
+    if (conn.queued.length === 0) {
+      process.nextTick(flush, conn);
+    }
+    conn.queued.push(FRAME[k]);
+    return;
+  }
   if (!conn.corked) {
     conn.corked = true;
     conn.ws._socket.cork();
@@ -109,15 +140,20 @@ function send(conn, k) {
   conn.ws.send(REQUEST[k], SEND_OPTIONS);
 }
 
+function flush(conn) {
+  const frames = conn.queued;
+  conn.queued = [];
+  const socket = conn.ws._socket;
+  if (socket && !closing) {
+    socket.write(frames.length === 1 ? frames[0] : Buffer.concat(frames));
+  }
+}
+
 function uncork(conn) {
   conn.corked = false;
   if (conn.ws._socket) {
     conn.ws._socket.uncork();
   }
-}
-
-function sendText(conn, text) {
-  conn.ws.send(SOCKJS ? JSON.stringify([text]) : text, SEND_OPTIONS);
 }
 
 function reply(conn, k, text) {
@@ -149,11 +185,12 @@ function reply(conn, k, text) {
   }
 }
 
-// "msg,echoK,...": the channel is the digit at index 8.
-const MSG_ECHO = Buffer.from("msg,echo");
+// "msg,echoK,...": the channel is the digit at index 8. (Of what comes
+// back, only replies have "m" at 0, "," at 3 and "o" at 7: "sub,echoK"
+// from a plain echo does not.)
 
 function onRawMessage(conn, data) {
-  if (data.length > 9 && data.compare(MSG_ECHO, 0, 8, 0, 8) === 0) {
+  if (data.length > 9 && data[0] === 0x6d && data[3] === 0x2c && data[7] === 0x6f) {
     reply(conn, data[8] - 48, data);
   }
 }
@@ -228,13 +265,21 @@ function connectOne(index) {
   });
 }
 
-async function connectAll() {
+// Connect; as soon as a connection opens, subscribe its channels and send
+// one request on each; then wait for every echo: a server that ignored a
+// "sub" would never answer.
+async function connectAndProbe() {
+  pendingProbes = cfg.connections * cfg.channels;
+  const probed = new Promise((resolve) => {
+    onProbesDone = resolve;
+  });
   const conns = new Array(cfg.connections);
   let next = 0;
   async function worker() {
     while (next < cfg.connections) {
       const index = next++;
       conns[index] = await connectOne(index);
+      subscribeAndProbe(conns[index]);
     }
   }
   const workers = [];
@@ -242,32 +287,33 @@ async function connectAll() {
     workers.push(worker());
   }
   await Promise.all(workers);
+  connectedAt = process.hrtime.bigint();
+  const timer = setTimeout(() => {
+    fail(pendingProbes + " channels never answered their probe");
+  }, PROBE_TIMEOUT_MS);
+  await probed;
+  clearTimeout(timer);
   return conns;
 }
 
-// Subscribe every channel, then send one request on each and wait for all
-// the echoes: a server that ignored a "sub" would never answer.
-function subscribeAndProbe(conns) {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      fail(pendingProbes + " channels never answered their probe");
-    }, PROBE_TIMEOUT_MS);
-    onProbesDone = () => {
-      clearTimeout(timer);
-      onProbesDone = null;
-      resolve();
-    };
-    pendingProbes = conns.length * cfg.channels;
-    for (const conn of conns) {
-      for (let k = 0; k < cfg.channels; k++) {
-        sendText(conn, "sub,echo" + k);
-      }
-      for (let k = 0; k < cfg.channels; k++) {
-        conn.probing[k] = true;
-        sendText(conn, TEXT[k]);
-      }
-    }
-  });
+function subscribeAndProbe(conn) {
+  const texts = [];
+  for (let k = 0; k < cfg.channels; k++) {
+    texts.push("sub,echo" + k);
+  }
+  for (let k = 0; k < cfg.channels; k++) {
+    conn.probing[k] = true;
+    texts.push(TEXT[k]);
+  }
+  if (SOCKJS) { // one SockJS message frame may carry them all
+    conn.ws.send(JSON.stringify(texts), SEND_OPTIONS);
+    return;
+  }
+  conn.ws._socket.cork();
+  for (const text of texts) {
+    conn.ws.send(text, SEND_OPTIONS);
+  }
+  conn.ws._socket.uncork();
 }
 
 // -- measuring ---------------------------------------------------------------
@@ -396,17 +442,18 @@ function readCommands(run) {
 async function main() {
   let conns;
   try {
-    conns = await connectAll();
+    conns = await connectAndProbe();
   } catch (error) {
     fail("connecting to " + cfg.url + ": " + error.message);
   }
-  await subscribeAndProbe(conns);
   say({
     ready: true,
     pid: process.pid,
     connections: conns.length,
     channels: conns.length * cfg.channels,
     extensions: conns[0].ws.extensions,
+    connect_s: Number(connectedAt - startedAt) / 1e9,
+    probe_s: Number(process.hrtime.bigint() - connectedAt) / 1e9,
   });
   readCommands((words) => {
     if (words[0] === "go" && cfg.mode !== "idle") {
