@@ -356,7 +356,7 @@ def test_sockjs_is_the_minor_version_the_adapter_patches() -> None:
     import sockjs
 
     assert sockjs.__version__.startswith("0.13."), (
-        "adapters/aiohttp.py subclasses sockjs 0.13 transports (handle_session, "
+        "adapters/_sockjs.py subclasses sockjs 0.13 transports (handle_session, "
         "_send of htmlfile and eventsource) and SockJSRoute: re-check them "
         "against the new version before widening the pin in pyproject.toml"
     )

@@ -1,0 +1,17 @@
+"""What a service may know about an aiohttp request, as plain data."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..request import Headers, RequestInfo
+
+
+def request_info(request: web.BaseRequest) -> RequestInfo:
+    """Copy what a service may need from an aiohttp request."""
+    return RequestInfo(
+        path=request.path,
+        query_string=request.query_string,
+        headers=Headers(request.headers.items()),
+        remote_address=request.remote,
+    )

@@ -1,0 +1,232 @@
+"""The aio-libs ``sockjs`` 0.13 pieces we use, and the gaps we close in them.
+
+SOCKJS-NOTES.md measured them; each fix says which sockjs behaviour it
+replaces, and a test fails if the pinned minor version changes:
+
+* a second receiving request for a held session is answered ``2010`` and
+  then kills the session the first request holds: we keep the holder;
+* a polling request the client abandoned goes unnoticed until the next
+  heartbeat: we watch held requests and release them when their socket goes;
+* a polling session whose client stops polling never expires (a leak): we
+  start its ``disconnect_delay`` countdown whenever no request holds it;
+* ``htmlfile`` loses messages containing ``</script>``: we escape ``<``;
+* ``eventsource`` sends frames unescaped, but sockjs-client runs each one
+  through ``decodeURI``: a ``%`` in any message kills the session. We
+  escape ``%``, CR, LF and NUL as sockjs-node does;
+* its websocket transport never retrieves its writer task's error;
+* its outgoing queue is unbounded: we measure it, and sending waits while
+  it is above the server's ``Limits.write_limit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import deque
+from typing import Any, Final
+
+from aiohttp import web
+from sockjs import Frame, MsgType, Session, SessionManager, SockjsMessage
+from sockjs.transports import transport_handlers
+from sockjs.transports.eventsource import EventsourceTransport
+from sockjs.transports.htmlfile import HTMLFileTransport
+from sockjs.transports.websocket import WebSocketTransport
+
+from ..asyncio.connection import Connection
+from ..asyncio.server import MultiplexServer
+from ..request import RequestInfo
+from ._closing import CLOSE_GRACE, abort_if_stuck
+from ._requests import request_info
+
+_DISCONNECT_POLL: Final = 1.0  # seconds between checks of a held request
+
+
+class _OutgoingCount(deque[tuple[Frame, Any]]):
+    """sockjs's session queue, counting the message characters it holds."""
+
+    def __init__(self, high_water: int) -> None:
+        super().__init__()
+        self.size = 0
+        self.high_water = high_water
+        self.drained = asyncio.Event()
+        self.drained.set()
+
+    def popleft(self) -> tuple[Frame, Any]:
+        frame, data = super().popleft()
+        if frame is Frame.MESSAGE:  # data: the list of messages packed so far
+            self.size -= sum(map(len, data))
+            if self.size <= self.high_water // 4:
+                self.drained.set()
+        return frame, data
+
+
+class BoundedSession(Session):  # type: ignore[misc]
+    """A sockjs session whose outgoing queue is measured, for backpressure.
+
+    sockjs queues without bound and packs what a polling client has not
+    fetched into one ever-growing frame (SOCKJS-NOTES.md, 6); counting it
+    lets :meth:`SockJSTransport.send` wait instead.
+    """
+
+    def __init__(self, *args: Any, high_water: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._queue = self.outgoing = _OutgoingCount(high_water)
+
+    def feed(self, frame: Frame, data: Any) -> None:
+        if frame is Frame.MESSAGE:
+            self.outgoing.size += len(data)
+        super().feed(frame, data)
+
+
+class SockJSTransport:
+    """The :class:`~websocket_multiplex.Transport` over one SockJS session."""
+
+    def __init__(self, session: BoundedSession, request: RequestInfo) -> None:
+        self._session = session
+        self._request = request
+
+    @property
+    def request(self) -> RequestInfo:
+        return self._request
+
+    async def send(self, text: str) -> None:
+        if not self._session.send(text):
+            raise ConnectionError("the SockJS session is closed")
+        outgoing = self._session.outgoing
+        if outgoing.size > outgoing.high_water:
+            outgoing.drained.clear()
+            await outgoing.drained.wait()
+
+    async def close(self, code: int, reason: str) -> None:
+        # SockJS reserves 1000 and 3000-4999 for applications.
+        self._session.close(code if code == 1000 or code >= 3000 else 3000, reason)
+        asyncio.get_running_loop().call_later(CLOSE_GRACE, self._abort_if_stuck)
+
+    def _abort_if_stuck(self) -> None:
+        request = self._session.request  # None once no request holds it
+        if request is not None and request.transport is not None:
+            abort_if_stuck(request.transport)
+
+
+class SessionBridge:
+    """The sockjs handler: one multiplex Connection per SockJS session.
+
+    State is keyed by the session object, not its id: sockjs renames
+    duplicate websocket session ids behind our back.
+    """
+
+    def __init__(self, server: MultiplexServer) -> None:
+        self.server = server
+        self.connections: dict[Session, Connection] = {}
+        self._endings: set[asyncio.Task[None]] = set()
+
+    async def __call__(
+        self, manager: SessionManager, session: Session, message: SockjsMessage
+    ) -> None:
+        if message.type is MsgType.MESSAGE:
+            connection = self.connections.get(session)
+            if connection is not None and isinstance(message.data, str):
+                connection.receive(message.data)
+        elif message.type is MsgType.OPEN:
+            # session.request is cleared when the request ends: copy it now.
+            transport = SockJSTransport(session, request_info(session.request))
+            self.connections[session] = self.server.accept(transport)
+        else:  # CLOSE or CLOSED
+            self._end(session)
+
+    def _end(self, session: Session) -> None:
+        connection = self.connections.pop(session, None)
+        if connection is None:
+            return
+        # Channels close now; waiting for their handlers must not hold up
+        # the sockjs transport that told us.
+        task = asyncio.get_running_loop().create_task(connection.connection_lost())
+        self._endings.add(task)
+        task.add_done_callback(self._endings.discard)
+
+
+def _keeps_holder_and_watches_disconnect(base: type[Any]) -> type[Any]:
+    """Subclass a sockjs receiving transport to fix two of its flaws."""
+
+    async def handle_session(self: Any) -> None:
+        if self.manager.is_acquired(self.session):
+            # Another request holds the session: it answers 2010, and the
+            # route must not close the holder's session on the way out.
+            self.create_session = False
+        work = asyncio.ensure_future(base.handle_session(self))
+        watcher = asyncio.ensure_future(_wait_disconnect(self.request))
+        try:
+            await asyncio.wait([work, watcher], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not work.done():
+                work.cancel()  # the client went away: release the session
+            await asyncio.gather(work, return_exceptions=True)
+            if not self.manager.is_acquired(self.session):
+                # sockjs never sets an expiry on a released polling session,
+                # so a client that stops polling would leak it forever.
+                self.session.expire()
+        if work.done() and not work.cancelled() and work.exception() is not None:
+            raise work.exception()
+
+    return type(base.__name__, (base,), {"handle_session": handle_session})
+
+
+async def _wait_disconnect(request: web.Request) -> None:
+    while True:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        await asyncio.sleep(_DISCONNECT_POLL)
+
+
+class _SafeHTMLFileTransport(HTMLFileTransport):  # type: ignore[misc]
+    """htmlfile wraps each frame in ``<script>``: ``</script>`` must not end it."""
+
+    async def _send(self, text: str) -> bool:
+        script = f"<script>\np({_script_safe_json(text)});\n</script>\r\n"
+        return await super(HTMLFileTransport, self)._send(script)  # type: ignore[no-any-return]
+
+
+class _SafeEventsourceTransport(EventsourceTransport):  # type: ignore[misc]
+    """Server-sent events end at a newline and are ``decodeURI``-d by the client."""
+
+    async def _send(self, text: str) -> bool:
+        event = f"data: {text.translate(_EVENTSOURCE_ESCAPES)}\r\n\r\n"
+        return await super(EventsourceTransport, self)._send(event)  # type: ignore[no-any-return]
+
+
+_EVENTSOURCE_ESCAPES: Final = str.maketrans(
+    {"%": "%25", "\r": "%0D", "\n": "%0A", "\0": "%00"}
+)
+
+
+def _script_safe_json(text: str) -> str:
+    return json.dumps(text).replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+class _QuietWebSocketTransport(WebSocketTransport):  # type: ignore[misc]
+    """sockjs never retrieves its writer task's error: a client reset (one
+    we aborted for not reading, say) would log "exception never retrieved"."""
+
+    async def server(self, ws: web.WebSocketResponse) -> None:
+        with contextlib.suppress(ConnectionError):  # the reader reports it
+            await super().server(ws)
+
+
+_SAFER: Final[dict[type[Any], type[Any]]] = {
+    HTMLFileTransport: _SafeHTMLFileTransport,
+    EventsourceTransport: _SafeEventsourceTransport,
+    WebSocketTransport: _QuietWebSocketTransport,
+}
+
+
+def fixed_transport_handlers() -> dict[str, type[Any]]:
+    fixed: dict[str, type[Any]] = {}
+    for name, cls in transport_handlers.items():
+        cls = _SAFER.get(cls, cls)
+        if hasattr(cls, "handle_session"):
+            cls = _keeps_holder_and_watches_disconnect(cls)
+        fixed[name] = cls
+    return fixed
