@@ -175,7 +175,7 @@ function reply(conn, k, text) {
     mismatches++;
   }
   if (measuring && cfg.mode === "pingpong") {
-    latencies.push(Number(process.hrtime.bigint() - BigInt(conn.sentAt[k])));
+    latencies.push(Number(process.hrtime.bigint()) - conn.sentAt[k]);
   }
   if (running) {
     if (cfg.mode === "pingpong") {
@@ -401,7 +401,7 @@ function closeAllAndExit(conns, last) {
   closing = true;
   say(last);
   let open = 0;
-  const finish = () => process.exit(0);
+  const finish = () => process.stdout.write("", () => process.exit(0));
   for (const conn of conns) {
     if (conn.ws.readyState === WebSocket.CLOSED) {
       continue;
