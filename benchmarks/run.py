@@ -223,7 +223,9 @@ class Settings:
     verify: bool
     smoke: bool
     max_noise: float = 0.15  # cores of other work tolerated during a window
-    retries: int = 2  # extra runs allowed when there was more
+    retries: int = 2  # extra runs allowed when there was more ...
+    retry_budget: int = 15  # ... and in all, so that a busy machine cannot
+    # make the benchmark run for ever (each retry costs about 2.5 s)
 
 
 def full_settings(repeat: int, seconds: float, generators: int) -> Settings:
@@ -382,6 +384,7 @@ class Bench:
     logs: Path
     versions: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    retries_used: int = 0
 
     def log(self, name: str) -> TextIO:
         return open(self.logs / f"{name}.log", "a")  # the child's stderr
@@ -464,14 +467,18 @@ class Bench:
     def quietest(
         self, target: Target, workload: Workload, server: Peer, port: int
     ) -> dict[str, Any]:
-        """A throughput run; again, up to ``retries`` times, while other
-        work on the machine took more than ``max_noise`` cores meanwhile."""
+        """A throughput run; again, up to ``retries`` times (and while the
+        whole benchmark's ``retry_budget`` lasts), while other work on the
+        machine took more than ``max_noise`` cores meanwhile."""
         results = []
         for attempt in range(1 + self.settings.retries):
             result = self.throughput(target, workload, server, port)
             results.append(result | {"attempt": attempt})
             if result.get("other_cores", 0.0) <= self.settings.max_noise:
                 break
+            if self.retries_used >= self.settings.retry_budget:
+                break
+            self.retries_used += 1
         return min(results, key=lambda r: r.get("other_cores", 0.0))
 
     def memory(
