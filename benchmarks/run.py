@@ -1,7 +1,7 @@
 """Throughput, server CPU per message, latency and memory, side by side.
 
-    .venv/bin/python benchmarks/run.py            # everything: ~7 minutes
-    .venv/bin/python benchmarks/run.py --smoke    # every server answers: ~30 s
+    .venv/bin/python benchmarks/run.py            # everything: ~6.5 minutes
+    .venv/bin/python benchmarks/run.py --smoke    # every server answers: ~20 s
 
 Needs ``npm ci --prefix tests/node`` (the original server's packages) and
 ``npm ci --prefix benchmarks/node`` (the load generator's ``ws``).
@@ -276,7 +276,10 @@ def pinned(cpus: set[int] | None) -> Any:
 class Peer:
     """A child process that speaks JSON lines on stdout and obeys stdin."""
 
-    def __init__(self, argv: Sequence[str], cpus: set[int] | None, log: TextIO):
+    def __init__(
+        self, name: str, argv: Sequence[str], cpus: set[int] | None, log: TextIO
+    ):
+        self.name = name
         self.argv = list(argv)
         self.proc = subprocess.Popen(
             self.argv,
@@ -333,7 +336,7 @@ class Peer:
             self.proc.wait()
 
     def __str__(self) -> str:
-        return f"{Path(self.argv[-1]).name if len(self.argv) < 4 else 'loadgen'}"
+        return self.name
 
 
 def cpu_ticks(pid: int) -> int:
@@ -393,7 +396,7 @@ class Bench:
     def server(self, target: Target) -> Iterator[tuple[Peer, dict[str, Any]]]:
         spec = SERVERS[target.server]
         with self.log(target.name) as log:
-            peer = Peer(spec.argv, self.server_cpus, log)
+            peer = Peer(target.server, spec.argv, self.server_cpus, log)
             try:
                 yield peer, peer.expect("ready", 30)
             finally:
@@ -423,9 +426,8 @@ class Bench:
                 cpus = None
                 if self.generator_cpus:
                     cpus = {self.generator_cpus[i % len(self.generator_cpus)]}
-                peers.append(
-                    Peer(["node", str(LOADGEN), json.dumps(config)], cpus, log)
-                )
+                argv = ["node", str(LOADGEN), json.dumps(config)]
+                peers.append(Peer(f"loadgen {i}", argv, cpus, log))
         return peers
 
     def ready(self, target: Target, peers: list[Peer], timeout: float) -> None:
@@ -600,6 +602,68 @@ def run_all(bench: Bench, targets: Sequence[Target]) -> list[dict[str, Any]]:
         for target in targets:
             runs += attempt(target, repeat)
     return runs
+
+
+def ab_test(
+    bench: Bench, pair: Sequence[Target], workloads: Sequence[Workload], pairs: int
+) -> dict[str, Any]:
+    """Two rows measured in alternation, each pair seconds apart: B / A.
+
+    The machine's speed drifts over seconds (docs/PERFORMANCE.md), so two
+    figures measured minutes apart differ by +-30% with nothing changed.
+    Both servers stay up (idle while the other is measured) and each pair
+    of windows runs back to back, in alternating order; the medians of the
+    pairs' ratios are much steadier than ratios of medians.
+    """
+    first, second = pair
+    found: dict[str, Any] = {}
+    with (
+        bench.server(first) as (server_a, ready_a),
+        bench.server(second) as (
+            server_b,
+            ready_b,
+        ),
+    ):
+        for workload in workloads:
+            if workload.mode == "idle":
+                continue
+            ratios: dict[str, list[float]] = {m: [] for m in AB_METRICS}
+            for i in range(pairs):
+                # Alternate the order: neither goes first every time.
+                if i % 2 == 0:
+                    a = bench.throughput(first, workload, server_a, ready_a["port"])
+                b = bench.throughput(second, workload, server_b, ready_b["port"])
+                if i % 2 == 1:
+                    a = bench.throughput(first, workload, server_a, ready_a["port"])
+                for metric in AB_METRICS:
+                    if a.get(metric) and b.get(metric):
+                        ratios[metric].append(b[metric] / a[metric])
+            found[workload.name] = {
+                metric: statistics.quantiles(values, n=4) if len(values) > 1 else values
+                for metric, values in ratios.items()
+                if values
+            }
+    return found
+
+
+AB_METRICS = ("msgs_per_s", "cpu_us_per_msg", "p50_us", "p99_us")
+
+
+def print_ab(pair: Sequence[Target], found: dict[str, Any], pairs: int) -> None:
+    first, second = pair
+    print(
+        f"{second.name} / {first.name}, {pairs} pairs of windows measured back "
+        "to back: median ratio [quartiles]"
+    )
+    for workload, metrics in found.items():
+        cells = []
+        for metric, quartiles in metrics.items():
+            if len(quartiles) == 3:
+                low, median, high = quartiles
+                cells.append(f"{metric} {median:.2f}x [{low:.2f}-{high:.2f}]")
+            else:
+                cells.append(f"{metric} {quartiles[0]:.2f}x")
+        print(f"  {workload}: " + ", ".join(cells))
 
 
 # -- reporting -------------------------------------------------------------------
@@ -861,6 +925,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated rows to run, e.g. ceiling,ours-raw,aiohttp-echo",
     )
     parser.add_argument("--workloads", help="comma-separated, e.g. W1,W2")
+    parser.add_argument(
+        "--ab",
+        metavar="A,B",
+        help="measure two rows in alternation and print B / A per pair of "
+        "windows (steadier than separate runs; no M1)",
+    )
+    parser.add_argument(
+        "--pairs", type=int, default=8, help="pairs of windows for --ab"
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes")
     parser.add_argument("--output", type=Path, help="the JSON results file")
     parser.add_argument(
@@ -893,6 +966,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             workloads=tuple(w for w in settings.workloads if w.name in chosen),
         )
     targets = list(TARGETS)
+    if args.ab:
+        args.only = args.ab
     if args.only:
         chosen = set(args.only.split(","))
         unknown = chosen - {t.name for t in TARGETS}
@@ -912,6 +987,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if args.ab:
+        names = args.ab.split(",")
+        if len(names) != 2 or len(targets) != 2:
+            raise SystemExit("--ab needs two different rows: A,B")
+        pair = sorted(targets, key=lambda t: names.index(t.name))
+        found_ab = ab_test(bench, pair, settings.workloads, args.pairs)
+        print_ab(pair, found_ab, args.pairs)
+        output = args.output or RESULTS / "ab.json"
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(
+            json.dumps({"machine": about, "ab": [t.name for t in pair]} | found_ab)
+            + "\n"
+        )
+        shutil.rmtree(logs, ignore_errors=True)
+        return 0
     started = time.monotonic()
     runs = run_all(bench, targets)
     table = medians(runs)
