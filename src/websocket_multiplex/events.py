@@ -1,8 +1,10 @@
-"""Events the sans-I/O core hands back, as small frozen values.
+"""Events the sans-I/O core hands back, as small values.
 
 The server-side core (:mod:`websocket_multiplex.protocol`) turns each
 incoming frame into at most one of these; the asyncio layer acts on them.
-They print well, compare by value, and carry no behaviour.
+They print well, compare by value, and carry no behaviour. Treat them as
+read-only: they are not frozen only because a frozen dataclass takes
+twice as long to build, and one is built for every message received.
 """
 
 from __future__ import annotations
@@ -34,14 +36,14 @@ class CloseReason(enum.Enum):
     LIMIT_EXCEEDED = "the peer went past a limit"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChannelOpened:
     """The peer subscribed to a registered topic that was not open."""
 
     topic: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageReceived:
     """The peer sent ``payload`` on an open channel."""
 
@@ -49,7 +51,7 @@ class MessageReceived:
     payload: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChannelRefused:
     """A ``sub`` the server will not honour, and the notice that says why."""
 
@@ -57,7 +59,7 @@ class ChannelRefused:
     notice: str = "404 no such service"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LimitExceeded:
     """The peer went past one of :class:`~websocket_multiplex.Limits`.
 
@@ -70,7 +72,7 @@ class LimitExceeded:
     notice: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChannelClosedEvent:
     """An open channel is now closed, and why.
 

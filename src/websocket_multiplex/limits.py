@@ -44,8 +44,10 @@ class Limits:
     overloaded``: the other channels and the connection go on."""
 
     write_limit: int = 1 << 20
-    """Queued outgoing characters per connection (the high-water mark;
-    the low-water mark is a quarter of it). Above it, ``send`` waits."""
+    """Queued outgoing characters per connection. Above it, ``send`` waits
+    until the writer hands the queue to the carrier, in one batch, which
+    the carrier's own flow control allows as fast as the client reads; so
+    a connection holds at most twice this, and the carrier's buffer."""
 
     slow_client_timeout: float = 30.0
     """Seconds a connection may stay above ``write_limit`` before it is

@@ -101,6 +101,14 @@ class ServerProtocol:
         ``now`` (seconds, any monotonic origin) paces subscriptions; without
         it the subscribe rate is not enforced.
         """
+        kind, _, rest = text.partition(",")
+        if kind == MSG and len(text) <= self._limits.max_frame_size:
+            # The hot path, equivalent to the general one below: a message
+            # on an open channel (parse_frame's payload is "" if missing).
+            topic, _, payload = rest.partition(",")
+            if topic in self._open:
+                self.counters.frames_received += 1
+                return MessageReceived(topic, payload)
         frame = _parse_counted(text, self.counters)
         if frame is None:
             return None
@@ -155,9 +163,10 @@ class ServerProtocol:
 
     def send(self, topic: str, payload: str) -> str:
         """Return the frame that carries ``payload`` on an open channel."""
-        self._require_open(topic)
+        if topic not in self._open:
+            self._require_open(topic)  # raises
         self.counters.frames_sent += 1
-        return format_frame(MSG, topic, payload)
+        return f"msg,{topic},{payload}"
 
     def close(self, topic: str) -> str:
         """Close an open channel; return the ``uns`` frame to send."""

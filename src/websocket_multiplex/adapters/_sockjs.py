@@ -13,7 +13,8 @@ replaces, and a test fails if the pinned minor version changes:
 * ``eventsource`` sends frames unescaped, but sockjs-client runs each one
   through ``decodeURI``: a ``%`` in any message kills the session. We
   escape ``%``, CR, LF and NUL as sockjs-node does;
-* its websocket transport never retrieves its writer task's error;
+* its websocket transport costs more per message than the rest of our hot
+  path: we serve that one ourselves (._websocket);
 * its outgoing queue is unbounded: we measure it, and sending waits while
   it is above the server's ``Limits.write_limit``.
 """
@@ -40,6 +41,7 @@ from ._closing import CLOSE_GRACE, abort_if_stuck
 from ._requests import request_info
 
 _DISCONNECT_POLL: Final = 1.0  # seconds between checks of a held request
+_FETCH_GRACE: Final = 1.0  # seconds a closed polling session waits to be fetched
 
 
 class _OutgoingCount(deque[tuple[Frame, Any]]):
@@ -51,9 +53,12 @@ class _OutgoingCount(deque[tuple[Frame, Any]]):
         self.high_water = high_water
         self.drained = asyncio.Event()
         self.drained.set()
+        self.emptied = asyncio.Event()
 
     def popleft(self) -> tuple[Frame, Any]:
         frame, data = super().popleft()
+        if not self:
+            self.emptied.set()
         if frame is Frame.MESSAGE:  # data: the list of messages packed so far
             self.size -= sum(map(len, data))
             if self.size <= self.high_water // 4:
@@ -102,6 +107,16 @@ class SockJSTransport:
         # SockJS reserves 1000 and 3000-4999 for applications.
         self._session.close(code if code == 1000 or code >= 3000 else 3000, reason)
         asyncio.get_running_loop().call_later(CLOSE_GRACE, self._abort_if_stuck)
+        # A polling client fetches what is queued (the close frame last) with
+        # its next requests, which follow each answer within milliseconds:
+        # wait for them, or a server shutting down would exit with the
+        # goodbyes still queued. A client that stopped polling costs _FETCH_GRACE.
+        outgoing = self._session.outgoing
+        if outgoing:
+            outgoing.emptied.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_FETCH_GRACE):
+                    await outgoing.emptied.wait()
 
     def _abort_if_stuck(self) -> None:
         request = self._session.request  # None once no request holds it
@@ -206,25 +221,18 @@ def _script_safe_json(text: str) -> str:
     return json.dumps(text).replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-class _QuietWebSocketTransport(WebSocketTransport):  # type: ignore[misc]
-    """sockjs never retrieves its writer task's error: a client reset (one
-    we aborted for not reading, say) would log "exception never retrieved"."""
-
-    async def server(self, ws: web.WebSocketResponse) -> None:
-        with contextlib.suppress(ConnectionError):  # the reader reports it
-            await super().server(ws)
-
-
 _SAFER: Final[dict[type[Any], type[Any]]] = {
     HTMLFileTransport: _SafeHTMLFileTransport,
     EventsourceTransport: _SafeEventsourceTransport,
-    WebSocketTransport: _QuietWebSocketTransport,
 }
 
 
 def fixed_transport_handlers() -> dict[str, type[Any]]:
+    """sockjs's transports but its websocket one (ours: ._websocket), fixed."""
     fixed: dict[str, type[Any]] = {}
     for name, cls in transport_handlers.items():
+        if cls is WebSocketTransport:
+            continue
         cls = _SAFER.get(cls, cls)
         if hasattr(cls, "handle_session"):
             cls = _keeps_holder_and_watches_disconnect(cls)

@@ -12,22 +12,20 @@ sockjs-client from a CDN unless ``sockjs_url`` says otherwise.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Iterable
 from importlib import resources
 from typing import Final
 
-from aiohttp import WSMsgType, hdrs, web
+from aiohttp import hdrs, web
 from sockjs import SessionManager
 from sockjs.route import SockJSRoute
 
 from ..asyncio.server import MultiplexServer
-from ..request import RequestInfo
-from ._closing import abort_later_if_stuck
 from ._cors import Cors, Handler, preflight
 from ._requests import request_info
 from ._sockjs import BoundedSession, SessionBridge, fixed_transport_handlers
+from ._websocket import websocket_handler
 
 __all__ = [
     "DEFAULT_SOCKJS_URL",
@@ -59,6 +57,7 @@ def add_sockjs_endpoint(
     heartbeat_delay: float = 25.0,
     disconnect_delay: float = 5.0,
     name: str | None = None,
+    compress: bool = False,
 ) -> list[web.AbstractRoute]:
     """Serve ``server`` over SockJS at ``prefix`` in an aiohttp application.
 
@@ -70,7 +69,10 @@ def add_sockjs_endpoint(
     script the iframe transports load; point it at a local copy when the
     browser cannot reach the CDN. The raw WebSocket endpoint,
     ``<prefix>/websocket``, carries frames without SockJS framing.
-    Returns the routes added, for use with other aiohttp tooling.
+    ``compress=True`` accepts permessage-deflate on both WebSocket endpoints
+    when a client offers it (browsers always do): fewer bytes on slow links
+    for some 4x the CPU per message and about 100 KiB more per connection
+    (docs/PERFORMANCE.md). Returns the routes added, for use with other aiohttp tooling.
     """
     prefix = prefix.rstrip("/")
     name = name or f"multiplex{prefix.replace('/', '-')}"
@@ -103,8 +105,24 @@ def add_sockjs_endpoint(
     add(hdrs.METH_GET, f"{prefix}/iframe{{version}}.html", route.iframe)
     # Not sockjs's raw transport: it closes with 1000 "Go away!" whatever
     # the reason, so clients could not tell a slow client or a flood apart.
-    raw = _websocket_handler(server, heartbeat_delay, _SOCKJS_MAX_MESSAGE)
+    raw = websocket_handler(
+        server,
+        heartbeat=heartbeat_delay,
+        max_msg_size=_SOCKJS_MAX_MESSAGE,
+        compress=compress,
+    )
     add(hdrs.METH_GET, f"{prefix}/websocket", raw)
+    # SockJS's websocket transport is ours too (see ._websocket); sockjs
+    # serves the others. Server and session ids may not contain dots.
+    session = f"{prefix}/{{server:[^/.]+}}/{{session:[^/.]+}}"
+    sockjs_ws = websocket_handler(
+        server,
+        heartbeat=heartbeat_delay,
+        max_msg_size=_SOCKJS_MAX_MESSAGE,
+        compress=compress,
+        sockjs_heartbeat=heartbeat_delay,
+    )
+    add(hdrs.METH_GET, f"{session}/websocket", sockjs_ws)
     session_path = f"{prefix}/{{server}}/{{session}}/{{transport}}"
     for method in (hdrs.METH_GET, hdrs.METH_POST):
         add(method, session_path, route.handler)
@@ -119,53 +137,6 @@ def add_sockjs_endpoint(
 # -- plain WebSocket -----------------------------------------------------------
 
 
-class _WebSocketTransport:
-    """The :class:`~websocket_multiplex.Transport` over an aiohttp WebSocket."""
-
-    def __init__(
-        self,
-        ws: web.WebSocketResponse,
-        request: RequestInfo,
-        socket: asyncio.BaseTransport | None,
-    ) -> None:
-        self._ws = ws
-        self._request = request
-        self._socket = socket
-
-    @property
-    def request(self) -> RequestInfo:
-        return self._request
-
-    async def send(self, text: str) -> None:
-        if self._ws.closed:
-            raise ConnectionError("the WebSocket is closed")
-        await self._ws.send_str(text)
-
-    async def close(self, code: int, reason: str) -> None:
-        if self._socket is not None:
-            abort_later_if_stuck(self._socket)
-        await self._ws.close(code=code, message=reason.encode())
-
-
-def _websocket_handler(
-    server: MultiplexServer, heartbeat: float | None, max_msg_size: int
-) -> Handler:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=max_msg_size)
-        await ws.prepare(request)
-        transport = _WebSocketTransport(ws, request_info(request), request.transport)
-        connection = server.accept(transport)
-        try:
-            async for message in ws:
-                if message.type is WSMsgType.TEXT:
-                    connection.receive(message.data)
-        finally:
-            await connection.connection_lost()
-        return ws
-
-    return handle
-
-
 def add_websocket_route(
     app: web.Application,
     server: MultiplexServer,
@@ -174,13 +145,19 @@ def add_websocket_route(
     allowed_origins: Iterable[str] | None = None,
     heartbeat: float | None = 25.0,
     max_msg_size: int = 1 << 20,
+    compress: bool = False,
 ) -> web.AbstractRoute:
     """Serve ``server`` over a plain WebSocket (RFC 6455) at ``path``.
 
     Text messages are frames; binary messages are not part of the protocol
     and are ignored. ``heartbeat`` pings idle clients and closes dead ones.
+    ``compress=True`` accepts permessage-deflate when a client offers it:
+    fewer bytes on slow links for some 4x the CPU per message and about
+    100 KiB more per connection (docs/PERFORMANCE.md).
     """
-    handle = _websocket_handler(server, heartbeat, max_msg_size)
+    handle = websocket_handler(
+        server, heartbeat=heartbeat, max_msg_size=max_msg_size, compress=compress
+    )
     app.on_shutdown.append(lambda _app: server.close())
     return app.router.add_route(
         hdrs.METH_GET, path, Cors(allowed_origins).guard(handle)

@@ -70,11 +70,16 @@ class Channel(ReceivingChannel):
             raise TypeError(f"channels carry text: encode {type(data).__name__} first")
         if self._close_reason is not None:
             raise ChannelClosed(self.name, self._close_reason)
-        await self.connection._send_frame(
-            self.connection._protocol.send(self.topic, data)
-        )
-        if self.connection.closed:
+        connection = self.connection
+        if connection._lost:
             raise ChannelClosed(self.name, CloseReason.CONNECTION_LOST)
+        # Queued here rather than through a Connection coroutine: this runs
+        # for every message sent, and an await costs a coroutine.
+        connection._enqueue(connection._protocol.send(self.topic, data))
+        if connection._outbox_size > connection._limits.write_limit:
+            await connection._wait_writable()
+            if connection._lost:
+                raise ChannelClosed(self.name, CloseReason.CONNECTION_LOST)
 
     def _offer(self, data: str) -> None:
         """Send without waiting, for fan-out: a slow client is dropped instead."""

@@ -7,6 +7,7 @@ import contextvars
 import itertools
 import logging
 from collections import deque
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from ..events import (
@@ -75,7 +76,7 @@ class Connection:
         self._outbox: deque[str] = deque()
         self._outbox_size = 0
         self._outbox_ready: asyncio.Future[None] | None = None
-        self._writable = asyncio.Event()  # set while below the low-water mark
+        self._writable = asyncio.Event()  # set while below write_limit
         self._writable.set()
         self._idle = asyncio.Event()  # set while the outbox is empty
         self._idle.set()
@@ -107,7 +108,7 @@ class Connection:
         if self._lost or self._aborting is not None:
             return
         self.stats.chars_received += len(text)
-        event = self._protocol.receive(text, self._loop.time())
+        event = self._protocol.receive(text, monotonic())
         if event is None:
             return
         if type(event) is MessageReceived:
@@ -276,24 +277,20 @@ class Connection:
 
     # -- output ----------------------------------------------------------------
 
-    async def _send_frame(self, frame: str) -> None:
-        if self._lost:
-            return  # the caller reports the closed channel
-        self._enqueue(frame)
-        if self._outbox_size > self._limits.write_limit:
-            self._writable.clear()
-            try:
-                async with asyncio.timeout(self._limits.slow_client_timeout):
-                    await self._writable.wait()
-            except TimeoutError:
-                if self._aborting is None:
-                    self.stats.slow_client_closes += 1
-                    log_throttle.warning(
-                        logger, "slow", "%r: slow client, closing", self
-                    )
-                self._abort(4008, "slow client")
-                if self._aborting is not None:
-                    await asyncio.shield(self._aborting)
+    async def _wait_writable(self) -> None:
+        """Backpressure: wait until the writer drained the outbox, or drop a
+        client that stays too slow (Channel.send queues, then calls this)."""
+        self._writable.clear()
+        try:
+            async with asyncio.timeout(self._limits.slow_client_timeout):
+                await self._writable.wait()
+        except TimeoutError:
+            if self._aborting is None:
+                self.stats.slow_client_closes += 1
+                log_throttle.warning(logger, "slow", "%r: slow client, closing", self)
+            self._abort(4008, "slow client")
+            if self._aborting is not None:
+                await asyncio.shield(self._aborting)
 
     def _offer_frame(self, frame: str) -> None:
         """Queue without waiting (fan-out never waits for the slowest member).
@@ -325,6 +322,10 @@ class Connection:
         if ready is not None and not ready.done():
             ready.set_result(None)
 
+    async def _send_each(self, frames: list[str]) -> None:
+        for frame in frames:
+            await self.transport.send(frame)
+
     async def _flush(self) -> None:
         """Wait until every queued frame went to the transport (or it failed)."""
         idle = asyncio.ensure_future(self._idle.wait())
@@ -333,8 +334,8 @@ class Connection:
 
     async def _write_loop(self) -> None:
         outbox = self._outbox
-        low_water = self._limits.write_limit // 4
         loop = asyncio.get_running_loop()
+        send_many = getattr(self.transport, "send_many", None) or self._send_each
         try:
             while True:
                 if not outbox:
@@ -342,12 +343,14 @@ class Connection:
                     self._outbox_ready = loop.create_future()
                     await self._outbox_ready
                     continue
-                frame = outbox.popleft()
-                self._outbox_size -= len(frame)
-                if self._outbox_size <= low_water:
-                    self._writable.set()
-                    self._over_since = None
-                await self.transport.send(frame)
+                # Everything queued since the last write goes in one batch;
+                # the carrier's own flow control holds the writer back.
+                frames = list(outbox)
+                outbox.clear()
+                self._outbox_size = 0
+                self._writable.set()
+                self._over_since = None
+                await send_many(frames)
         except (ConnectionError, RuntimeError) as exc:
             # The carrier is gone even if its adapter has not said so yet.
             logger.debug("%r: write failed: %s", self, exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from typing import Self
 
 from ..events import CloseReason
 from ..exceptions import ChannelClosed, LocalProtocolError
@@ -50,7 +50,8 @@ class ReceivingChannel:
         Only one task may wait at a time; a second raises
         :class:`~websocket_multiplex.LocalProtocolError`.
         """
-        while not self._inbox:
+        inbox = self._inbox
+        while not inbox:
             if self._close_reason is not None:
                 raise ChannelClosed(self.name, self._close_reason)
             if self._waiter is not None:
@@ -60,21 +61,25 @@ class ReceivingChannel:
                 )
             self._waiter = asyncio.get_running_loop().create_future()
             try:
-                async with asyncio.timeout(timeout):
+                if timeout is None:
                     await self._waiter
+                else:
+                    async with asyncio.timeout(timeout):
+                        await self._waiter
             finally:
                 self._waiter = None
-        return self._inbox.popleft()
+        return inbox.popleft()
 
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self._iterate()
+    def __aiter__(self) -> Self:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[str]:
-        while True:
-            try:
-                yield await self.receive()
-            except ChannelClosed:
-                return
+    async def __anext__(self) -> str:
+        if self._inbox:  # the common case under load: no wait, no wrapper
+            return self._inbox.popleft()
+        try:
+            return await self.receive()
+        except ChannelClosed:
+            raise StopAsyncIteration from None
 
     async def wait_closed(self) -> CloseReason:
         """Wait until the channel is closed, by either side; return why."""

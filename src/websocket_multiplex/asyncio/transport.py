@@ -8,6 +8,11 @@ it receives to :meth:`Connection.receive
 :meth:`Connection.connection_lost
 <websocket_multiplex.Connection.connection_lost>` when the carrier ends.
 That is the whole contract; :mod:`websocket_multiplex.testing` checks it.
+
+A transport may also offer ``async def send_many(texts: list[str])``: the
+connection then hands it everything its services queued since the last
+write at once, so that it can pack them into one write (SockJS's
+``a[...]`` frames, say) instead of paying a write per frame.
 """
 
 from __future__ import annotations
