@@ -186,7 +186,7 @@ async def _pump_sockjs(
                 continue
         try:
             frames = json.loads(data)
-        except ValueError:  # as sockjs-node answers broken JSON
+        except (ValueError, RecursionError):  # broken, or nested too deep
             await ws.close(code=1002, message=b"Broken framing.")
             return
         if isinstance(frames, str):

@@ -25,13 +25,19 @@ class Channel(ReceivingChannel):
     :class:`~websocket_multiplex.ChannelClosed`.
     """
 
+    __slots__ = ("_groups", "connection", "identity")
+
     def __init__(self, connection: Connection, name: str, topic: str) -> None:
         super().__init__(name, topic)
         self.connection = connection
         self.identity: object = None
         """What the authorizer set on the :class:`Subscription`, if any."""
-        self.groups: set[str] = set()
+        self._groups: set[str] | None = None  # made on the first join
+
+    @property
+    def groups(self) -> frozenset[str]:
         """The groups this channel is a member of; it leaves them on close."""
+        return frozenset(self._groups or ())
 
     @property
     def member_id(self) -> str:
@@ -50,7 +56,7 @@ class Channel(ReceivingChannel):
 
     def _mark_closed(self, reason: CloseReason) -> None:
         super()._mark_closed(reason)
-        if self.groups:
+        if self._groups:
             self.connection.server._forget(self)
 
     def __repr__(self) -> str:

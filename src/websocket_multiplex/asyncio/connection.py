@@ -6,7 +6,6 @@ import asyncio
 import contextvars
 import itertools
 import logging
-from collections import deque
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -73,13 +72,13 @@ class Connection:
         self._over_since: float | None = None  # when fan-out filled the outbox
         self._channels: dict[str, Channel] = {}
         self._handlers: set[asyncio.Task[None]] = set()
-        self._outbox: deque[str] = deque()
+        # Made only when needed: a server holds many idle connections.
+        self._outbox: list[str] = []
         self._outbox_size = 0
         self._outbox_ready: asyncio.Future[None] | None = None
-        self._writable = asyncio.Event()  # set while below write_limit
-        self._writable.set()
-        self._idle = asyncio.Event()  # set while the outbox is empty
-        self._idle.set()
+        self._parked = False  # the writer waits for frames: all went out
+        self._writable: asyncio.Event | None = None  # senders wait above the limit
+        self._idle_waiters: list[asyncio.Future[None]] = []  # _flush callers
         self._lost = False
         self._finishing: asyncio.Task[None] | None = None
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
@@ -280,10 +279,12 @@ class Connection:
     async def _wait_writable(self) -> None:
         """Backpressure: wait until the writer drained the outbox, or drop a
         client that stays too slow (Channel.send queues, then calls this)."""
-        self._writable.clear()
+        if self._writable is None:
+            self._writable = asyncio.Event()
+        writable = self._writable
         try:
             async with asyncio.timeout(self._limits.slow_client_timeout):
-                await self._writable.wait()
+                await writable.wait()
         except TimeoutError:
             if self._aborting is None:
                 self.stats.slow_client_closes += 1
@@ -317,7 +318,6 @@ class Connection:
         self._outbox.append(frame)
         self._outbox_size += len(frame)
         self.stats.chars_sent += len(frame)
-        self._idle.clear()
         ready = self._outbox_ready
         if ready is not None and not ready.done():
             ready.set_result(None)
@@ -328,28 +328,42 @@ class Connection:
 
     async def _flush(self) -> None:
         """Wait until every queued frame went to the transport (or it failed)."""
-        idle = asyncio.ensure_future(self._idle.wait())
+        if self._writer.done() or (self._parked and not self._outbox):
+            return
+        idle = self._loop.create_future()
+        self._idle_waiters.append(idle)
         await asyncio.wait([idle, self._writer], return_when=asyncio.FIRST_COMPLETED)
-        idle.cancel()
+
+    def _writable_again(self) -> None:
+        self._over_since = None
+        if self._writable is not None:
+            self._writable.set()
+            self._writable = None
+
+    def _wake_idle_waiters(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _write_loop(self) -> None:
-        outbox = self._outbox
         loop = asyncio.get_running_loop()
         send_many = getattr(self.transport, "send_many", None) or self._send_each
         try:
             while True:
-                if not outbox:
-                    self._idle.set()
+                if not self._outbox:
+                    if self._idle_waiters:
+                        self._wake_idle_waiters()
                     self._outbox_ready = loop.create_future()
+                    self._parked = True
                     await self._outbox_ready
+                    self._parked = False
                     continue
                 # Everything queued since the last write goes in one batch;
                 # the carrier's own flow control holds the writer back.
-                frames = list(outbox)
-                outbox.clear()
+                frames, self._outbox = self._outbox, []
                 self._outbox_size = 0
-                self._writable.set()
-                self._over_since = None
+                self._writable_again()
                 await send_many(frames)
         except (ConnectionError, RuntimeError) as exc:
             # The carrier is gone even if its adapter has not said so yet.
@@ -361,5 +375,5 @@ class Connection:
         finally:
             self._outbox.clear()
             self._outbox_size = 0
-            self._writable.set()
-            self._idle.set()
+            self._writable_again()
+            self._wake_idle_waiters()

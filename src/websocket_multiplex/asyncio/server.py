@@ -231,9 +231,11 @@ class MultiplexServer:
 
     async def _join(self, channel: Channel, group: str) -> None:
         await self._start_broker()
-        if group in channel.groups:
+        if channel._groups is None:
+            channel._groups = set()
+        elif group in channel._groups:
             return
-        channel.groups.add(group)
+        channel._groups.add(group)
         members = self._groups.setdefault(group, set())
         members.add(channel)
         if len(members) == 1:
@@ -241,9 +243,9 @@ class MultiplexServer:
         await self.broker.set_presence(group, channel.member_id, True)
 
     async def _leave(self, channel: Channel, group: str) -> None:
-        if group not in channel.groups:
+        if channel._groups is None or group not in channel._groups:
             return
-        channel.groups.discard(group)
+        channel._groups.discard(group)
         await self._drop_member(channel, group)
 
     async def _drop_member(self, channel: Channel, group: str) -> None:
@@ -257,7 +259,7 @@ class MultiplexServer:
 
     def _forget(self, channel: Channel) -> None:
         """A closed channel leaves its groups (from a synchronous path)."""
-        groups, channel.groups = channel.groups, set()
+        groups, channel._groups = channel._groups or set(), None
         for group in groups:
             task = asyncio.get_running_loop().create_task(
                 self._drop_member(channel, group)
