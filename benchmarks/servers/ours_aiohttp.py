@@ -1,17 +1,19 @@
 """Our multiplexer on aiohttp, as ``websocket-multiplex`` users deploy it.
 
-    python benchmarks/servers/ours_aiohttp.py
+    python benchmarks/servers/ours_aiohttp.py [--uvloop]
 
 ``add_sockjs_endpoint`` at ``/multiplex`` (SockJS; its raw WebSocket
 endpoint is ``/multiplex/websocket``) and ``add_websocket_route`` at
-``/ws`` (a plain aiohttp WebSocket), serving echo0 .. echo9. aiohttp
-accepts permessage-deflate whenever a client offers it. See _common.py for
-the ready line and the stdin commands.
+``/ws`` (a plain aiohttp WebSocket), serving echo0 .. echo9, with the
+default ``compress=False``; the same SockJS endpoint with ``compress=True``
+at ``/multiplex-deflate``. ``--uvloop`` runs it on uvloop. See _common.py
+for the ready line and the stdin commands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from _common import announce, echo_server, serve_commands, versions
 from aiohttp import web
@@ -26,6 +28,7 @@ async def main() -> None:
     mux = echo_server()
     app = web.Application()
     add_sockjs_endpoint(app, mux, prefix="/multiplex")
+    add_sockjs_endpoint(app, mux, prefix="/multiplex-deflate", compress=True)
     add_websocket_route(app, mux, "/ws")
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
@@ -40,4 +43,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if sys.argv[1:] == ["--uvloop"]:
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())

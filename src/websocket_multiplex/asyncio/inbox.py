@@ -109,7 +109,9 @@ class ReceivingChannel:
 
     def _deliver(self, payload: str) -> None:
         self._inbox.append(payload)
-        self._wake()
+        waiter = self._waiter  # _wake, inlined: once per message received
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _mark_closed(self, reason: CloseReason) -> None:
         self._close_reason = reason
