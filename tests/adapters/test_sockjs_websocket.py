@@ -448,15 +448,6 @@ async def test_a_session_opened_during_shutdown_gets_o_then_c(
     assert client.pending == deque()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "WebSocketCarrier.close passes the whole reason to ws.close(); a "
-        "WebSocket close frame holds at most 125 bytes (RFC 6455 5.5), so a "
-        "reason over 123 bytes of UTF-8 makes an invalid frame: the client "
-        "fails the connection with 1002 instead of seeing the close code"
-    ),
-)
 @pytest.mark.parametrize("transport", ["sockjs-websocket", "raw"])
 async def test_a_long_close_reason_still_closes_cleanly(
     endpoint: Endpoint, transport: str

@@ -22,3 +22,10 @@ def abort_if_stuck(socket: asyncio.BaseTransport) -> None:
         # A graceful close (is_closing() already true) would wait for the
         # buffer to drain: that is exactly what never happens here.
         socket.abort()
+
+
+def fit_close_reason(reason: str) -> str:
+    """``reason`` cut to what a close frame carries: 123 bytes of UTF-8
+    (RFC 6455, 5.5), on a character boundary. Longer makes the frame invalid
+    and the client fails the connection (1002) instead of reading the code."""
+    return reason.encode()[:123].decode(errors="ignore")

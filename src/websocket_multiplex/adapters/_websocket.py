@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 
 from ..asyncio.server import MultiplexServer
 from ..request import RequestInfo
-from ._closing import abort_later_if_stuck
+from ._closing import abort_later_if_stuck, fit_close_reason
 from ._cors import Handler
 from ._requests import request_info
 
@@ -60,7 +60,7 @@ class WebSocketCarrier:
     async def close(self, code: int, reason: str) -> None:
         if self._socket is not None:
             abort_later_if_stuck(self._socket)
-        await self._ws.close(code=code, message=reason.encode())
+        await self._ws.close(code=code, message=fit_close_reason(reason).encode())
 
     def start(self) -> None:
         """Called once the connection is accepted."""

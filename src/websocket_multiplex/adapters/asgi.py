@@ -52,6 +52,7 @@ from typing import Any, Final
 from ..asyncio.connection import Connection
 from ..asyncio.server import MultiplexServer
 from ..request import Headers, RequestInfo
+from ._closing import fit_close_reason
 
 __all__ = ["ASGITransport", "MultiplexASGI", "request_from_scope"]
 
@@ -120,6 +121,7 @@ class ASGITransport:
         if self._closed:
             return
         self._closed = True
+        reason = fit_close_reason(reason)
         message = {"type": "websocket.close", "code": code, "reason": reason}
         with contextlib.suppress(OSError):  # already gone: closed either way
             await self._send(message)
