@@ -11,6 +11,7 @@ from .inbox import ReceivingChannel
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .server import ChannelHandler
 
 __all__ = ["Channel"]
 
@@ -25,7 +26,7 @@ class Channel(ReceivingChannel):
     :class:`~websocket_multiplex.ChannelClosed`.
     """
 
-    __slots__ = ("_groups", "connection", "identity")
+    __slots__ = ("_callbacks", "_groups", "connection", "identity")
 
     def __init__(self, connection: Connection, name: str, topic: str) -> None:
         super().__init__(name, topic)
@@ -33,6 +34,7 @@ class Channel(ReceivingChannel):
         self.identity: object = None
         """What the authorizer set on the :class:`Subscription`, if any."""
         self._groups: set[str] | None = None  # made on the first join
+        self._callbacks: ChannelHandler | None = None  # a task-free service
 
     @property
     def groups(self) -> frozenset[str]:
@@ -58,6 +60,9 @@ class Channel(ReceivingChannel):
         super()._mark_closed(reason)
         if self._groups:
             self.connection.server._forget(self)
+        callbacks, self._callbacks = self._callbacks, None
+        if callbacks is not None:
+            self.connection._call(self, callbacks.on_close, reason)
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]} on {self.connection!r}>"
@@ -86,6 +91,32 @@ class Channel(ReceivingChannel):
             await connection._wait_writable()
             if connection._lost:
                 raise ChannelClosed(self.name, CloseReason.CONNECTION_LOST)
+
+    def send_nowait(self, data: str) -> None:
+        """Queue ``data`` for the client without waiting, from plain code
+        such as a task-free :class:`ChannelHandler`'s callbacks.
+
+        Nothing holds the caller back, so a client that cannot keep up is
+        dropped (code 4008) once its queue stays above
+        ``Limits.write_limit`` for ``slow_client_timeout`` or reaches four
+        times it, as for group publishing.
+        """
+        if not isinstance(data, str):
+            raise TypeError(f"channels carry text: encode {type(data).__name__} first")
+        if self._close_reason is not None:
+            raise ChannelClosed(self.name, self._close_reason)
+        if self.connection._lost:
+            raise ChannelClosed(self.name, CloseReason.CONNECTION_LOST)
+        self.connection._offer_frame(self.connection._protocol.send(self.topic, data))
+
+    def close_nowait(self, message: str | None = None) -> None:
+        """:meth:`close` for plain code: ``message`` goes with
+        :meth:`send_nowait`."""
+        if self._close_reason is not None:
+            return
+        if message is not None:
+            self.send_nowait(message)
+        self.connection._close_channel(self, CloseReason.SERVER_CLOSED)
 
     def _offer(self, data: str) -> None:
         """Send without waiting, for fan-out: a slow client is dropped instead."""

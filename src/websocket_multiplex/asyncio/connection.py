@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import itertools
 import logging
+from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -27,7 +29,7 @@ from .throttle import log_throttle
 from .transport import Transport
 
 if TYPE_CHECKING:
-    from .server import MultiplexServer, Service
+    from .server import ChannelHandler, MultiplexServer, Service
 
 __all__ = ["Connection"]
 
@@ -112,7 +114,9 @@ class Connection:
             return
         if type(event) is MessageReceived:
             channel = self._channels[event.topic]
-            if len(channel._inbox) < self._limits.max_queue:
+            if channel._callbacks is not None:  # a task-free service
+                self._call(channel, channel._callbacks.on_message, event.payload)
+            elif len(channel._inbox) < self._limits.max_queue:
                 channel._deliver(event.payload)
             else:  # its handler fell behind: shed this channel, only it
                 self._close_channel(channel, CloseReason.INBOX_FULL, OVERLOADED)
@@ -195,6 +199,11 @@ class Connection:
         assert service is not None  # the protocol asked _is_registered
         channel = Channel(self, service.name, topic)
         self._channels[topic] = channel
+        if service.callbacks is not None and (
+            self.server.authorize is None and service.authorize is None
+        ):
+            self._start_callbacks(service.callbacks, channel)
+            return
         task = asyncio.get_running_loop().create_task(
             self._run_handler(service, channel), name=f"multiplex {channel.name!r}"
         )
@@ -204,6 +213,9 @@ class Connection:
     async def _run_handler(self, service: Service, channel: Channel) -> None:
         _current_handler.set(asyncio.current_task())
         if not await self._authorize(service, channel):
+            return
+        if service.callbacks is not None:
+            self._start_callbacks(service.callbacks, channel)
             return
         reason = CloseReason.SERVER_CLOSED
         try:
@@ -218,6 +230,57 @@ class Connection:
         if reason is CloseReason.HANDLER_FAILED:
             self.stats.handler_failures += 1
         self._close_channel(channel, reason)
+
+    def _start_callbacks(self, cls: type[ChannelHandler], channel: Channel) -> None:
+        """Serve a task-free ChannelHandler: from now on its callbacks are
+        called as frames arrive. Messages that came during authorization
+        waited in the inbox."""
+        if channel.closed:
+            return
+        handler = channel._callbacks = self._made(cls, channel)
+        if handler is None or not self._call(channel, handler.on_open):
+            return
+        inbox = channel._inbox
+        while inbox and channel._callbacks is not None:
+            self._call(channel, handler.on_message, inbox.pop(0))
+
+    def _made(
+        self, cls: type[ChannelHandler], channel: Channel
+    ) -> ChannelHandler | None:
+        try:
+            return cls(channel)
+        except Exception:
+            self._callback_failed(channel, f"{cls.__name__}()")
+            return None
+
+    def _call(
+        self, channel: Channel, callback: Callable[..., object], *args: object
+    ) -> bool:
+        """Run one callback of a task-free service; a failure closes only its
+        channel (``err,T,500 service failed``), as a failing handler does."""
+        try:
+            result = callback(*args)
+        except Exception:
+            self._callback_failed(channel, callback.__qualname__)
+            return False
+        if result is None:
+            return True
+        if inspect.iscoroutine(result):
+            result.close()  # never awaited: say so once, below
+        logger.error(
+            "%s returned %r: a task-free ChannelHandler's callbacks return "
+            "None; declare them async def to await things",
+            callback.__qualname__,
+            result,
+        )
+        self._callback_failed(channel, None)
+        return False
+
+    def _callback_failed(self, channel: Channel, what: str | None) -> None:
+        if what is not None:
+            logger.exception("%s failed on channel %r of %r", what, channel.name, self)
+        self.stats.handler_failures += 1
+        self._close_channel(channel, CloseReason.HANDLER_FAILED)
 
     async def _authorize(self, service: Service, channel: Channel) -> bool:
         """Messages that arrive meanwhile wait in the channel's inbox."""

@@ -32,10 +32,20 @@ class ChannelHandler:
     """Base class for services written as callbacks instead of a coroutine.
 
     One instance is made per channel. Override any of :meth:`on_open`,
-    :meth:`on_message` and :meth:`on_close`; each may be a plain method or
-    a coroutine. Messages are handled one at a time, in order. Call
-    ``await self.channel.close()`` to end the channel from the server.
+    :meth:`on_message` and :meth:`on_close`. Messages are handled one at a
+    time, in order.
+
+    When all three are plain methods, the service runs without a task: each
+    callback is called as its frame arrives, on the event loop, so it must
+    not block; it replies with ``self.channel.send_nowait()`` and ends the
+    channel with ``self.channel.close_nowait()``. An idle channel then costs
+    a few hundred bytes instead of a task's two kilobytes, and a message no
+    task switch. When any of them is a coroutine (``async def``), the
+    instance runs in a task of its own and each call is awaited in turn, so
+    it may ``await self.channel.send(...)`` and wait for other things.
     """
+
+    __slots__ = ("channel",)
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
@@ -51,6 +61,14 @@ class ChannelHandler:
     def on_close(self, reason: CloseReason) -> Awaitable[None] | None:
         """The channel closed; called exactly once, even after an error."""
         return None
+
+    @classmethod
+    def runs_without_task(cls) -> bool:
+        """Whether every callback is a plain method (see the class)."""
+        return not any(
+            inspect.iscoroutinefunction(getattr(cls, name))
+            for name in ("on_open", "on_message", "on_close")
+        )
 
     @classmethod
     async def serve(cls, channel: Channel) -> None:
@@ -82,6 +100,8 @@ class Service:
     topic: str
     handler: Handler
     authorize: Authorizer | None = None
+    callbacks: type[ChannelHandler] | None = None
+    """Set for a task-free :class:`ChannelHandler`: the class to call."""
 
 
 class MultiplexServer:
@@ -164,8 +184,11 @@ class MultiplexServer:
         if not isinstance(name, str) or not name:
             raise LocalProtocolError("a service name must be a non-empty string")
         serve: Handler
+        callbacks = None
         if isinstance(handler, type) and issubclass(handler, ChannelHandler):
             serve = handler.serve
+            if handler.runs_without_task():
+                callbacks = handler
         elif inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
             getattr(handler, "__call__", None)  # noqa: B004 - async callables too
         ):
@@ -181,7 +204,8 @@ class MultiplexServer:
                 f"a service named {name!r} is already registered; "
                 "call unregister() first to replace it"
             )
-        service = self._services[topic] = Service(name, topic, serve, authorize)
+        service = Service(name, topic, serve, authorize, callbacks)
+        self._services[topic] = service
         return service
 
     def unregister(self, name: str) -> None:
