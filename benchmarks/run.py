@@ -99,6 +99,11 @@ SERVERS = {
             "the same on uvloop (pip install websocket-multiplex[uvloop])",
         ),
         Server(
+            "ours-aiohttp-callbacks",
+            (PY, "benchmarks/servers/ours_aiohttp.py", "--callbacks"),
+            "the same, echo0 .. echo9 as task-free ChannelHandler services",
+        ),
+        Server(
             "ours-asgi",
             (PY, "benchmarks/servers/ours_asgi.py"),
             "ours: MultiplexASGI under uvicorn",
@@ -188,6 +193,15 @@ TARGETS = (
         original="original",
     ),
     Target(
+        "ours-sockjs-callbacks",
+        "ours-aiohttp-callbacks",
+        "/multiplex",
+        "sockjs",
+        "ours-sockjs with the echo as task-free ChannelHandler callbacks",
+        deflate=True,
+        original="original",
+    ),
+    Target(
         "ours-raw",
         "ours-aiohttp",
         "/multiplex/websocket",
@@ -201,6 +215,14 @@ TARGETS = (
         "/multiplex/websocket",
         "raw",
         "ours-raw, the server running on uvloop",
+        original="original-raw",
+    ),
+    Target(
+        "ours-raw-callbacks",
+        "ours-aiohttp-callbacks",
+        "/multiplex/websocket",
+        "raw",
+        "ours-raw with the echo as task-free ChannelHandler callbacks",
         original="original-raw",
     ),
     Target(

@@ -19,7 +19,7 @@ import sys
 from importlib import metadata
 from typing import Any
 
-from websocket_multiplex import Channel, MultiplexServer
+from websocket_multiplex import Channel, ChannelHandler, MultiplexServer
 
 SERVICES = 10
 """Services echo0 .. echo9, each echoing every message on its channel."""
@@ -35,6 +35,21 @@ def echo_server() -> MultiplexServer:
 
     for k in range(SERVICES):
         server.register(f"echo{k}", echo)
+    return server
+
+
+class Echo(ChannelHandler):
+    """The same echo as a task-free service: plain callbacks, no task."""
+
+    def on_message(self, data: str) -> None:
+        self.channel.send_nowait(data)
+
+
+def callback_echo_server() -> MultiplexServer:
+    """echo0 .. echo9 as task-free ChannelHandler services."""
+    server = MultiplexServer()
+    for k in range(SERVICES):
+        server.register(f"echo{k}", Echo)
     return server
 
 

@@ -926,21 +926,7 @@ class AsyncUncaughtFlood(ChannelHandler):
 @pytest.mark.parametrize(
     "cls",
     [
-        pytest.param(
-            UncaughtFlood,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "Connection._call treats ChannelClosed raised by "
-                    "send_nowait on the callback's own channel, after the "
-                    "connection dropped it, as a handler failure: it logs an "
-                    "ERROR traceback and counts stats.handler_failures, where "
-                    "_run_handler (task handlers and async ChannelHandlers) "
-                    "treats a ChannelClosed from a closed channel as a normal "
-                    "end"
-                ),
-            ),
-        ),
+        UncaughtFlood,
         AsyncUncaughtFlood,
     ],
 )

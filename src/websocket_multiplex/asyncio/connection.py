@@ -260,6 +260,11 @@ class Connection:
         channel (``err,T,500 service failed``), as a failing handler does."""
         try:
             result = callback(*args)
+        except ChannelClosed:
+            if channel.closed:  # its own channel closed under it: an end
+                return False
+            self._callback_failed(channel, callback.__qualname__)
+            return False
         except Exception:
             self._callback_failed(channel, callback.__qualname__)
             return False
