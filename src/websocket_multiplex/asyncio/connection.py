@@ -433,6 +433,7 @@ class Connection:
                 self._outbox_size = 0
                 self._writable_again()
                 await send_many(frames)
+                del frames  # an idle connection must not hold its last batch
         except (ConnectionError, RuntimeError) as exc:
             # The carrier is gone even if its adapter has not said so yet.
             logger.debug("%r: write failed: %s", self, exc)
