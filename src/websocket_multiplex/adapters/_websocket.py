@@ -168,26 +168,33 @@ def websocket_handler(
 
 # While a pump waits for the next message, its locals would hold on to the
 # last one: kilobytes per idle connection. Hence the ``del``s and helpers.
+# They call ``ws.receive()`` rather than ``async for``: one coroutine less
+# per message.
+_ENDS: Final = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
 
 
 async def _pump_raw(ws: web.WebSocketResponse, receive: Callable[[str], None]) -> None:
-    async for message in ws:
+    while True:
+        message = await ws.receive()
         if message.type is WSMsgType.TEXT:  # binary is not part of the protocol
             receive(message.data)
+        elif message.type in _ENDS:
+            return
         del message
 
 
 async def _pump_sockjs(
     ws: web.WebSocketResponse, receive: Callable[[str], None]
 ) -> None:
-    async for message in ws:
-        broken = message.type is WSMsgType.TEXT and not _receive_sockjs(
-            message.data, receive
-        )
-        del message
-        if broken:  # as sockjs-node answers broken JSON
-            await ws.close(code=1002, message=b"Broken framing.")
+    while True:
+        message = await ws.receive()
+        if message.type is WSMsgType.TEXT:
+            if not _receive_sockjs(message.data, receive):
+                await ws.close(code=1002, message=b"Broken framing.")
+                return  # as sockjs-node answers broken JSON
+        elif message.type in _ENDS:
             return
+        del message
 
 
 def _receive_sockjs(data: str, receive: Callable[[str], None]) -> bool:
