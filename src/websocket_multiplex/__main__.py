@@ -7,11 +7,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import cli
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 __all__ = ["main"]
 
@@ -50,21 +56,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from .adapters.aiohttp import DEFAULT_SOCKJS_URL
     from .demo import demo_app
 
     app = demo_app(args.sockjs_url or DEFAULT_SOCKJS_URL)
-    ready = f"websocket-multiplex demo: open http://{args.host}:{args.port}/"
-    web.run_app(
-        app,
-        host=args.host,
-        port=args.port,
-        print=lambda _banner: print(ready, flush=True),  # once it is listening
-        handler_cancellation=True,  # notice clients that drop a polling request
-    )
+    asyncio.run(_serve_demo(app, args.host, args.port))
     return 0
+
+
+async def _serve_demo(app: web.Application, host: str, port: int) -> None:
+    """Like ``web.run_app``, but on SIGTERM/SIGINT the channels say goodbye
+    before aiohttp closes idle keep-alive connections: run_app's shutdown
+    closes them first, and a polling client between two polls could no
+    longer fetch its ``err,...,1001 server shutting down``."""
+    from aiohttp import web
+
+    from .demo import DEMO_SERVER
+
+    runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    print(f"websocket-multiplex demo: open http://{host}:{port}/", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        for site in list(runner.sites):
+            await site.stop()  # no new connections; open ones still poll
+        await app[DEMO_SERVER].close()
+    finally:
+        await runner.cleanup()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ sockjs-client from a CDN unless ``sockjs_url`` says otherwise.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from typing import Final
 
@@ -122,16 +122,32 @@ def add_sockjs_endpoint(
         compress=compress,
         sockjs_heartbeat=heartbeat_delay,
     )
-    add(hdrs.METH_GET, f"{session}/websocket", sockjs_ws)
+    add(hdrs.METH_GET, f"{session}/websocket", _open_unless_closing(server, sockjs_ws))
     session_path = f"{prefix}/{{server}}/{{session}}/{{transport}}"
+    sessions = _open_unless_closing(server, route.handler, manager.sessions)
     for method in (hdrs.METH_GET, hdrs.METH_POST):
-        add(method, session_path, route.handler)
+        add(method, session_path, sessions)
     add(hdrs.METH_OPTIONS, session_path, preflight("OPTIONS, POST"))
 
     app.on_response_prepare.append(cors.on_response_prepare)
     app.on_shutdown.append(lambda _app: server.close())
     app.on_cleanup.append(manager.stop)
     return routes
+
+
+def _open_unless_closing(
+    server: MultiplexServer, handler: Handler, sessions: Mapping[str, object] = {}
+) -> Handler:
+    """Once the server is closing, answer 503 to requests that would open a
+    session (existing ones still poll, to fetch their goodbyes), rather
+    than opening one only to close it: clients would count a reconnection."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if server.closing and request.match_info.get("session") not in sessions:
+            raise web.HTTPServiceUnavailable(text="server shutting down")
+        return await handler(request)
+
+    return guarded
 
 
 # -- plain WebSocket -----------------------------------------------------------

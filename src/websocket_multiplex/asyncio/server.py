@@ -310,6 +310,11 @@ class MultiplexServer:
         """The connections currently open, for inspection and shutdown."""
         return set(self._connections)
 
+    @property
+    def closing(self) -> bool:
+        """``close()`` has begun: new connections are refused."""
+        return self._closing
+
     def accept(self, transport: Transport) -> Connection:
         """Start multiplexing over a new carrier connection.
 
