@@ -66,9 +66,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 async def _serve_demo(app: web.Application, host: str, port: int) -> None:
     """Like ``web.run_app``, but on SIGTERM/SIGINT the channels say goodbye
-    before aiohttp closes idle keep-alive connections: run_app's shutdown
-    closes them first, and a polling client between two polls could no
-    longer fetch its ``err,...,1001 server shutting down``."""
+    before aiohttp stops listening: run_app's shutdown stops listening and
+    closes idle keep-alive connections first, and a polling client between
+    two polls could no longer fetch its ``err,...,1001 server shutting
+    down``."""
     from aiohttp import web
 
     from .demo import DEMO_SERVER
@@ -83,8 +84,8 @@ async def _serve_demo(app: web.Application, host: str, port: int) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         await stop.wait()
-        for site in list(runner.sites):
-            await site.stop()  # no new connections; open ones still poll
+        # Still listening: a polling client fetches its goodbyes with new
+        # requests, on new connections too; new sessions get 503 meanwhile.
         await app[DEMO_SERVER].close()
     finally:
         await runner.cleanup()
