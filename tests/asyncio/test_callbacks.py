@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from websocket_multiplex import (
+    Authorizer,
     Channel,
     ChannelClosed,
     ChannelHandler,
@@ -636,6 +637,17 @@ async def test_on_close_raising_is_logged_and_breaks_nothing(
 # -- authorization -------------------------------------------------------------
 
 
+def gated_authorizer(answer: bool) -> tuple[asyncio.Event, Authorizer]:
+    """An authorizer that answers ``answer`` once the returned event is set."""
+    release = asyncio.Event()
+
+    async def authorize(subscription: Subscription) -> bool:
+        await release.wait()
+        return answer
+
+    return release, authorize
+
+
 async def test_messages_sent_while_authorizing_arrive_in_order_after_on_open() -> None:
     server = MultiplexServer()
     cls, calls = recording()
@@ -684,12 +696,7 @@ async def test_messages_sent_while_authorizing_arrive_in_order_after_on_open() -
 async def test_a_message_closing_the_channel_while_draining_stops_the_drain() -> None:
     server = MultiplexServer()
     cls, calls = recording()
-    release = asyncio.Event()
-
-    async def slow_yes(subscription: Subscription) -> bool:
-        await release.wait()
-        return True
-
+    release, slow_yes = gated_authorizer(True)
     server.register("svc", cls, authorize=slow_yes)
     client = await connect_in_memory(server)
     for text in ("sub,svc", "msg,svc,a", "msg,svc,close", "msg,svc,b"):
@@ -716,12 +723,7 @@ async def test_a_message_closing_the_channel_while_draining_stops_the_drain() ->
 async def test_a_refusing_authorizer_runs_no_callback() -> None:
     server = MultiplexServer()
     cls, calls = recording()
-    release = asyncio.Event()
-
-    async def slow_no(subscription: Subscription) -> bool:
-        await release.wait()
-        return False
-
+    release, slow_no = gated_authorizer(False)
     server.register("svc", cls, authorize=slow_no)
     client = await connect_in_memory(server)
     await client.send("sub,svc")
@@ -738,12 +740,7 @@ async def test_a_refusing_authorizer_runs_no_callback() -> None:
 async def test_client_gone_while_authorizing_runs_no_callback() -> None:
     server = MultiplexServer()
     cls, calls = recording()
-    release = asyncio.Event()
-
-    async def slow_yes(subscription: Subscription) -> bool:
-        await release.wait()
-        return True
-
+    release, slow_yes = gated_authorizer(True)
     server.register("svc", cls, authorize=slow_yes)
     client = await connect_in_memory(server)
     await client.send("sub,svc")

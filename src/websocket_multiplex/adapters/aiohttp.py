@@ -13,7 +13,7 @@ sockjs-client from a CDN unless ``sockjs_url`` says otherwise.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable
 from importlib import resources
 from typing import Final
 
@@ -136,7 +136,7 @@ def add_sockjs_endpoint(
 
 
 def _open_unless_closing(
-    server: MultiplexServer, handler: Handler, sessions: Mapping[str, object] = {}
+    server: MultiplexServer, handler: Handler, sessions: Container[str] = ()
 ) -> Handler:
     """Once the server is closing, answer 503 to requests that would open a
     session (existing ones still poll, to fetch their goodbyes), rather

@@ -24,6 +24,7 @@ from ..protocol import ProtocolCounters, ServerProtocol
 from ..request import RequestInfo
 from .authorization import Subscription, authorized
 from .channel import Channel
+from .inbox import wake_all
 from .stats import ConnectionStats
 from .throttle import log_throttle
 from .transport import Transport
@@ -74,7 +75,8 @@ class Connection:
         self._over_since: float | None = None  # when fan-out filled the outbox
         self._channels: dict[str, Channel] = {}
         self._handlers: set[asyncio.Task[None]] = set()
-        # Made only when needed: a server holds many idle connections.
+        # A list, not a deque (760 bytes empty), and the events below made only
+        # when someone waits: a server holds many idle connections.
         self._outbox: list[str] = []
         self._outbox_size = 0
         self._outbox_ready: asyncio.Future[None] | None = None
@@ -410,9 +412,7 @@ class Connection:
 
     def _wake_idle_waiters(self) -> None:
         waiters, self._idle_waiters = self._idle_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        wake_all(waiters)
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()

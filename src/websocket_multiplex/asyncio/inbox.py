@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Self
 
 from ..events import CloseReason
 from ..exceptions import ChannelClosed, LocalProtocolError
 
-__all__ = ["ReceivingChannel"]
+__all__ = ["ReceivingChannel", "wake_all"]
+
+
+def wake_all(waiters: Iterable[asyncio.Future[None]]) -> None:
+    """Resolve every waiter still pending (cancelled ones are skipped)."""
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 class ReceivingChannel:
@@ -116,9 +124,7 @@ class ReceivingChannel:
     def _mark_closed(self, reason: CloseReason) -> None:
         self._close_reason = reason
         waiters, self._closed_waiters = self._closed_waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
+        wake_all(waiters or ())
         self._wake()
 
     def _wake(self) -> None:
