@@ -57,6 +57,7 @@ from websocket_multiplex.adapters.aiohttp import (
     DEFAULT_SOCKJS_URL,
     add_client_routes,
     add_sockjs_endpoint,
+    run_app,
 )
 from websocket_multiplex.fanout import Broker, BrokerUnavailable
 
@@ -237,12 +238,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"chat: listening on http://{worker}/ (pid {os.getpid()}, "
         f"rooms {'in Redis' if broker else 'in memory'})"
     )
-    web.run_app(
+    # Not web.run_app: this one lets the channels say goodbye while the
+    # worker still listens, so polling clients hear it too.
+    run_app(
         app,
-        host=args.host,
-        port=args.port,
-        print=lambda _banner: print(ready, flush=True),  # once it is listening
-        handler_cancellation=True,  # notice clients that drop a polling request
+        args.host,
+        args.port,
+        ready=lambda _url: print(ready, flush=True),  # once it is listening
     )
     return 0
 

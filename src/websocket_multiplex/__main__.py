@@ -7,17 +7,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from . import cli
-
-if TYPE_CHECKING:
-    from aiohttp import web
 
 __all__ = ["main"]
 
@@ -56,39 +50,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .adapters.aiohttp import DEFAULT_SOCKJS_URL
+    from .adapters.aiohttp import DEFAULT_SOCKJS_URL, run_app
     from .demo import demo_app
 
     app = demo_app(args.sockjs_url or DEFAULT_SOCKJS_URL)
-    asyncio.run(_serve_demo(app, args.host, args.port))
+    run_app(
+        app,
+        args.host,
+        args.port,
+        ready=lambda url: print(f"websocket-multiplex demo: open {url}", flush=True),
+    )
     return 0
-
-
-async def _serve_demo(app: web.Application, host: str, port: int) -> None:
-    """Like ``web.run_app``, but on SIGTERM/SIGINT the channels say goodbye
-    before aiohttp stops listening: run_app's shutdown stops listening and
-    closes idle keep-alive connections first, and a polling client between
-    two polls could no longer fetch its ``err,...,1001 server shutting
-    down``."""
-    from aiohttp import web
-
-    from .demo import DEMO_SERVER
-
-    runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    print(f"websocket-multiplex demo: open http://{host}:{port}/", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-        # Still listening: a polling client fetches its goodbyes with new
-        # requests, on new connections too; new sessions get 503 meanwhile.
-        await app[DEMO_SERVER].close()
-    finally:
-        await runner.cleanup()
 
 
 if __name__ == "__main__":

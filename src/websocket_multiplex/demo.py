@@ -45,9 +45,6 @@ def demo_server() -> MultiplexServer:
     return server
 
 
-DEMO_SERVER: web.AppKey[MultiplexServer] = web.AppKey("websocket_multiplex.demo")
-
-
 def demo_app(sockjs_url: str = DEFAULT_SOCKJS_URL) -> web.Application:
     """An aiohttp app with the demo page at ``/`` and SockJS at ``/multiplex``.
 
@@ -70,7 +67,7 @@ def demo_app(sockjs_url: str = DEFAULT_SOCKJS_URL) -> web.Application:
 
         app.router.add_get("/sockjs.min.js", serve_sockjs)
         sockjs_url = "/sockjs.min.js"
-    app[DEMO_SERVER] = server = demo_server()
+    server = demo_server()
     add_sockjs_endpoint(app, server, prefix="/multiplex", sockjs_url=sockjs_url)
     add_client_routes(app, "/websocket-multiplex")
     page = (resources.files("websocket_multiplex") / "static" / "demo.html").read_text()

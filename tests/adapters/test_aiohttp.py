@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -17,6 +20,7 @@ from websocket_multiplex.adapters.aiohttp import (
     add_metrics_route,
     add_sockjs_endpoint,
     add_websocket_route,
+    serve,
 )
 from websocket_multiplex.testing import check_adapter_conformance, conformance_server
 
@@ -427,3 +431,90 @@ async def test_metrics_route_serves_prometheus_text() -> None:
         await carrier.close()
     finally:
         await runner.cleanup()
+
+
+async def test_serve_says_goodbye_to_polling_clients_while_still_listening() -> None:
+    """On SIGTERM, ``serve`` closes the channels before aiohttp stops
+    listening: a polling client between two requests still fetches its
+    goodbyes (with ``web.run_app`` its next request would be refused)."""
+    mux = MultiplexServer()
+
+    @mux.channel("rec")
+    async def rec(channel: Channel) -> None:
+        await channel.send("ready")
+        async for _ in channel:
+            pass
+
+    app = web.Application()
+    add_sockjs_endpoint(app, mux, prefix="/multiplex")
+    listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    serving = asyncio.create_task(
+        serve(app, "127.0.0.1", 0, ready=listening.set_result)
+    )
+    base = await asyncio.wait_for(listening, 10)
+    carrier = await SockJSXhrPollingCarrier.connect(f"{base}multiplex")
+    try:
+        await carrier.send("sub,rec")
+        assert await carrier.receive() == "msg,rec,ready"
+        signal.raise_signal(signal.SIGTERM)  # serve() handles it
+        await wait_until(lambda: mux.closing)
+        async with aiohttp.ClientSession() as session:
+            new_session = f"{base}multiplex/000/{uuid.uuid4().hex[:8]}/xhr"
+            async with session.post(new_session) as response:
+                assert response.status == 503
+        first = await carrier.receive()
+        assert (first or "").startswith("err,rec,1001 ")
+        assert await carrier.receive() == "uns,rec"
+        assert await carrier.receive() is None  # then the session's close frame
+        assert carrier.frames.close_frame is not None
+        assert carrier.frames.close_frame[0] == 3000
+    finally:
+        await carrier.close()
+    async with asyncio.timeout(15):
+        await serving
+    assert mux.connections == set()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+async def test_run_app_serves_until_sigterm_in_a_subprocess(tmp_path: Path) -> None:
+    """The blocking form, as a script's main would call it."""
+    script = tmp_path / "server.py"
+    script.write_text(
+        "from aiohttp import web\n"
+        "from websocket_multiplex import MultiplexServer\n"
+        "from websocket_multiplex.adapters.aiohttp import (\n"
+        "    add_websocket_route, run_app)\n"
+        "mux = MultiplexServer()\n"
+        "@mux.channel('echo')\n"
+        "async def echo(channel):\n"
+        "    async for data in channel:\n"
+        "        await channel.send(data)\n"
+        "app = web.Application()\n"
+        "add_websocket_route(app, mux, '/ws')\n"
+        "run_app(app, port=0, ready=lambda url: print(url, flush=True))\n"
+        "print('stopped', flush=True)\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(20):
+            base = (await process.stdout.readline()).decode().strip()
+        assert base.startswith("http://127.0.0.1:"), base
+        carrier = await RawWebSocketCarrier.connect(base.replace("http", "ws") + "ws")
+        await carrier.send("sub,echo")
+        await carrier.send("msg,echo,a,b")
+        assert await carrier.receive() == "msg,echo,a,b"
+        process.send_signal(signal.SIGTERM)
+        assert (await carrier.receive() or "").startswith("err,echo,1001 ")
+        assert await carrier.receive() == "uns,echo"
+        assert await carrier.receive() is None
+        await carrier.close()
+        async with asyncio.timeout(20):
+            assert await process.stdout.read() == b"stopped\n"
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

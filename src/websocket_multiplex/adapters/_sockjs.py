@@ -104,19 +104,19 @@ class SockJSTransport:
             await outgoing.drained.wait()
 
     async def close(self, code: int, reason: str) -> None:
-        # SockJS reserves 1000 and 3000-4999 for applications.
-        self._session.close(code if code == 1000 or code >= 3000 else 3000, reason)
-        asyncio.get_running_loop().call_later(CLOSE_GRACE, self._abort_if_stuck)
-        # A polling client fetches what is queued (the close frame last) with
-        # its next requests, which follow each answer within milliseconds:
-        # wait for them, or a server shutting down would exit with the
-        # goodbyes still queued. A client that stopped polling costs _FETCH_GRACE.
+        # sockjs answers "Go away!" to any request for a closing session and
+        # drops what it still queues, so let a polling client fetch the
+        # goodbyes first: its next request follows each answer within
+        # milliseconds. A client that stopped polling costs _FETCH_GRACE.
         outgoing = self._session.outgoing
         if outgoing:
             outgoing.emptied.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_FETCH_GRACE):
                     await outgoing.emptied.wait()
+        # SockJS reserves 1000 and 3000-4999 for applications.
+        self._session.close(code if code == 1000 or code >= 3000 else 3000, reason)
+        asyncio.get_running_loop().call_later(CLOSE_GRACE, self._abort_if_stuck)
 
     def _abort_if_stuck(self) -> None:
         request = self._session.request  # None once no request holds it

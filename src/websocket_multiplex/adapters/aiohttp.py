@@ -3,7 +3,9 @@
 :func:`add_sockjs_endpoint` mounts a SockJS endpoint (aio-libs ``sockjs``
 0.13, every transport sockjs-client 1.x offers, and the raw WebSocket at
 ``<prefix>/websocket``); :func:`add_websocket_route` mounts a plain
-WebSocket; :func:`add_client_routes` serves the browser client.
+WebSocket; :func:`add_client_routes` serves the browser client;
+:func:`run_app` runs the application and shuts it down in the order
+multiplexed clients need.
 
 ``sockjs`` 0.13 has gaps we close (SOCKJS-NOTES.md): CORS in
 :mod:`._cors`, the rest in :mod:`._sockjs`; the iframe page loads
@@ -12,8 +14,10 @@ sockjs-client from a CDN unless ``sockjs_url`` says otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Container, Iterable
+import signal
+from collections.abc import Callable, Container, Iterable
 from importlib import resources
 from typing import Final
 
@@ -34,6 +38,8 @@ __all__ = [
     "add_sockjs_endpoint",
     "add_websocket_route",
     "request_info",
+    "run_app",
+    "serve",
 ]
 
 DEFAULT_SOCKJS_URL: Final = (
@@ -42,6 +48,22 @@ DEFAULT_SOCKJS_URL: Final = (
 """Where the iframe transports load sockjs-client from unless told otherwise."""
 
 _SOCKJS_MAX_MESSAGE: Final = 4 * 1024 * 1024  # what sockjs's websockets accept
+
+_SERVERS: Final = web.AppKey("websocket_multiplex.servers", list[MultiplexServer])
+"""The multiplexers mounted on an application, to close when it shuts down."""
+
+
+def _close_on_shutdown(app: web.Application, server: MultiplexServer) -> None:
+    servers = app.get(_SERVERS)
+    if servers is None:
+        servers = app[_SERVERS] = []
+        app.on_shutdown.append(_close_servers)
+    if server not in servers:
+        servers.append(server)
+
+
+async def _close_servers(app: web.Application) -> None:
+    await asyncio.gather(*(server.close() for server in app.get(_SERVERS, ())))
 
 
 # -- SockJS ------------------------------------------------------------------
@@ -130,7 +152,7 @@ def add_sockjs_endpoint(
     add(hdrs.METH_OPTIONS, session_path, preflight("OPTIONS, POST"))
 
     app.on_response_prepare.append(cors.on_response_prepare)
-    app.on_shutdown.append(lambda _app: server.close())
+    _close_on_shutdown(app, server)
     app.on_cleanup.append(manager.stop)
     return routes
 
@@ -174,7 +196,7 @@ def add_websocket_route(
     handle = websocket_handler(
         server, heartbeat=heartbeat, max_msg_size=max_msg_size, compress=compress
     )
-    app.on_shutdown.append(lambda _app: server.close())
+    _close_on_shutdown(app, server)
     return app.router.add_route(
         hdrs.METH_GET, path, Cors(allowed_origins).guard(handle)
     )
@@ -237,3 +259,75 @@ def add_client_routes(
 
         routes.append(app.router.add_get(f"{path.rstrip('/')}/{filename}", serve))
     return routes
+
+
+# -- running -------------------------------------------------------------------
+
+
+async def serve(
+    app: web.Application,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    ready: Callable[[str], object] | None = None,
+    shutdown_timeout: float = 60.0,
+) -> None:
+    """Serve ``app`` on ``host:port`` until SIGINT or SIGTERM, then shut down
+    so that every client hears its channels close.
+
+    ``web.run_app`` stops listening and drops idle keep-alive connections
+    *before* ``on_shutdown`` runs, so a polling SockJS client that is
+    between two requests when the goodbyes are sent can no longer fetch
+    them. Here the multiplexers mounted with
+    :func:`add_sockjs_endpoint` or :func:`add_websocket_route` close first,
+    while the server still listens (requests that would open a new session
+    get 503), and only then does aiohttp's own cleanup run. ``ready`` is
+    called with the server's URL once it listens (``port=0`` picks a free
+    port).
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in _STOP_SIGNALS:  # before ``ready``: a signal must not kill us
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        handler_cancellation=True,  # notice clients that drop a polling request
+        shutdown_timeout=shutdown_timeout,
+    )
+    try:
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+            if ready is not None:
+                bound_host, bound_port = runner.addresses[0][:2]
+                ready(f"http://{bound_host}:{bound_port}/")
+            await stop.wait()
+        finally:
+            await _close_servers(app)  # still listening
+            await runner.cleanup()
+    finally:
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+
+def run_app(
+    app: web.Application,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    ready: Callable[[str], object] | None = None,
+    shutdown_timeout: float = 60.0,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> None:
+    """Run :func:`serve` in a new event loop: the blocking call for a
+    script's ``main``, in place of ``web.run_app``. ``loop_factory`` picks
+    the loop, e.g. ``uvloop.new_event_loop``.
+    """
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(
+            serve(app, host, port, ready=ready, shutdown_timeout=shutdown_timeout)
+        )
