@@ -1,15 +1,23 @@
-"""Generate the ES module build of the browser client from the classic script.
+"""Generate the ES module build of the browser client and its declarations.
 
-``src/websocket_multiplex/static/websocket-multiplex.js`` is the one source:
-a classic ``<script>`` whose code sits between two ``BODY`` markers inside an
-IIFE. The ES module ``websocket-multiplex.mjs`` is that body at module scope,
-with ``export`` added to the ``WebSocketMultiplex`` class, a named export
-of ``MultiplexChannel`` (the declarations promise both) and a default
-export. Both files are committed, so installing the package needs no build.
+``src/websocket_multiplex/static/websocket-multiplex.js`` is the one source
+of the code: a classic ``<script>`` whose code sits between two ``BODY``
+markers inside an IIFE. The ES module ``websocket-multiplex.mjs`` is that
+body at module scope, with ``export`` added to the ``WebSocketMultiplex``
+class, a named export of ``MultiplexChannel`` (the declarations promise
+both) and a default export.
 
-Run ``python scripts/build_client.py`` after editing the classic script;
-``--check`` exits 1 if the committed module is out of date (the test suite
-runs it).
+``websocket-multiplex.d.ts`` is the one source of the types. TypeScript
+looks for the types of ``websocket-multiplex.mjs`` in
+``websocket-multiplex.d.mts`` (a ``.d.ts`` does not count for a ``.mjs``:
+an import of it fails with TS7016 under ``--strict``), so that file is the
+``.d.ts`` without its header comment and without the part between the
+``GLOBAL`` markers, which declares the global of the classic script.
+
+Every file is committed, so installing the package needs no build. Run
+``python scripts/build_client.py`` after editing the classic script or the
+``.d.ts``; ``--check`` exits 1 if a generated file is out of date (the test
+suite runs it).
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ STATIC = (
 )
 SOURCE = STATIC / "websocket-multiplex.js"
 MODULE = STATIC / "websocket-multiplex.mjs"
+DECLARATIONS = STATIC / "websocket-multiplex.d.ts"
+MODULE_DECLARATIONS = STATIC / "websocket-multiplex.d.mts"
 
 BEGIN = "// --- BEGIN BODY ---\n"
 END = "// --- END BODY ---\n"
@@ -30,6 +40,17 @@ CLASS = "\nclass WebSocketMultiplex "  # then "{" or "extends ..."
 BANNER = (
     "// Generated from websocket-multiplex.js by scripts/build_client.py;\n"
     "// do not edit: change the classic script and run the script again.\n"
+)
+
+GLOBAL_BEGIN = "// --- BEGIN GLOBAL ---\n"
+GLOBAL_END = "// --- END GLOBAL ---\n"
+MODULE_DECLARATIONS_HEADER = (
+    "// Generated from websocket-multiplex.d.ts by scripts/build_client.py;\n"
+    "// do not edit: change websocket-multiplex.d.ts and run the script again.\n"
+    "//\n"
+    "// Type declarations for the ES module websocket-multiplex.mjs: named\n"
+    "// exports `WebSocketMultiplex` and `MultiplexChannel`, default export\n"
+    "// `WebSocketMultiplex`. TypeScript finds them next to the module.\n"
 )
 
 
@@ -50,24 +71,58 @@ def render(source: str) -> str:
     return f"{BANNER}{comment}\n{body}\n\n{exports}"
 
 
+def render_declarations(source: str) -> str:
+    """Return the ``.d.mts`` text for the declarations ``source`` (a ``.d.ts``)."""
+    before, found, rest = source.partition(GLOBAL_BEGIN)
+    _, found_end, after = rest.partition(GLOBAL_END)
+    if not (found and found_end):
+        raise ValueError(
+            f"{DECLARATIONS.name} must contain the lines "
+            f"{GLOBAL_BEGIN!r} and {GLOBAL_END!r}"
+        )
+    header, blank, body = before.partition("\n\n")
+    if not blank or not all(line.startswith("//") for line in header.splitlines()):
+        raise ValueError(
+            f"{DECLARATIONS.name} must start with a // comment and a blank line"
+        )
+    declarations = (body + after).strip("\n")
+    return f"{MODULE_DECLARATIONS_HEADER}\n{declarations}\n"
+
+
+def generated() -> dict[Path, str]:
+    """Each generated file and what it must contain."""
+    return {
+        MODULE: render(SOURCE.read_text(encoding="utf-8")),
+        MODULE_DECLARATIONS: render_declarations(
+            DECLARATIONS.read_text(encoding="utf-8")
+        ),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--check", action="store_true", help="fail if the module is out of date"
+        "--check",
+        action="store_true",
+        help="fail if a generated file is out of date",
     )
     args = parser.parse_args(argv)
-    expected = render(SOURCE.read_text(encoding="utf-8"))
+    files = generated()
     if args.check:
-        current = MODULE.read_text(encoding="utf-8") if MODULE.exists() else None
-        if current != expected:
+        stale = [
+            path.name
+            for path, expected in files.items()
+            if not path.exists() or path.read_text(encoding="utf-8") != expected
+        ]
+        for name in stale:
             print(
-                f"{MODULE.name} is out of date: run python scripts/build_client.py",
+                f"{name} is out of date: run python scripts/build_client.py",
                 file=sys.stderr,
             )
-            return 1
-        return 0
-    MODULE.write_text(expected, encoding="utf-8")
-    print(f"wrote {MODULE}")
+        return 1 if stale else 0
+    for path, expected in files.items():
+        path.write_text(expected, encoding="utf-8")
+        print(f"wrote {path}")
     return 0
 
 

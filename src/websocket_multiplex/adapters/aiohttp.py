@@ -237,12 +237,14 @@ def add_client_routes(
     app: web.Application, path: str = "/websocket-multiplex"
 ) -> list[web.AbstractRoute]:
     """Serve the browser client: ``<path>/websocket-multiplex.js`` (classic
-    script, global ``WebSocketMultiplex``), ``.mjs`` (ES module) and
-    ``.d.ts`` (TypeScript declarations).
+    script, global ``WebSocketMultiplex``), ``.mjs`` (ES module), ``.d.ts``
+    (TypeScript declarations) and ``.d.mts`` (the same for the ES module,
+    which TypeScript looks for next to the ``.mjs``).
     """
     static = resources.files("websocket_multiplex") / "static"
+    files = {**_CLIENT_FILES, "websocket-multiplex.d.mts": "text/plain"}
     routes = []
-    for filename, content_type in _CLIENT_FILES.items():
+    for filename, content_type in files.items():
         body = (static / filename).read_bytes()
 
         async def serve(

@@ -1,12 +1,14 @@
-// Type declarations for the websocket-multiplex browser client: both the
-// classic script websocket-multiplex.js (which defines the global
-// `WebSocketMultiplex`) and the ES module websocket-multiplex.mjs (named
-// exports `WebSocketMultiplex` and `MultiplexChannel`, default export
-// `WebSocketMultiplex`).
+// Type declarations for the websocket-multiplex browser client.
 //
-// Classic script: `/// <reference path="websocket-multiplex.d.ts" />`.
-// ES module: import from a path that resolves to this file, or copy it next
-// to the .mjs as websocket-multiplex.d.mts.
+// Classic script websocket-multiplex.js, which defines the global
+// `WebSocketMultiplex`: `/// <reference path="websocket-multiplex.d.ts" />`.
+//
+// ES module websocket-multiplex.mjs (named exports `WebSocketMultiplex` and
+// `MultiplexChannel`, default export `WebSocketMultiplex`): its declarations
+// are websocket-multiplex.d.mts, next to it, where TypeScript finds them for
+// `import ... from ".../websocket-multiplex.mjs"`. scripts/build_client.py
+// generates that file from this one, without the GLOBAL part below (a module
+// defines no global): edit this file, then run the script.
 
 /** What the multiplexer needs from its carrier: a SockJS object or a WebSocket. */
 export interface MultiplexSocket {
@@ -297,6 +299,7 @@ export declare class WebSocketMultiplex {
 
 export default WebSocketMultiplex;
 
+// --- BEGIN GLOBAL ---
 type WebSocketMultiplexClass = typeof WebSocketMultiplex;
 type WebSocketMultiplexInstance = WebSocketMultiplex;
 
@@ -305,3 +308,4 @@ declare global {
   var WebSocketMultiplex: WebSocketMultiplexClass;
   type WebSocketMultiplex = WebSocketMultiplexInstance;
 }
+// --- END GLOBAL ---

@@ -1,4 +1,5 @@
-// An ES module: named and default imports of websocket-multiplex.mjs.
+// An ES module: named and default imports of websocket-multiplex.mjs itself, typed
+// by websocket-multiplex.d.mts next to it (without it: TS7016 under --strict).
 import DefaultExport, {
   MultiplexChannel,
   type MultiplexCloseEvent,
@@ -8,7 +9,7 @@ import DefaultExport, {
   type MultiplexReconnectEvent,
   type MultiplexerReconnectingEvent,
   WebSocketMultiplex,
-} from "../../../src/websocket_multiplex/static/websocket-multiplex.js";
+} from "../../../src/websocket_multiplex/static/websocket-multiplex.mjs";
 
 const same: typeof WebSocketMultiplex = DefaultExport;
 const multiplexer = new same(new WebSocket("ws://127.0.0.1/multiplex/websocket"));
