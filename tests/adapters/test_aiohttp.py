@@ -346,7 +346,7 @@ async def test_client_files_are_served_to_any_origin() -> None:
     runner, base = await start(app)
     try:
         async with aiohttp.ClientSession() as http:
-            for name in ("js", "mjs", "d.ts"):
+            for name in ("js", "mjs", "d.ts", "d.mts"):
                 url = f"{base}/websocket-multiplex/websocket-multiplex.{name}"
                 async with http.get(url, headers={"Origin": ORIGIN}) as response:
                     assert response.status == 200

@@ -230,6 +230,7 @@ _CLIENT_FILES: Final = {
     "websocket-multiplex.js": "text/javascript",
     "websocket-multiplex.mjs": "text/javascript",
     "websocket-multiplex.d.ts": "text/plain",
+    "websocket-multiplex.d.mts": "text/plain",
 }
 
 
@@ -242,9 +243,8 @@ def add_client_routes(
     which TypeScript looks for next to the ``.mjs``).
     """
     static = resources.files("websocket_multiplex") / "static"
-    files = {**_CLIENT_FILES, "websocket-multiplex.d.mts": "text/plain"}
     routes = []
-    for filename, content_type in files.items():
+    for filename, content_type in _CLIENT_FILES.items():
         body = (static / filename).read_bytes()
 
         async def serve(
