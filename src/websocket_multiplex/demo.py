@@ -49,26 +49,18 @@ def demo_app(sockjs_url: str = DEFAULT_SOCKJS_URL) -> web.Application:
     """An aiohttp app with the demo page at ``/`` and SockJS at ``/multiplex``.
 
     The page loads sockjs-client from ``sockjs_url``, a URL or a local file
-    (served as ``/sockjs.min.js``); when that fails (no internet), it falls
-    back to a native WebSocket on the raw endpoint.
+    (then served at ``/multiplex/sockjs.min.js``); when that fails (no
+    internet), it falls back to a native WebSocket on the raw endpoint.
     """
     app = web.Application()
-    local_copy = Path(sockjs_url)
-    if "://" not in sockjs_url and not local_copy.is_file():
-        raise FileNotFoundError(
-            f"sockjs_url {sockjs_url!r} is neither a URL nor a file: give an "
-            "http(s) URL or the path of sockjs-client's dist/sockjs.min.js"
-        )
-    if "://" not in sockjs_url:
-        script = local_copy.read_bytes()
-
-        async def serve_sockjs(_request: web.Request) -> web.Response:
-            return web.Response(body=script, content_type="text/javascript")
-
-        app.router.add_get("/sockjs.min.js", serve_sockjs)
-        sockjs_url = "/sockjs.min.js"
     server = demo_server()
-    add_sockjs_endpoint(app, server, prefix="/multiplex", sockjs_url=sockjs_url)
+    if "://" in sockjs_url:
+        add_sockjs_endpoint(app, server, prefix="/multiplex", sockjs_url=sockjs_url)
+    else:  # a local copy, served by the endpoint
+        add_sockjs_endpoint(
+            app, server, prefix="/multiplex", sockjs_url=Path(sockjs_url)
+        )
+        sockjs_url = "/multiplex/sockjs.min.js"
     add_client_routes(app, "/websocket-multiplex")
     page = (resources.files("websocket_multiplex") / "static" / "demo.html").read_text()
     page = page.replace("{{SOCKJS_URL}}", sockjs_url)

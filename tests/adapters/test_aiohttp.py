@@ -190,6 +190,32 @@ async def test_iframe_loads_the_configured_sockjs_client(
         assert 'src="http://127.0.0.1:1/local-sockjs.js"' in await response.text()
 
 
+async def test_a_local_sockjs_client_is_served_for_the_iframe(tmp_path: Path) -> None:
+    """Given as a Path, the iframe's sockjs-client is served by the endpoint:
+    the iframe transports then work without the CDN."""
+    script = tmp_path / "sockjs.min.js"
+    script.write_text("/* sockjs-client stand-in */")
+    app = web.Application()
+    add_sockjs_endpoint(app, conformance_server(), prefix="/mx", sockjs_url=script)
+    runner, base = await start(app)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/mx/iframe.html") as response:
+                assert 'src="/mx/sockjs.min.js"' in await response.text()
+            async with http.get(f"{base}/mx/sockjs.min.js") as response:
+                assert response.content_type == "text/javascript"
+                assert await response.text() == "/* sockjs-client stand-in */"
+    finally:
+        await runner.cleanup()
+
+
+def test_a_missing_local_sockjs_client_is_reported_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"dist/sockjs\.min\.js"):
+        add_sockjs_endpoint(
+            web.Application(), MultiplexServer(), sockjs_url=tmp_path / "missing.js"
+        )
+
+
 async def test_second_poll_gets_2010_and_the_first_keeps_the_session(
     recorder: tuple[Recorder, str],
 ) -> None:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import signal
 from collections.abc import Callable, Container, Iterable
 from importlib import resources
+from pathlib import Path
 from typing import Final
 
 from aiohttp import hdrs, web
@@ -74,7 +76,7 @@ def add_sockjs_endpoint(
     server: MultiplexServer,
     *,
     prefix: str = "/multiplex",
-    sockjs_url: str = DEFAULT_SOCKJS_URL,
+    sockjs_url: str | os.PathLike[str] = DEFAULT_SOCKJS_URL,
     allowed_origins: Iterable[str] | None = None,
     heartbeat_delay: float = 25.0,
     disconnect_delay: float = 5.0,
@@ -88,8 +90,10 @@ def add_sockjs_endpoint(
     e.g. ``"https://example.com"``). Any origin means any web page may open
     channels that carry your users' cookies: set ``allowed_origins`` when
     services trust cookies. ``sockjs_url`` is the sockjs-client
-    script the iframe transports load; point it at a local copy when the
-    browser cannot reach the CDN. The raw WebSocket endpoint,
+    script the iframe transports load, a URL or, as a :class:`~pathlib.Path`,
+    a local copy of sockjs-client 1.x's ``dist/sockjs.min.js`` that is then
+    served at ``<prefix>/sockjs.min.js`` (for browsers that cannot reach the
+    CDN). The raw WebSocket endpoint,
     ``<prefix>/websocket``, carries frames without SockJS framing.
     ``compress=True`` accepts permessage-deflate on both WebSocket endpoints
     when a client offers it (browsers always do): fewer bytes on slow links
@@ -97,6 +101,10 @@ def add_sockjs_endpoint(
     (docs/PERFORMANCE.md). Returns the routes added, for use with other aiohttp tooling.
     """
     prefix = prefix.rstrip("/")
+    local_sockjs = None
+    if not isinstance(sockjs_url, str):
+        local_sockjs = _read_sockjs_client(sockjs_url)
+        sockjs_url = f"{prefix}/sockjs.min.js"
     name = name or f"multiplex{prefix.replace('/', '-')}"
     bridge = SessionBridge(server)
     manager = SessionManager(
@@ -125,6 +133,8 @@ def add_sockjs_endpoint(
     add(hdrs.METH_OPTIONS, f"{prefix}/info", preflight("OPTIONS, GET"))
     add(hdrs.METH_GET, f"{prefix}/iframe.html", route.iframe)
     add(hdrs.METH_GET, f"{prefix}/iframe{{version}}.html", route.iframe)
+    if local_sockjs is not None:
+        add(hdrs.METH_GET, sockjs_url, local_sockjs)
     # Not sockjs's raw transport: it closes with 1000 "Go away!" whatever
     # the reason, so clients could not tell a slow client or a flood apart.
     raw = websocket_handler(
@@ -155,6 +165,21 @@ def add_sockjs_endpoint(
     _close_on_shutdown(app, server)
     app.on_cleanup.append(manager.stop)
     return routes
+
+
+def _read_sockjs_client(path: os.PathLike[str]) -> Handler:
+    try:
+        script = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(
+            f"sockjs_url {os.fspath(path)!r} cannot be read ({exc.strerror}): give "
+            "the path of sockjs-client 1.x's dist/sockjs.min.js, or a URL as a str"
+        ) from None
+
+    async def serve_script(_request: web.Request) -> web.StreamResponse:
+        return web.Response(body=script, content_type="text/javascript")
+
+    return serve_script
 
 
 def _open_unless_closing(
