@@ -22,7 +22,8 @@ client sends        server answers (to this channel only, unless said)
 ``/leave``          ``{"type": "left", "room": ROOM}``
 ``/nick NAME``      ``{"type": "nick", "nick": NAME}``
 ``/who``            ``{"type": "presence", "room": ROOM, "count": N}``: members
-                    of the room on every worker (``server.members``)
+                    of the room on every worker (``server.members``); an
+                    error while Redis is unreachable
 ``/whoami``         ``{"type": "whoami", "worker": "HOST:PORT", "pid": PID,
                     "nick": NICK}``: which worker serves this connection
 any other line      published to the room, to every member **but the sender**:
@@ -127,7 +128,13 @@ class Member:
             return
         # members() lists every member on every worker: fine on request,
         # too dear to do on every join of a big room.
-        count = len(await self.server.members(self.room))
+        try:
+            count = len(await self.server.members(self.room))
+        except BrokerUnavailable:
+            # Redis is away: the other workers' members are unknown. Say so
+            # and keep the channel (an exception would close it).
+            await self.reply("error", text="presence is unavailable, try again")
+            return
         await self.reply("presence", room=self.room, count=count)
 
     async def whoami(self, _argument: str) -> None:

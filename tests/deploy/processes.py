@@ -91,21 +91,38 @@ def read_line(process: subprocess.Popen[bytes], timeout: float) -> str:
 
 
 @contextlib.contextmanager
-def chat_workers(count: int, *args: str) -> Iterator[list[tuple[int, int]]]:
-    """Start ``count`` chat workers; yields their (port, pid) once listening."""
+def chat_workers(
+    count: int, *args: str, logs: Path | None = None
+) -> Iterator[list[tuple[int, int]]]:
+    """Start ``count`` chat workers; yields their (port, pid) once listening.
+
+    With ``logs``, each worker's log (its stderr) goes to the file
+    ``logs / worker_log(port)`` instead of the test's stderr.
+    """
     started: list[tuple[int, subprocess.Popen[bytes]]] = []
-    try:
-        for _ in range(count):
-            port = free_port()
-            command = [sys.executable, str(CHAT_SERVER), "--port", str(port), *args]
-            started.append((port, subprocess.Popen(command, stdout=subprocess.PIPE)))
-        for port, process in started:
-            line = read_line(process, timeout=20)
-            assert f"listening on http://127.0.0.1:{port}/" in line, line
-        yield [(port, process.pid) for port, process in started]
-    finally:
-        for _, process in started:
-            stop(process)
+    with contextlib.ExitStack() as files:
+        try:
+            for _ in range(count):
+                port = free_port()
+                command = [sys.executable, str(CHAT_SERVER), "--port", str(port)]
+                stderr = None
+                if logs is not None:
+                    stderr = files.enter_context((logs / worker_log(port)).open("wb"))
+                process = subprocess.Popen(
+                    [*command, *args], stdout=subprocess.PIPE, stderr=stderr
+                )
+                started.append((port, process))
+            for port, process in started:
+                line = read_line(process, timeout=20)
+                assert f"listening on http://127.0.0.1:{port}/" in line, line
+            yield [(port, process.pid) for port, process in started]
+        finally:
+            for _, process in started:
+                stop(process)
+
+
+def worker_log(port: int) -> str:
+    return f"worker-{port}.log"
 
 
 def nginx_config(listen: str, workers: list[str], *, sticky: bool = True) -> str:
