@@ -22,17 +22,28 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}"
 fi
 
-# The fan-out tests need a Redis server: use the one on 127.0.0.1:6379 if it
-# answers, else start one that keeps nothing on disk.
-if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
-  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" \
-    --appendonly no --dir /tmp --logfile /tmp/websocket-multiplex-redis.log
-  for _ in $(seq 50); do
-    redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break
-    sleep 0.1
-  done
+# The fan-out and deployment tests need a Redis server: $REDIS_URL if set,
+# else the one on 127.0.0.1:6379 if it answers, else one started here that
+# keeps nothing on disk. (Some tests also start redis-server and nginx
+# themselves, on free ports.)
+if [ -z "${REDIS_URL:-}" ]; then
+  redis_log=/tmp/websocket-multiplex-redis.log
+  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" \
+      --appendonly no --dir /tmp --logfile "$redis_log"
+    for _ in $(seq 50); do
+      redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+  fi
+  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    echo "scripts/test.sh: no Redis answers on 127.0.0.1:6379, even after" \
+      "starting redis-server (its log: $redis_log)" >&2
+    tail -n 20 "$redis_log" >&2 2>/dev/null || true
+    exit 1
+  fi
+  export REDIS_URL=redis://127.0.0.1:6379/0
 fi
-export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
