@@ -24,7 +24,7 @@ open (``refuse`` exactly on open ones), and nothing else ever escapes; every
 frame a core writes parses back to what was asked::
 
     .venv/bin/python fuzz/fuzz_protocol.py -max_total_time=60 fuzz/corpus
-    .venv/bin/python fuzz/fuzz_protocol.py fuzz/corpus/server-limits  # replay
+    .venv/bin/python fuzz/fuzz_protocol.py fuzz/corpus/server-rate  # replay one
 
 ``ClientProtocol.open("")`` must refuse: the empty topic's frames would be
 invalid (it once opened it, and the channel looked open forever).
