@@ -13,11 +13,14 @@ EXPECTED_ALL = [
     "Backoff",
     "Channel",
     "ChannelClosed",
+    "ChannelGap",
     "ChannelHandler",
     "ClientChannel",
     "ClientState",
     "CloseReason",
     "Connection",
+    "DisconnectCause",
+    "Disconnection",
     "Handler",
     "Headers",
     "InvalidFrame",
@@ -62,6 +65,7 @@ def test_version() -> None:
 def test_error_tree() -> None:
     wm = websocket_multiplex
     assert issubclass(wm.ChannelClosed, wm.MultiplexError)
+    assert issubclass(wm.ChannelGap, wm.MultiplexError)
     assert issubclass(wm.LocalProtocolError, wm.MultiplexError)
     assert issubclass(wm.ServiceNotFound, wm.LocalProtocolError)
     assert issubclass(wm.ServiceNotFound, LookupError)

@@ -23,6 +23,7 @@ from .asyncio import (
     Subscription,
     Transport,
 )
+from .asyncio.client import ChannelGap, DisconnectCause, Disconnection
 from .events import CloseReason
 from .exceptions import (
     ChannelClosed,
@@ -43,11 +44,14 @@ __all__ = [
     "Backoff",
     "Channel",
     "ChannelClosed",
+    "ChannelGap",
     "ChannelHandler",
     "ClientChannel",
     "ClientState",
     "CloseReason",
     "Connection",
+    "DisconnectCause",
+    "Disconnection",
     "Handler",
     "Headers",
     "InvalidFrame",

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from .asyncio.client import Backoff, Carrier, ClientState, MultiplexClient
 
@@ -36,13 +37,19 @@ __all__ = ["RawWebSocketCarrier", "SockJSCarrier", "connect", "open_carrier"]
 
 
 class RawWebSocketCarrier:
-    """A plain WebSocket: each text message is one frame."""
+    """A plain WebSocket: each text message is one frame.
+
+    ``close_frame`` is the ``(code, reason)`` of the server's close frame,
+    once one came; ``None`` while open or when the connection was lost
+    without one.
+    """
 
     def __init__(
         self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse
     ) -> None:
         self._http = http
         self._ws = ws
+        self.close_frame: tuple[int, str] | None = None
 
     async def send(self, text: str) -> None:
         if self._ws.closed:
@@ -57,6 +64,8 @@ class RawWebSocketCarrier:
             return str(message.data)
         if message.type is aiohttp.WSMsgType.BINARY:
             return await self.receive()  # not part of the protocol
+        if message.type is aiohttp.WSMsgType.CLOSE and self.close_frame is None:
+            self.close_frame = (int(message.data), str(message.extra or ""))
         return None
 
     async def close(self) -> None:
@@ -65,14 +74,17 @@ class RawWebSocketCarrier:
 
 
 class SockJSCarrier(RawWebSocketCarrier):
-    """SockJS's websocket transport: ``o``, ``h``, ``a[...]``, ``c[...]`` frames."""
+    """SockJS's websocket transport: ``o``, ``h``, ``a[...]``, ``c[...]`` frames.
+
+    ``close_frame`` comes from ``c[code,"reason"]``, or from the WebSocket
+    close frame when the server sent no ``c``.
+    """
 
     def __init__(
         self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse
     ) -> None:
         super().__init__(http, ws)
         self._pending: deque[str] = deque()
-        self.close_frame: tuple[int, str] | None = None
 
     async def send(self, text: str) -> None:
         await super().send(json.dumps([text]))
@@ -99,11 +111,17 @@ class SockJSCarrier(RawWebSocketCarrier):
 
 
 def _sockjs_websocket_url(base: str) -> str:
-    scheme, rest = base.rstrip("/").split("://", 1)
+    """``http://h/prefix?q`` -> ``ws://h/prefix/<server>/<session>/websocket?q``.
+
+    The query stays a query (servers may read e.g. a token from it); the
+    fragment is never sent.
+    """
+    url = urlsplit(base)
     server = f"{random.randrange(1000):03d}"
     session = "".join(random.choices(string.ascii_lowercase + string.digits, k=8))
-    ws_scheme = "wss" if scheme == "https" else "ws"
-    return f"{ws_scheme}://{rest}/{server}/{session}/websocket"
+    path = f"{url.path.rstrip('/')}/{server}/{session}/websocket"
+    scheme = "wss" if url.scheme == "https" else "ws"
+    return urlunsplit((scheme, url.netloc, path, url.query, ""))
 
 
 async def open_carrier(
@@ -149,7 +167,11 @@ class connect:  # a class used like a function, as websockets.connect is
     defaults, a :class:`Backoff` sets the policy, ``False`` disables it.
     The first connection's errors are raised; later ones are retried.
     ``max_queue`` bounds each channel's unread messages. ``on_state`` is
-    called with each :class:`ClientState` change and a reason.
+    called with each :class:`ClientState` change and a reason: first
+    ``CONNECTING``, and at the end ``CLOSED`` with ``str()`` of
+    ``client.disconnection`` (a
+    :class:`~websocket_multiplex.Disconnection`: the application, the
+    server's close code and reason, a lost connection, or giving up).
     """
 
     def __init__(

@@ -13,7 +13,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from websocket_multiplex import ChannelClosed, CloseReason, LocalProtocolError
+from websocket_multiplex import (
+    ChannelClosed,
+    ChannelGap,
+    CloseReason,
+    DisconnectCause,
+    Disconnection,
+    LocalProtocolError,
+)
 from websocket_multiplex.asyncio.client import Backoff, ClientState, MultiplexClient
 
 from .support import (
@@ -176,7 +183,7 @@ async def test_a_failing_carrier_without_reconnection_closes_every_channel() -> 
 async def test_channel_opened_while_resubscribing_is_subscribed_too() -> None:
     net = MemoryNetwork()
     client = await started(net)
-    await client.channel("a")
+    a = await client.channel("a")
     gated = net.next_carrier = MemoryCarrier()
     gated.send_gate = asyncio.Event()
     net.current.peer_gone()
@@ -186,21 +193,152 @@ async def test_channel_opened_while_resubscribing_is_subscribed_too() -> None:
     gated.send_gate.set()
     await reconnected(client)
     assert "sub,b" in gated.sent, gated.sent
-    assert b.gaps <= 1
+    assert (a.gaps, b.gaps) == (1, 0)  # b had no connection to lose
     await client.close()
 
 
 async def test_gives_up_after_max_attempts_and_closes_every_channel() -> None:
     net = MemoryNetwork()
-    states = States()
+    states = Reasons()
     backoff = Backoff(initial=0.01, maximum=0.01, max_attempts=2)
     client = await started(net, reconnect=backoff, on_state=states)
     a, b = await client.channel("a"), await client.channel("a")
-    net.failures = [ConnectionRefusedError()] * 2
+    refused = ConnectionRefusedError("refused")
+    net.failures = [ConnectionRefusedError(), refused]
     net.current.peer_gone()
     async with asyncio.timeout(TIMEOUT):
         assert await a.wait_closed() is CloseReason.CONNECTION_LOST
         assert await b.wait_closed() is CloseReason.CONNECTION_LOST
-    assert states.seen[-1] is ClientState.CLOSED
+    assert states.seen == [
+        ClientState.CONNECTING,
+        ClientState.OPEN,
+        ClientState.RECONNECTING,
+        ClientState.RECONNECTING,
+        ClientState.CLOSED,
+    ]
+    assert states.reasons[2].endswith("; the connection was lost")
+    assert states.reasons[3].endswith("; attempt 1 failed: ConnectionRefusedError()")
+    assert states.reasons[4] == "gave up after 2 reconnection attempts"
+    assert client.disconnection == Disconnection(
+        DisconnectCause.GAVE_UP, attempts=2, error=refused
+    )
     with pytest.raises(ChannelClosed):
         await a.send("x")
+
+
+# -- what the application sees ---------------------------------------------------
+
+
+class Reasons(States):
+    """:class:`States`, and the reason given with each state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reasons: list[str] = []
+
+    def __call__(self, state: ClientState, reason: str) -> None:
+        self.reasons.append(reason)
+        super().__call__(state, reason)
+
+
+async def test_states_from_connecting_to_closed_by_the_server() -> None:
+    net = MemoryNetwork()
+    states = Reasons()
+    client = await started(net, reconnect=None, on_state=states)
+    echo = await client.channel("echo")
+    net.current.close_frame = (3000, "go away now")  # type: ignore[attr-defined]
+    net.current.peer_gone()
+    async with asyncio.timeout(TIMEOUT):
+        assert await echo.wait_closed() is CloseReason.CONNECTION_LOST
+    assert states.seen == [ClientState.CONNECTING, ClientState.OPEN, ClientState.CLOSED]
+    assert states.reasons[-1] == "closed by the server: 3000 go away now"
+    server_close = Disconnection(DisconnectCause.SERVER, 3000, "go away now")
+    assert client.disconnection == server_close
+    assert client.disconnection.cause is not DisconnectCause.GAVE_UP
+
+
+async def test_first_connection_failing_raises_and_stays_connecting() -> None:
+    net = MemoryNetwork()
+    net.failures = [ConnectionRefusedError("nobody home")]
+    states = Reasons()
+    client = MultiplexClient(net.open, reconnect=FAST, on_state=states)
+    with pytest.raises(ConnectionRefusedError):
+        await client.start()
+    assert states.seen == [ClientState.CONNECTING]
+    await client.start()  # may be tried again
+    assert states.seen == [ClientState.CONNECTING] * 2 + [ClientState.OPEN]
+    await client.close()
+
+
+async def test_gaps_are_raised_in_order_with_the_messages() -> None:
+    net = MemoryNetwork()
+    client = await started(net)
+    told, plain = await client.channel("a", report_gaps=True), await client.channel("b")
+    for topic in ("a", "b"):
+        net.current.feed(f"msg,{topic},1")
+        net.current.feed(f"msg,{topic},2")
+    net.current.peer_gone()
+    await reconnected(client)
+    net.current.feed("msg,a,3")
+    net.current.feed("msg,b,3")
+    assert await told.receive(TIMEOUT) == "1"
+    assert await told.receive(TIMEOUT) == "2"
+    with pytest.raises(ChannelGap) as gap:
+        await told.receive(TIMEOUT)
+    assert await told.receive(TIMEOUT) == "3"
+    assert gap.value.name == "a"
+    assert gap.value.reconnections == 1
+    assert gap.value.disconnection == Disconnection(DisconnectCause.LOST)
+    # The default: the same stream without the marker, and the count.
+    assert [await plain.receive(TIMEOUT) for _ in range(3)] == ["1", "2", "3"]
+    assert (told.gaps, plain.gaps) == (1, 1)
+    await client.close()
+
+
+async def test_a_waiting_receiver_learns_of_the_gap_at_once() -> None:
+    net = MemoryNetwork()
+    client = await started(net)
+    told = await client.channel("a", report_gaps=True)
+    waiting = asyncio.create_task(told.receive(TIMEOUT))
+    await asyncio.sleep(0)  # let it start waiting
+    net.current.peer_gone()
+    with pytest.raises(ChannelGap):
+        await waiting
+    net.current.feed("msg,a,after")
+    assert await told.receive(TIMEOUT) == "after"
+    await client.close()
+
+
+async def test_iteration_raises_the_gap_and_goes_on_after_it() -> None:
+    net = MemoryNetwork()
+    client = await started(net)
+    told = await client.channel("a", report_gaps=True)
+    net.current.feed("msg,a,before")
+    first = net.current
+    first.peer_gone()
+    await reconnected(client)
+    net.current.feed("msg,a,between")
+    net.current.peer_gone()  # a second reconnection, nothing read meanwhile
+    async with asyncio.timeout(TIMEOUT):
+        while client.reconnects < 2:
+            await client.wait_for(ClientState.RECONNECTING)
+            await client.wait_for(ClientState.OPEN)
+    net.current.peer_gone()  # and a third, with no message in between
+    async with asyncio.timeout(TIMEOUT):
+        while client.reconnects < 3:
+            await client.wait_for(ClientState.RECONNECTING)
+            await client.wait_for(ClientState.OPEN)
+    net.current.feed("msg,a,after")
+    net.current.feed("uns,a")
+    seen: list[object] = []
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            try:
+                async for message in told:
+                    seen.append(message)
+                break
+            except ChannelGap as gap:
+                seen.append(gap.reconnections)
+    assert seen == ["before", 1, "between", 2, "after"]
+    assert told.gaps == 3
+    await client.close()

@@ -8,13 +8,28 @@ uvicorn. The server runs in this event loop on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
-from websocket_multiplex import ChannelClosed, CloseReason, MultiplexServer
+from websocket_multiplex import (
+    Channel,
+    ChannelClosed,
+    ChannelGap,
+    CloseReason,
+    DisconnectCause,
+    Disconnection,
+    MultiplexServer,
+)
+from websocket_multiplex.adapters.aiohttp import (
+    add_sockjs_endpoint,
+    add_websocket_route,
+)
 from websocket_multiplex.asyncio.client import ClientState, MultiplexClient
 from websocket_multiplex.client import connect
 
@@ -71,6 +86,18 @@ async def closed(channel: Any) -> CloseReason:
     async with asyncio.timeout(TIMEOUT):
         reason: CloseReason = await channel.wait_closed()
         return reason
+
+
+class Log(States):
+    """:class:`States`, and the reason given with each state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reasons: list[str] = []
+
+    def __call__(self, state: ClientState, reason: str) -> None:
+        self.reasons.append(reason)
+        super().__call__(state, reason)
 
 
 async def test_the_demo_services(client: MultiplexClient) -> None:
@@ -139,7 +166,9 @@ async def test_two_channels_of_one_name_are_independent(
 
 
 async def test_connection_close_closes_every_channel(endpoint: Endpoint) -> None:
-    states = States()
+    # cut_connections closes with 3000 "cut by the test": SockJS sends it
+    # as c[3000,"cut by the test"], the WebSocket endpoints as a close frame.
+    states = Log()
     client = await connect(endpoint.url, reconnect=False, on_state=states)
     ann, echo = await client.channel("ann"), await client.channel("echo")
     assert await ann.receive(TIMEOUT) == "Ann says hi!"
@@ -147,7 +176,11 @@ async def test_connection_close_closes_every_channel(endpoint: Endpoint) -> None
     assert await closed(ann) is CloseReason.CONNECTION_LOST
     assert await closed(echo) is CloseReason.CONNECTION_LOST
     assert client.state is ClientState.CLOSED
-    assert states.seen == [ClientState.OPEN, ClientState.CLOSED]
+    assert states.seen == [ClientState.CONNECTING, ClientState.OPEN, ClientState.CLOSED]
+    assert client.disconnection == Disconnection(
+        DisconnectCause.SERVER, code=3000, reason="cut by the test"
+    )
+    assert states.reasons[-1] == "closed by the server: 3000 cut by the test"
     with pytest.raises(ChannelClosed):
         await echo.send("x")
     with pytest.raises(Exception, match="closed"):
@@ -222,7 +255,118 @@ async def test_send_during_reconnection_waits_then_goes_through(
         assert await echo.receive(TIMEOUT) == "during"
         assert client.state is ClientState.OPEN
         assert echo.gaps == 1
-        assert states.seen[0] is ClientState.OPEN
+        assert states.seen[:2] == [ClientState.CONNECTING, ClientState.OPEN]
         assert states.seen[-1] is ClientState.OPEN
         assert ClientState.RECONNECTING in states.seen
         await client.close()
+
+
+async def test_client_close_closes_every_open_channel(endpoint: Endpoint) -> None:
+    states = Log()
+    client = await connect(endpoint.url, reconnect=False, on_state=states)
+    rec, ann = await client.channel("rec"), await client.channel("ann")
+    echo, carl = await client.channel("echo"), await client.channel("carl")
+    assert await rec.receive(TIMEOUT) == "ready"
+    assert await closed(carl) is CloseReason.SERVER_CLOSED  # before: stays so
+    await client.close()
+    for channel in (rec, ann, echo):
+        assert channel.close_reason is CloseReason.CLIENT_CLOSED, channel
+    assert carl.close_reason is CloseReason.SERVER_CLOSED
+    assert client.channels == []
+    async with asyncio.timeout(TIMEOUT):  # the server got rec's uns
+        assert await endpoint.recorder.closed.get() is CloseReason.CLIENT_CLOSED
+    assert client.state is ClientState.CLOSED
+    assert client.disconnection == Disconnection(DisconnectCause.APPLICATION)
+    assert states.seen[-1] is ClientState.CLOSED
+    assert states.reasons[-1] == "closed by the application"
+    with pytest.raises(ChannelClosed):
+        await echo.send("x")
+    assert [m async for m in ann] == ["Ann says hi!"]  # received, then the end
+
+
+async def test_reconnects_by_default_and_reports_the_gap_in_order(
+    endpoint: Endpoint,
+) -> None:
+    states = Log()
+    async with connect(endpoint.url, on_state=states) as client:  # reconnect=True
+        ann = await client.channel("ann", report_gaps=True)
+        echo = await client.channel("echo")
+        await echo.send("before")
+        assert await echo.receive(TIMEOUT) == "before"
+        assert await ann.receive(TIMEOUT) == "Ann says hi!"
+        await ann.send("before")
+        assert await ann.receive(TIMEOUT) == "Ann nods: before"  # the old one
+        assert await cut_connections(endpoint.server) == 1
+        async with asyncio.timeout(TIMEOUT):
+            await states.wait_count(ClientState.OPEN, 2)
+        assert ClientState.RECONNECTING in states.seen
+        reconnecting = states.reasons[states.seen.index(ClientState.RECONNECTING)]
+        assert reconnecting.startswith("attempt 1 in ")
+        assert reconnecting.endswith("; closed by the server: 3000 cut by the test")
+        with pytest.raises(ChannelGap) as gap:  # then the cut
+            await ann.receive(TIMEOUT)
+        assert await ann.receive(TIMEOUT) == "Ann says hi!"  # the new one
+        assert gap.value.reconnections == 1
+        assert gap.value.disconnection.cause is DisconnectCause.SERVER
+        assert gap.value.disconnection.code == 3000
+        assert (ann.gaps, echo.gaps) == (1, 1)
+        await echo.send("after")  # no report_gaps: plain messages only
+        assert await echo.receive(TIMEOUT) == "after"
+
+
+async def test_the_query_of_the_url_reaches_the_server(endpoint: Endpoint) -> None:
+    # SockJS URLs get the session path inserted before the query.
+    async def query(channel: Channel) -> None:
+        await channel.send(json.dumps(channel.request.query))
+
+    endpoint.server.register("query", query)
+    url = f"{endpoint.url}?token=1&name=a%20b"
+    async with connect(url, reconnect=False) as client:
+        channel = await client.channel("query")
+        query_seen = json.loads(await channel.receive(TIMEOUT))
+    assert query_seen == {"token": "1", "name": "a b"}
+
+
+@pytest.mark.parametrize("kind", ["sockjs", "websocket"])
+async def test_pings_are_answered_and_heartbeats_ignored(kind: str) -> None:
+    # The server pings every 0.2 s and drops a client whose pong is late;
+    # over SockJS it also sends "h" frames. The client sends no pings of
+    # its own (heartbeat=None): only answering the server's keeps it up.
+    server, _ = make_server()
+    app = web.Application()
+    if kind == "sockjs":
+        add_sockjs_endpoint(
+            app, server, sockjs_url="http://127.0.0.1:1/unused.js", heartbeat_delay=0.2
+        )
+    else:
+        add_websocket_route(app, server, heartbeat=0.2)
+    async with serving(app) as port:
+        base = f"127.0.0.1:{port}/multiplex"
+        url = f"http://{base}" if kind == "sockjs" else f"ws://{base}/websocket"
+        ws_url = f"ws://{base}/000/control/websocket" if kind == "sockjs" else url
+        await check_the_server_beats(ws_url, sockjs=kind == "sockjs")
+        states = Log()
+        client = await connect(url, reconnect=False, heartbeat=None, on_state=states)
+        echo = await client.channel("echo")
+        await asyncio.sleep(1.0)  # idle: five pings, five "h" frames
+        await echo.send("still here")
+        assert await echo.receive(TIMEOUT) == "still here"
+        assert states.seen == [ClientState.CONNECTING, ClientState.OPEN]
+        await client.close()
+
+
+async def check_the_server_beats(ws_url: str, sockjs: bool) -> None:
+    """A client that does not answer pings is pinged, then dropped; SockJS
+    also sends ``h``. Without this the heartbeat test could not fail."""
+    seen: list[aiohttp.WSMsgType | str] = []
+    async with aiohttp.ClientSession() as http, asyncio.timeout(TIMEOUT):
+        ws = await http.ws_connect(ws_url, autoping=False)
+        while not ws.closed:
+            message = await ws.receive()
+            seen.append(
+                message.data if message.type is aiohttp.WSMsgType.TEXT else message.type
+            )
+    assert aiohttp.WSMsgType.PING in seen, seen
+    if sockjs:
+        assert seen[0] == "o", seen
+        assert "h" in seen, seen

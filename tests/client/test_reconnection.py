@@ -15,7 +15,13 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from websocket_multiplex import ChannelClosed, CloseReason
+from websocket_multiplex import (
+    Backoff,
+    ChannelClosed,
+    CloseReason,
+    DisconnectCause,
+    Disconnection,
+)
 from websocket_multiplex.asyncio.client import (
     ClientChannel,
     ClientState,
@@ -204,6 +210,35 @@ async def test_failed_handshakes_during_an_outage_are_retried(
     await reconnected(client, states)
     await answers(echo)
     await client.close()
+
+
+@pytest.mark.parametrize("kind", ENDPOINTS)
+async def test_gives_up_after_max_attempts(proxy: Proxy, kind: str) -> None:
+    states = States()
+    backoff = Backoff(initial=0.01, maximum=0.05, max_attempts=3)
+    client = await connect(url_of(kind, proxy.port), reconnect=backoff, on_state=states)
+    ann, echo = await client.channel("ann"), await client.channel("echo")
+    assert await ann.receive(TIMEOUT) == "Ann says hi!"
+    proxy.refuse = hang_up  # the server stays down
+    proxy.abort()  # a reset: no close frame
+    async with asyncio.timeout(TIMEOUT):
+        await states.wait_count(ClientState.RECONNECTING, 1)
+        lost = client.disconnection
+        assert await echo.wait_closed() is CloseReason.CONNECTION_LOST
+    assert lost is not None
+    assert lost.cause is DisconnectCause.LOST
+    assert ann.close_reason is CloseReason.CONNECTION_LOST
+    assert client.state is ClientState.CLOSED
+    assert states.seen.count(ClientState.RECONNECTING) == 3
+    gave_up = client.disconnection
+    assert gave_up is not None
+    assert gave_up == Disconnection(
+        DisconnectCause.GAVE_UP, attempts=3, error=gave_up.error
+    )
+    assert isinstance(gave_up.error, Exception)  # what the last attempt met
+    assert str(gave_up) == "gave up after 3 reconnection attempts"
+    await client.close()  # closed already: nothing to do
+    assert client.disconnection is gave_up
 
 
 def test_busy_sender_survives_resets() -> None:

@@ -17,15 +17,18 @@ from types import TracebackType
 from typing import Protocol
 
 from ..events import ChannelClosedEvent, CloseReason, MessageReceived
-from ..exceptions import ChannelClosed, LocalProtocolError
+from ..exceptions import ChannelClosed, LocalProtocolError, MultiplexError
 from ..protocol import ClientProtocol
 from .inbox import ReceivingChannel
 
 __all__ = [
     "Backoff",
     "Carrier",
+    "ChannelGap",
     "ClientChannel",
     "ClientState",
+    "DisconnectCause",
+    "Disconnection",
     "MultiplexClient",
 ]
 
@@ -35,7 +38,14 @@ GOING_AWAY = "1001 "  # refusal notice of a server that is shutting down
 
 
 class Carrier(Protocol):
-    """One client connection that carries text messages both ways."""
+    """One client connection that carries text messages both ways.
+
+    A carrier may also have a ``close_frame`` attribute: ``None``, or the
+    ``(code, reason)`` the server closed it with (a WebSocket close frame,
+    SockJS's ``c[code,reason]``), set by the time ``receive`` returns
+    ``None``. The client reports it in :attr:`MultiplexClient.disconnection`;
+    a carrier without one ends as a lost connection.
+    """
 
     async def send(self, text: str) -> None:
         """Send one message; raise ``ConnectionError`` once closed."""
@@ -52,10 +62,115 @@ CarrierFactory = Callable[[], Awaitable[Carrier]]
 
 
 class ClientState(enum.Enum):
+    """Where a :class:`MultiplexClient` is; ``on_state`` sees every change.
+
+    ``CONNECTING``: :meth:`~MultiplexClient.start` is opening the first
+    connection. It is reported once: each later reconnection attempt is
+    reported as ``RECONNECTING`` instead. ``OPEN``: channels work.
+    ``RECONNECTING``: the connection ended; an attempt is scheduled (once
+    per attempt). ``CLOSED``: for good; :attr:`MultiplexClient.disconnection`
+    says why.
+    """
+
     CONNECTING = "connecting"
     OPEN = "open"
     RECONNECTING = "reconnecting"
     CLOSED = "closed"
+
+
+class DisconnectCause(enum.Enum):
+    """Who or what ended a connection: see :class:`Disconnection`."""
+
+    APPLICATION = "application"
+    """``client.close()``."""
+    SERVER = "server"
+    """The server closed it: a WebSocket close frame or SockJS ``c[...]``."""
+    LOST = "lost"
+    """No close from the server: a reset, a missed pong, a broken frame."""
+    GAVE_UP = "gave up"
+    """Reconnection ran out of attempts (``Backoff.max_attempts``)."""
+
+
+@dataclass(frozen=True)
+class Disconnection:
+    """How a connection ended, as data: ``client.disconnection``.
+
+    ``code`` and ``reason`` are what the server closed with (``SERVER``
+    only); ``attempts`` counts the failed reconnection attempts
+    (``GAVE_UP``); ``error`` is the exception that ended a ``LOST``
+    connection or the last failed attempt, if there was one. ``str()`` of
+    it is the text ``on_state`` receives.
+    """
+
+    cause: DisconnectCause
+    code: int | None = None
+    reason: str = ""
+    attempts: int = 0
+    error: BaseException | None = None
+
+    def __str__(self) -> str:
+        if self.cause is DisconnectCause.APPLICATION:
+            return "closed by the application"
+        if self.cause is DisconnectCause.SERVER:
+            return f"closed by the server: {self.code} {self.reason}".rstrip()
+        if self.cause is DisconnectCause.GAVE_UP:
+            plural = "" if self.attempts == 1 else "s"
+            return f"gave up after {self.attempts} reconnection attempt{plural}"
+        if self.error is not None:
+            return f"the connection was lost: {self.error!r}"
+        return "the connection was lost"
+
+
+def _ended(carrier: Carrier, error: BaseException | None) -> Disconnection:
+    """How ``carrier`` ended, from its ``close_frame`` if it has one."""
+    close_frame: tuple[int, str] | None = getattr(carrier, "close_frame", None)
+    if error is None and close_frame is not None:
+        code, reason = close_frame
+        return Disconnection(DisconnectCause.SERVER, code=code, reason=reason)
+    return Disconnection(DisconnectCause.LOST, error=error)
+
+
+class ChannelGap(MultiplexError):
+    """Raised by ``receive`` where a reconnection cut the channel's stream.
+
+    Only for channels opened with ``report_gaps=True``. Every message
+    received before it came over the old connection, every one after it
+    over the new one; messages sent by either side while the connection
+    was down (including sends that had not reached the server) may be
+    lost, as the protocol has no replay. The channel is open and
+    subscribed again: receive on. ``reconnections`` is how many
+    reconnections this one point stands for (more than 1 when the
+    connection dropped again before any new message arrived), and
+    ``disconnection`` how the last lost connection ended.
+    """
+
+    def __init__(
+        self, name: str, disconnection: Disconnection, reconnections: int
+    ) -> None:
+        super().__init__(
+            f"channel {name!r}: messages may have been lost here ({disconnection})"
+        )
+        self.name = name
+        self.disconnection = disconnection
+        self.reconnections = reconnections
+
+
+class _GapMark(str):
+    """Where a gap falls, queued in the inbox in order with the messages.
+
+    A ``str`` so that the inbox stays a plain list of strings; only
+    :meth:`ClientChannel.receive` ever sees one, and turns it into
+    :class:`ChannelGap`.
+    """
+
+    disconnection: Disconnection
+    reconnections: int
+
+    def __new__(cls, disconnection: Disconnection, reconnections: int) -> _GapMark:
+        mark = super().__new__(cls, "")
+        mark.disconnection = disconnection
+        mark.reconnections = reconnections
+        return mark
 
 
 @dataclass(frozen=True)
@@ -75,6 +190,7 @@ class Backoff:
     max_attempts: int | None = None
 
     def delay(self, attempt: int) -> float:
+        """How long to wait before attempt ``attempt`` (0 for the first)."""
         ceiling = min(self.maximum, self.initial * self.factor ** min(attempt, 64))
         return random.uniform(0, ceiling)
 
@@ -85,16 +201,52 @@ class ClientChannel(ReceivingChannel):
     Across a reconnection the channel stays open and is subscribed again;
     :attr:`gaps` counts those reconnections, each a window in which
     messages in either direction may have been lost (the protocol has no
-    replay). If the application leaves more than ``max_queue`` messages
-    unread, the channel is closed with :attr:`CloseReason.INBOX_FULL`
-    rather than letting memory grow or stalling the other channels.
+    replay). To learn *where* in the stream, open the channel with
+    ``report_gaps=True``: ``receive`` (and ``async for``) then raises
+    :class:`ChannelGap` at that point, between the last message of the
+    old connection and the first of the new one. If the application
+    leaves more than ``max_queue`` messages unread, the channel is closed
+    with :attr:`CloseReason.INBOX_FULL` rather than letting memory grow or
+    stalling the other channels.
     """
 
-    def __init__(self, client: MultiplexClient, name: str, topic: str) -> None:
+    def __init__(
+        self,
+        client: MultiplexClient,
+        name: str,
+        topic: str,
+        *,
+        report_gaps: bool = False,
+    ) -> None:
         super().__init__(name, topic)
         self.gaps = 0
+        """Reconnections this channel went through while open."""
         self._client = client
         self._close_detail = ""
+        self._report_gaps = report_gaps
+
+    @property
+    def report_gaps(self) -> bool:
+        """Whether ``receive`` raises :class:`ChannelGap` where gaps fall."""
+        return self._report_gaps
+
+    async def receive(self, timeout: float | None = None) -> str:
+        """Return the next message; raise ``ChannelClosed`` when none will come.
+
+        With ``timeout``, raise ``TimeoutError`` after that many seconds.
+        With ``report_gaps=True``, raise :class:`ChannelGap` where a
+        reconnection cut the stream, then go on with the next message.
+        """
+        message = await super().receive(timeout)
+        if type(message) is _GapMark:
+            raise ChannelGap(self.name, message.disconnection, message.reconnections)
+        return message
+
+    async def __anext__(self) -> str:
+        try:
+            return await self.receive()  # not the inbox directly: gap marks
+        except ChannelClosed:
+            raise StopAsyncIteration from None
 
     @property
     def close_detail(self) -> str:
@@ -135,6 +287,17 @@ class ClientChannel(ReceivingChannel):
         self._close_detail = detail
         self._mark_closed(reason)
 
+    def _reconnected(self, disconnection: Disconnection) -> None:
+        """Count a gap and, if reported, mark its place in the inbox."""
+        self.gaps += 1
+        if not self._report_gaps:
+            return
+        inbox = self._inbox
+        if inbox and type(last := inbox[-1]) is _GapMark:  # nothing in between
+            inbox[-1] = _GapMark(disconnection, last.reconnections + 1)
+        else:
+            self._deliver(_GapMark(disconnection, 1))
+
 
 class _ChannelOpening:
     """What ``client.channel(name)`` returns: await it or ``async with`` it."""
@@ -161,7 +324,11 @@ class MultiplexClient:
     Usually made by :func:`websocket_multiplex.client.connect`. With a
     :class:`Backoff` as ``reconnect``, a carrier that drops is replaced and
     every open channel subscribed again; ``on_state`` is called with each
-    new :class:`ClientState` and a short reason.
+    new :class:`ClientState` and a short reason, in order: ``CONNECTING``
+    when :meth:`start` begins, ``OPEN``, then ``RECONNECTING`` before each
+    attempt and ``OPEN`` again, and ``CLOSED`` at the end, with
+    :attr:`disconnection` set before the call (its ``str()`` is the
+    reason).
     """
 
     def __init__(
@@ -185,17 +352,33 @@ class MultiplexClient:
         self._send_lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
         self.reconnects = 0
+        """Successful reconnections so far."""
+        self.disconnection: Disconnection | None = None
+        """How the last connection ended, or ``None`` if none has.
+
+        Set when the client goes ``RECONNECTING`` (why the connection was
+        lost) and when it goes ``CLOSED`` (why it closed for good: the
+        application, the server's close code and reason, a lost
+        connection without reconnection, or giving up).
+        """
 
     @property
     def state(self) -> ClientState:
+        """The current :class:`ClientState`."""
         return self._state
 
     @property
     def channels(self) -> list[ClientChannel]:
+        """The open channels, in the order they were opened."""
         return list(self._channels.values())
 
     async def start(self) -> None:
-        """Open the first carrier (errors propagate), then keep it running."""
+        """Open the first carrier, then keep it running.
+
+        Errors propagate: the client stays ``CONNECTING`` and ``start``
+        may be called again.
+        """
+        self._set_state(ClientState.CONNECTING, "connecting")
         carrier = await self._open_carrier()
         try:  # channels opened before start() are subscribed now
             await self._resubscribe(carrier)
@@ -206,20 +389,24 @@ class MultiplexClient:
         self._set_state(ClientState.OPEN, "connected")
         self._reader = asyncio.get_running_loop().create_task(self._run())
 
-    def channel(self, name: str) -> _ChannelOpening:
+    def channel(self, name: str, *, report_gaps: bool = False) -> _ChannelOpening:
         """Open a channel to the service ``name``.
 
         ``channel = await client.channel("news")``, or
         ``async with client.channel("news") as channel:`` to close it on exit.
         A second channel of the same name is independent of the first.
+        With ``report_gaps=True``, ``receive`` raises :class:`ChannelGap`
+        where a reconnection may have lost messages (see
+        :class:`ClientChannel`).
         """
-        return _ChannelOpening(self._open_channel(name))
+        return _ChannelOpening(self._open_channel(name, report_gaps))
 
-    async def _open_channel(self, name: str) -> ClientChannel:
+    async def _open_channel(self, name: str, report_gaps: bool) -> ClientChannel:
         if self._state is ClientState.CLOSED:
             raise LocalProtocolError("the client is closed: connect again")
         topic, frame = self._protocol.open(name)
-        channel = self._channels[topic] = ClientChannel(self, name, topic)
+        channel = ClientChannel(self, name, topic, report_gaps=report_gaps)
+        self._channels[topic] = channel
         if self._state is ClientState.OPEN:
             await self._send(frame)
         return channel  # otherwise the reconnection subscribes it
@@ -241,7 +428,7 @@ class MultiplexClient:
             return
         for channel in list(self._channels.values()):
             await channel.close()
-        self._set_state(ClientState.CLOSED, "closed by the application")
+        self._closed_for_good(Disconnection(DisconnectCause.APPLICATION))
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.cancel()
@@ -280,14 +467,19 @@ class MultiplexClient:
 
     async def _run(self) -> None:
         while True:
-            assert self._carrier is not None
+            carrier, error = self._carrier, None
+            assert carrier is not None
             try:
-                await self._read(self._carrier)
-            except Exception:  # a broken carrier is a lost one, never a dead reader
+                await self._read(carrier)
+            except Exception as exc:  # a broken carrier: lost, never a dead reader
                 logger.warning("the connection failed", exc_info=True)
+                error = exc
             await self._drop_carrier()
-            if self._backoff is None or not await self._reconnect(self._backoff):
-                self._give_up("the connection closed")
+            self.disconnection = ended = _ended(carrier, error)
+            if self._backoff is None:
+                self._give_up(ended)
+                return
+            if not await self._reconnect(self._backoff, ended):
                 return
 
     async def _read(self, carrier: Carrier) -> None:
@@ -307,35 +499,39 @@ class MultiplexClient:
                     channel = self._channels.pop(event.topic)
                     channel._close_with(event.reason, event.detail)
 
-    async def _reconnect(self, backoff: Backoff) -> bool:
-        attempt = 0
+    async def _reconnect(self, backoff: Backoff, ended: Disconnection) -> bool:
+        """Reconnect and resubscribe; ``False`` once it gave up (and closed)."""
+        cut = list(self._channels.values())  # opened later: nothing was lost
+        attempt, why, error = 0, str(ended), None
         while backoff.max_attempts is None or attempt < backoff.max_attempts:
             delay = backoff.delay(attempt)
             self._set_state(
-                ClientState.RECONNECTING, f"attempt {attempt + 1} in {delay:.2f}s"
+                ClientState.RECONNECTING,
+                f"attempt {attempt + 1} in {delay:.2f}s; {why}",
             )
             await asyncio.sleep(delay)
             try:
                 carrier = await self._open_carrier()
+                try:
+                    await self._resubscribe(carrier)
+                except BaseException:  # also close() cancelling us: do not leak it
+                    await carrier.close()
+                    raise
             except Exception as exc:  # e.g. a 503 or a hang-up mid-handshake
                 logger.info("reconnection attempt %d failed: %r", attempt + 1, exc)
-                attempt += 1
+                attempt, error = attempt + 1, exc
+                why = f"attempt {attempt} failed: {exc!r}"
                 continue
-            try:
-                await self._resubscribe(carrier)
-            except ConnectionError:
-                await carrier.close()
-                attempt += 1
-                continue
-            except BaseException:  # e.g. close() cancelled us: do not leak it
-                await carrier.close()
-                raise
             self._carrier = carrier
             self.reconnects += 1
-            for channel in self._channels.values():
-                channel.gaps += 1
+            for channel in cut:
+                if not channel.closed:
+                    channel._reconnected(ended)
             self._set_state(ClientState.OPEN, "reconnected")
             return True
+        self._give_up(
+            Disconnection(DisconnectCause.GAVE_UP, attempts=attempt, error=error)
+        )
         return False
 
     async def _resubscribe(self, carrier: Carrier) -> None:
@@ -351,10 +547,14 @@ class MultiplexClient:
             for frame in self._protocol.resubscribe():
                 await carrier.send(frame)
 
-    def _give_up(self, reason: str) -> None:
+    def _give_up(self, disconnection: Disconnection) -> None:
         for event in self._protocol.connection_lost():
             self._channels.pop(event.topic)._mark_closed(event.reason)
-        self._set_state(ClientState.CLOSED, reason)
+        self._closed_for_good(disconnection)
+
+    def _closed_for_good(self, disconnection: Disconnection) -> None:
+        self.disconnection = disconnection
+        self._set_state(ClientState.CLOSED, str(disconnection))
 
     async def _drop_carrier(self) -> None:
         carrier, self._carrier = self._carrier, None
