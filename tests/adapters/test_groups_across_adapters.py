@@ -12,6 +12,7 @@ from websocket_multiplex.adapters.aiohttp import (
     add_websocket_route,
 )
 from websocket_multiplex.adapters.asgi import MultiplexASGI
+from websocket_multiplex.testing import ClientCarrier
 
 from .carriers import (
     RawWebSocketCarrier,
@@ -40,7 +41,7 @@ async def test_publish_reaches_members_on_every_adapter() -> None:
     ws_base = base.replace("http", "ws")
     try:
         async with uvicorn_serving(MultiplexASGI(server)) as asgi_url:
-            members = [
+            members: list[ClientCarrier] = [
                 await SockJSWebSocketCarrier.connect(ws_base + "/mx"),
                 await SockJSXhrPollingCarrier.connect(base + "/mx"),
                 await RawWebSocketCarrier.connect(ws_base + "/mx/websocket"),
@@ -58,6 +59,13 @@ async def test_publish_reaches_members_on_every_adapter() -> None:
                 for listener in listeners:
                     assert await listener.receive() == "msg,news,extra! extra!"
             assert len(await server.members("headlines")) == 5
+            # The publisher was excluded: had it received its own message,
+            # it would come before this one.
+            await server.publish("headlines", "marker")
+            async with asyncio.timeout(10):
+                assert await publisher.receive() == "msg,news,marker"
+                for listener in listeners:
+                    assert await listener.receive() == "msg,news,marker"
             for member in members:
                 await member.close()
     finally:

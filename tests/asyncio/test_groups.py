@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from websocket_multiplex import Channel, Limits, MultiplexServer
-from websocket_multiplex.fanout import Broker, InMemoryBroker
+import pytest
+
+from websocket_multiplex import Channel, ChannelClosed, Limits, MultiplexServer
+from websocket_multiplex.fanout import InMemoryBroker
+from websocket_multiplex.fanout.broker import Deliver
 from websocket_multiplex.testing import connect_in_memory
 
-from .helpers import frames, nothing_sent, settle
+from .helpers import TIMEOUT, frames, item, nothing_sent, settle
 
 
 def chat_server(**kwargs: object) -> MultiplexServer:
@@ -21,6 +24,8 @@ def chat_server(**kwargs: object) -> MultiplexServer:
         async for data in channel:
             if data == "/leave":
                 await channel.leave(room)
+            elif data == "/ping":
+                await channel.send("pong")
             else:
                 await server.publish(room, data, exclude=channel)
 
@@ -76,18 +81,20 @@ async def test_messages_keep_publish_order_and_groups_are_left_on_close() -> Non
 
 async def test_leave() -> None:
     server = chat_server()
-    a = await connect_in_memory(server)
-    b = await connect_in_memory(server)
-    await a.send("sub,chat")
-    await b.send("sub,chat")
+    a, b, c = [await connect_in_memory(server) for _ in range(3)]
+    for client in (a, b, c):
+        await client.send("sub,chat")
     await settle()
     await b.send("msg,chat,/leave")
     await settle()
+    assert len(await server.members("lobby")) == 2
     await a.send("msg,chat,anyone?")
-    await settle()
-    assert nothing_sent(b)
-    await a.close()
-    await b.close()
+    assert await frames(c, 1) == ["msg,chat,anyone?"]  # a member still hears it
+    # Had b heard it, it would come before the answer to a later /ping.
+    await b.send("msg,chat,/ping")
+    assert await frames(b, 1) == ["msg,chat,pong"]
+    for client in (a, b, c):
+        await client.close()
 
 
 async def test_publish_from_outside_a_handler() -> None:
@@ -102,30 +109,50 @@ async def test_publish_from_outside_a_handler() -> None:
 
 
 async def test_a_slow_member_is_dropped_without_delaying_the_others() -> None:
-    server = chat_server(limits=Limits(write_limit=1000))
+    limit = 1000
+    server = chat_server(limits=Limits(write_limit=limit))
     fast = await connect_in_memory(server)
 
     class Stuck:
+        """A carrier whose first send never completes: the client stopped
+        reading."""
+
         from websocket_multiplex import RequestInfo
 
         request = RequestInfo()
         closed_with: tuple[int, str] | None = None
+        stuck = False
 
         async def send(self, text: str) -> None:
+            self.stuck = True
             await asyncio.Event().wait()
 
         async def close(self, code: int, reason: str) -> None:
             self.closed_with = (code, reason)
 
     stuck_transport = Stuck()
-    stuck = server.accept(stuck_transport)  # type: ignore[arg-type]
+    stuck = server.accept(stuck_transport)
     stuck.receive("sub,chat")
     await fast.send("sub,chat")
     await settle()
-    for i in range(100):
-        await server.publish("lobby", "x" * 50 + str(i))  # never waits ...
-        await asyncio.sleep(0)  # ... and a real publisher yields now and then
-    assert len(await frames(fast, 100)) == 100
+
+    async def publish(count: int) -> None:
+        for i in range(count):
+            async with asyncio.timeout(TIMEOUT):
+                await server.publish("lobby", "x" * 50 + str(i))
+            await asyncio.sleep(0)  # a real publisher yields now and then
+
+    # Twice the write limit waits for the stuck member: it is slow, not yet
+    # dropped (that takes four times the limit), and publishing went on.
+    await publish(2 * limit // 60)
+    assert stuck_transport.stuck
+    assert stuck.stats.chars_sent > limit
+    assert not stuck.closed
+    assert stuck_transport.closed_with is None
+    assert len(await frames(fast, 2 * limit // 60)) == 2 * limit // 60
+
+    await publish(4 * limit // 60)
+    assert len(await frames(fast, 4 * limit // 60)) == 4 * limit // 60
     await settle()
     assert stuck.closed
     assert stuck_transport.closed_with == (4008, "slow client")
@@ -134,5 +161,140 @@ async def test_a_slow_member_is_dropped_without_delaying_the_others() -> None:
     await stuck.connection_lost()
 
 
-def test_the_in_memory_broker_is_a_broker() -> None:
-    assert isinstance(InMemoryBroker(), Broker)
+# -- a join in flight --------------------------------------------------------------
+
+
+async def test_a_channel_closed_during_a_new_server_s_first_join_is_in_no_group() -> (
+    None
+):
+    server = MultiplexServer()  # the default in-memory broker, not started yet
+    joining = asyncio.Queue[Channel]()
+    outcome = asyncio.Queue[str]()
+
+    @server.channel("chat")
+    async def chat(channel: Channel) -> None:
+        joining.put_nowait(channel)
+        try:
+            await channel.join("lobby")  # waits for the broker to start
+        except ChannelClosed:
+            outcome.put_nowait("closed")
+            raise
+        outcome.put_nowait("joined")
+
+    client = await connect_in_memory(server)
+    await client.send("sub,chat")
+    channel = await item(joining)
+    await client.close()
+    assert channel.closed
+    assert await item(outcome) == "closed"
+    await settle()
+    assert channel.groups == frozenset()
+    assert server._groups == {}
+    assert await server.members("lobby") == []
+
+
+class GatedBroker(InMemoryBroker):
+    """The in-memory broker with one step of the first join held until the
+    test opens the gate: a broker slow to start, to subscribe or to write
+    presence."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__()
+        self.step = step
+        self.reached = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def _hold(self, step: str) -> None:
+        if step == self.step and not self.gate.is_set():
+            self.reached.set()
+            await self.gate.wait()
+
+    async def start(self, deliver: Deliver) -> None:
+        await self._hold("start")
+        await super().start(deliver)
+
+    async def subscribe(self, group: str) -> None:
+        await self._hold("subscribe")
+        await super().subscribe(group)
+
+    async def set_presence(self, group: str, member: str, present: bool) -> None:
+        if present:
+            # Held before it is recorded: a removal can overtake it.
+            await self._hold("presence")
+        await super().set_presence(group, member, present)
+
+
+@pytest.mark.parametrize("step", ["start", "subscribe", "presence"])
+@pytest.mark.parametrize("undo", ["close", "leave"])
+async def test_a_channel_that_closes_or_leaves_during_its_join_is_in_no_group(
+    step: str, undo: str
+) -> None:
+    broker = GatedBroker(step)
+    server = MultiplexServer(broker=broker)
+    joins = asyncio.Queue[asyncio.Future[None]]()
+
+    @server.channel("chat")
+    async def chat(channel: Channel) -> None:
+        joins.put_nowait(asyncio.ensure_future(channel.join("lobby")))
+        async for data in channel:  # meanwhile
+            if data == "/leave":
+                await channel.leave("lobby")
+            else:
+                await channel.send("pong")
+
+    if step != "start":
+        await server.members("lobby")  # the broker starts at once
+    client = await connect_in_memory(server)
+    await client.send("sub,chat")
+    join = await item(joins)
+    async with asyncio.timeout(TIMEOUT):
+        await broker.reached.wait()
+    (channel,) = client.connection.channels
+    await client.send("uns,chat" if undo == "close" else "msg,chat,/leave")
+    assert channel.groups == frozenset()
+    broker.gate.set()
+    async with asyncio.timeout(TIMEOUT):
+        (joined,) = await asyncio.gather(join, return_exceptions=True)
+    if undo == "close":
+        assert isinstance(joined, ChannelClosed)
+    else:
+        assert joined is None  # superseded by the leave() that came after it
+    await settle()
+    assert channel.groups == frozenset()
+    assert server._groups == {}
+    assert await server.members("lobby") == []
+    if undo == "leave":  # the channel is still open, and hears nothing
+        await server.publish("lobby", "not for you")
+        await client.send("msg,chat,ping")
+        assert await frames(client, 1) == ["msg,chat,pong"]
+    await client.close()
+
+
+async def test_a_join_cancelled_while_the_broker_starts_can_be_tried_again() -> None:
+    broker = GatedBroker("start")
+    server = MultiplexServer(broker=broker)
+    channels = asyncio.Queue[Channel]()
+
+    @server.channel("chat")
+    async def chat(channel: Channel) -> None:
+        channels.put_nowait(channel)
+        async for _ in channel:
+            pass
+
+    client = await connect_in_memory(server)
+    await client.send("sub,chat")
+    channel = await item(channels)
+    join = asyncio.ensure_future(channel.join("lobby"))
+    async with asyncio.timeout(TIMEOUT):
+        await broker.reached.wait()
+    join.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await join
+    assert channel.groups == frozenset()
+    broker.gate.set()
+    async with asyncio.timeout(TIMEOUT):
+        await channel.join("lobby")
+    assert await server.members("lobby") == [channel.member_id]
+    await server.publish("lobby", "welcome")
+    assert await frames(client, 1) == ["msg,chat,welcome"]
+    await client.close()

@@ -18,16 +18,24 @@ from pathlib import Path
 import pytest
 
 from websocket_multiplex import Backoff, Channel, MultiplexServer, RequestInfo
-from websocket_multiplex.fanout import Broker, BrokerUnavailable, Delivery
+from websocket_multiplex.fanout import BrokerUnavailable, Delivery
 from websocket_multiplex.testing import MemoryClient, connect_in_memory
 
-from ..asyncio.helpers import TIMEOUT, frames, item
+from ..asyncio.helpers import TIMEOUT, frames, item, settle
+from .proxy import Proxy
 from .redis_server import RedisServer, unavailable
 
 try:
     from redis.asyncio import Redis
 
-    from websocket_multiplex.fanout.redis import RedisBroker, decode, encode, redact
+    from websocket_multiplex.fanout import redis as redis_module
+    from websocket_multiplex.fanout.redis import (
+        DEFAULT_RECONNECT,
+        RedisBroker,
+        decode,
+        encode,
+        redact,
+    )
 except ImportError:  # pragma: no cover - the test extra installs redis
     unavailable("the redis package is not installed: pip install -e '.[test]'")
 
@@ -54,7 +62,8 @@ class Node:
 
 
 def chat_node(url: str, **options: object) -> Node:
-    broker = RedisBroker(url, reconnect=FAST, **options)  # type: ignore[arg-type]
+    options.setdefault("reconnect", FAST)
+    broker = RedisBroker(url, **options)  # type: ignore[arg-type]
     server = MultiplexServer(broker=broker)
     joined = asyncio.Queue[Channel]()
 
@@ -71,15 +80,25 @@ def chat_node(url: str, **options: object) -> Node:
 
 @pytest.fixture
 async def nodes(redis_server: RedisServer) -> AsyncIterator[Callable[..., Node]]:
+    """Make nodes on the test's Redis (or, with ``url=``, through a proxy)."""
     made: list[Node] = []
 
-    def make(**options: object) -> Node:
-        made.append(chat_node(redis_server.url, **options))
+    def make(url: str = redis_server.url, **options: object) -> Node:
+        made.append(chat_node(url, **options))
         return made[-1]
 
     yield make
     for node in made:
         await node.server.close()
+
+
+@pytest.fixture
+async def proxy(redis_server: RedisServer) -> AsyncIterator[Proxy]:
+    """A relay to the test's Redis that the test can cut and restore."""
+    relay = Proxy(redis_server.port)
+    await relay.start()
+    yield relay
+    await relay.close()
 
 
 @pytest.fixture
@@ -108,6 +127,11 @@ async def is_up(node: Node) -> bool:
     except BrokerUnavailable:
         return False
     return True
+
+
+def a_channel(client: MemoryClient) -> Channel:
+    (channel,) = client.connection.channels
+    return channel
 
 
 def messages(*texts: str) -> list[str | None]:
@@ -247,6 +271,37 @@ async def test_presence_expires_when_a_process_dies_without_cleaning_up(
             await process.wait()
 
 
+async def test_a_channel_closed_while_redis_holds_its_join_leaves_no_ghost(
+    nodes: Callable[..., Node], observer: Redis
+) -> None:
+    ttl = 4.5  # refreshed every 1.5 s: the PING check tolerates the pause
+    a = nodes(presence_ttl=ttl)
+    await eventually(lambda: is_up(a))
+    await observer.client_pause(700, all=True)  # SUBSCRIBE waits, unanswered
+    client = await connect_in_memory(a.server)
+    await client.send("sub,chat")
+    await settle()  # the join sent SUBSCRIBE and waits for Redis to confirm
+    (channel,) = client.connection.channels
+    assert channel.groups == {"lobby"}
+    assert a.joined.empty(), "the join ended before the pause did"
+    await client.close()  # returns once the handler, and so its join, ended
+    assert a.joined.empty()  # the join did not complete: ChannelClosed
+    await observer.ping()  # answered once the pause is over
+
+    async def no_trace_left() -> bool:
+        return (
+            a.server._groups == {}
+            and await subscribers(observer) == 0
+            and await observer.zrange("websocket-multiplex:presence:lobby", 0, -1) == []
+        )
+
+    await eventually(no_trace_left)
+    # Time itself is under test: a ghost would be written back by a refresh.
+    await asyncio.sleep(ttl / 3 + 0.5)
+    assert await observer.zrange("websocket-multiplex:presence:lobby", 0, -1) == []
+    assert await a.server.members("lobby") == []
+
+
 # -- Redis going away ------------------------------------------------------------------
 
 
@@ -295,6 +350,95 @@ async def test_groups_recover_and_buffered_messages_flow_after_a_redis_restart(
     assert await b.server.members("lobby") == sorted([alice_id, ann_id, bob_id])
     assert f"redis unreachable at {redis_server.url}, retrying in" in caplog.text
     assert f"redis reachable again at {redis_server.url}" in caplog.text
+
+
+async def test_members_who_left_during_an_outage_are_removed_when_it_ends(
+    nodes: Callable[..., Node], proxy: Proxy, observer: Redis
+) -> None:
+    a = nodes(url=proxy.url)  # presence_ttl 30 s: nothing expires meanwhile
+    alice, alice_id = await a.connect()
+    ann, ann_id = await a.connect()
+    key = "websocket-multiplex:presence:lobby"
+    assert sorted(await observer.zrange(key, 0, -1)) == sorted(
+        [alice_id.encode(), ann_id.encode()]
+    )
+
+    proxy.cut()  # Redis keeps running, and keeps ann's entry
+
+    async def a_is_down() -> bool:
+        return not await is_up(a)
+
+    await eventually(a_is_down)
+    await ann.close()
+    await settle()
+    assert a.server._groups["lobby"] == {a_channel(alice)}
+    assert ann_id.encode() in await observer.zrange(key, 0, -1)
+
+    proxy.restore()
+
+    async def ann_is_gone() -> bool:
+        return await observer.zrange(key, 0, -1) == [alice_id.encode()]
+
+    await eventually(ann_is_gone)
+    await eventually(lambda: is_up(a))
+    assert await a.server.members("lobby") == [alice_id]
+    await a.server.publish("lobby", "still here")
+    assert await frames(alice, 1) == messages("still here")
+
+
+class RecordedDelays:
+    """Reconnect delays of 10 ms that record each attempt number asked for."""
+
+    def __init__(self) -> None:
+        self.attempts = asyncio.Queue[int]()
+
+    def delay(self, attempt: int) -> float:
+        self.attempts.put_nowait(attempt)
+        return 0.01
+
+    async def next(self, count: int) -> list[int]:
+        return [await item(self.attempts) for _ in range(count)]
+
+    def drain(self) -> list[int]:
+        return [self.attempts.get_nowait() for _ in range(self.attempts.qsize())]
+
+
+async def test_reconnect_attempts_count_up_until_a_session_lasts(
+    nodes: Callable[..., Node], proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stable = 1.0
+    monkeypatch.setattr(redis_module, "STABLE_SESSION", stable)
+    delays = RecordedDelays()
+    proxy.cut()  # accepts connections and closes them at once
+    a = nodes(url=proxy.url, reconnect=delays)
+    with pytest.raises(BrokerUnavailable):
+        await a.server.members("lobby")  # starts the broker
+    assert await delays.next(4) == [0, 1, 2, 3]
+
+    # A session that ends at once (Redis accepts, then drops) is no reason
+    # to start again from the shortest delay.
+    proxy.restore()
+    await eventually(lambda: is_up(a))
+    last = max([3, *delays.drain()])
+    proxy.cut()
+    assert await delays.next(2) == [last + 1, last + 2]
+
+    # A session that lasted STABLE_SESSION is: the next outage starts over.
+    proxy.restore()
+    await eventually(lambda: is_up(a))
+    delays.drain()
+    await asyncio.sleep(stable * 1.5)  # time itself is under test
+    proxy.cut()
+    assert await delays.next(3) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("attempt", range(8))
+def test_the_default_reconnect_delays_double_up_to_five_seconds(attempt: int) -> None:
+    ceiling = min(5.0, 0.1 * 2**attempt)
+    delays = [DEFAULT_RECONNECT.delay(attempt) for _ in range(200)]
+    assert all(0 <= delay <= ceiling for delay in delays)
+    # Full jitter over the whole range: P(none above half) = 2 ** -200.
+    assert max(delays) > ceiling / 2
 
 
 async def test_a_full_outage_buffer_refuses_the_publish(
@@ -382,10 +526,6 @@ async def test_a_foreign_message_on_a_group_channel_is_ignored(
 
 
 # -- pure parts ------------------------------------------------------------------------
-
-
-def test_the_redis_broker_is_a_broker() -> None:
-    assert isinstance(RedisBroker(), Broker)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..events import CloseReason
-from ..exceptions import LocalProtocolError, ServiceNotFound
+from ..exceptions import ChannelClosed, LocalProtocolError, ServiceNotFound
 from ..fanout.broker import Broker, Delivery, InMemoryBroker, process_id
 from ..limits import DEFAULT_LIMITS, Limits
 from ..wire import escape, service_topic
@@ -102,6 +102,11 @@ class Service:
     authorize: Authorizer | None = None
     callbacks: type[ChannelHandler] | None = None
     """Set for a task-free :class:`ChannelHandler`: the class to call."""
+
+
+def _joining(channel: Channel, group: str) -> bool:
+    """Whether a join of ``group`` still stands: no leave() or close since."""
+    return channel._close_reason is None and group in (channel._groups or ())
 
 
 class MultiplexServer:
@@ -254,17 +259,35 @@ class MultiplexServer:
         return await self.broker.members(group)
 
     async def _join(self, channel: Channel, group: str) -> None:
-        await self._start_broker()
+        # Three awaits (the broker's first start, its subscription, the
+        # presence write) during which the channel may close or leave. The
+        # membership is recorded before the first, so that a close or a
+        # leave() sees it and undoes whatever was done; after each, a join
+        # that was undone goes no further. A channel whose close interrupted
+        # its join gets ChannelClosed, as a join after the close would.
         if channel._groups is None:
             channel._groups = set()
         elif group in channel._groups:
             return
         channel._groups.add(group)
-        members = self._groups.setdefault(group, set())
-        members.add(channel)
-        if len(members) == 1:
-            await self.broker.subscribe(group)
-        await self.broker.set_presence(group, channel.member_id, True)
+        try:
+            await self._start_broker()
+        except BaseException:  # cancelled, say: as if it had never begun
+            if channel._groups is not None:
+                channel._groups.discard(group)
+            raise
+        if _joining(channel, group):
+            members = self._groups.setdefault(group, set())
+            members.add(channel)
+            if len(members) == 1:
+                await self.broker.subscribe(group)
+        if _joining(channel, group):
+            await self.broker.set_presence(group, channel.member_id, True)
+            if not _joining(channel, group):
+                # Undone during the write: its removal may have gone first.
+                await self.broker.set_presence(group, channel.member_id, False)
+        if channel._close_reason is not None:
+            raise ChannelClosed(channel.name, channel._close_reason)
 
     async def _leave(self, channel: Channel, group: str) -> None:
         if channel._groups is None or group not in channel._groups:
@@ -273,12 +296,16 @@ class MultiplexServer:
         await self._drop_member(channel, group)
 
     async def _drop_member(self, channel: Channel, group: str) -> None:
+        """Undo a join: deliveries, then the subscription if it was the last
+        local member, then presence. A join still waiting for the broker to
+        start has done nothing yet: it stops by itself."""
         members = self._groups.get(group)
-        if members is not None:
-            members.discard(channel)
-            if not members:
-                del self._groups[group]
-                await self.broker.unsubscribe(group)
+        if members is None or channel not in members:
+            return
+        members.discard(channel)
+        if not members:
+            del self._groups[group]
+            await self.broker.unsubscribe(group)
         await self.broker.set_presence(group, channel.member_id, False)
 
     def _forget(self, channel: Channel) -> None:

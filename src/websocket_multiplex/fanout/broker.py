@@ -57,7 +57,13 @@ class Broker(Protocol):
         ...
 
     async def set_presence(self, group: str, member: str, present: bool) -> None:
-        """Record that ``member`` is (or no longer is) in ``group``."""
+        """Record that ``member`` is (or no longer is) in ``group``.
+
+        Removing a member that is absent must do nothing: when a channel
+        leaves while its join is writing its presence, the server removes
+        it again once that write returned, since the two may run in either
+        order.
+        """
         ...
 
     async def members(self, group: str) -> list[str]:
