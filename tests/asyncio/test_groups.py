@@ -298,3 +298,38 @@ async def test_a_join_cancelled_while_the_broker_starts_can_be_tried_again() -> 
     await server.publish("lobby", "welcome")
     assert await frames(client, 1) == ["msg,chat,welcome"]
     await client.close()
+
+
+async def test_a_second_member_joins_once_the_subscription_is_in_place() -> None:
+    """The group's one broker subscription is shared: a join that finds it
+    still on its way waits for it, so a publish right after any join
+    reaches that member."""
+    broker = GatedBroker("subscribe")
+    server = MultiplexServer(broker=broker)
+    channels = asyncio.Queue[Channel]()
+
+    @server.channel("chat")
+    async def chat(channel: Channel) -> None:
+        channels.put_nowait(channel)
+        async for _ in channel:
+            pass
+
+    await server.members("lobby")  # the broker starts at once
+    first, second = await connect_in_memory(server), await connect_in_memory(server)
+    await first.send("sub,chat")
+    await second.send("sub,chat")
+    a, b = await item(channels), await item(channels)
+    join_a = asyncio.ensure_future(a.join("lobby"))
+    async with asyncio.timeout(TIMEOUT):
+        await broker.reached.wait()
+    join_b = asyncio.ensure_future(b.join("lobby"))
+    await settle()
+    assert not join_a.done() and not join_b.done()
+    broker.gate.set()
+    async with asyncio.timeout(TIMEOUT):
+        await asyncio.gather(join_a, join_b)
+    await server.publish("lobby", "hello")
+    assert await frames(first, 1) == ["msg,chat,hello"]
+    assert await frames(second, 1) == ["msg,chat,hello"]
+    await first.close()
+    await second.close()

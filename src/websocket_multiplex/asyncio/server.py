@@ -151,6 +151,9 @@ class MultiplexServer:
         self.broker: Broker = broker if broker is not None else InMemoryBroker()
         self.process_id = process_id()
         self._groups: dict[str, set[Channel]] = {}
+        # One broker subscription per group, shared by every local member:
+        # a member's join returns once it is in place, not before.
+        self._subscriptions: dict[str, asyncio.Future[None]] = {}
         self._broker_started: asyncio.Future[None] | None = None
         self._membership_tasks: set[asyncio.Task[None]] = set()
         self.handler_timeout = handler_timeout
@@ -277,10 +280,8 @@ class MultiplexServer:
                 channel._groups.discard(group)
             raise
         if _joining(channel, group):
-            members = self._groups.setdefault(group, set())
-            members.add(channel)
-            if len(members) == 1:
-                await self.broker.subscribe(group)
+            self._groups.setdefault(group, set()).add(channel)
+            await self._subscribed(group)
         if _joining(channel, group):
             await self.broker.set_presence(group, channel.member_id, True)
             if not _joining(channel, group):
@@ -288,6 +289,18 @@ class MultiplexServer:
                 await self.broker.set_presence(group, channel.member_id, False)
         if channel._close_reason is not None:
             raise ChannelClosed(channel.name, channel._close_reason)
+
+    async def _subscribed(self, group: str) -> None:
+        subscription = self._subscriptions.get(group)
+        if subscription is None:
+            subscription = asyncio.ensure_future(self.broker.subscribe(group))
+            self._subscriptions[group] = subscription
+        try:
+            await asyncio.shield(subscription)
+        except Exception:
+            if self._subscriptions.get(group) is subscription:
+                del self._subscriptions[group]  # the next join tries again
+            raise
 
     async def _leave(self, channel: Channel, group: str) -> None:
         if channel._groups is None or group not in channel._groups:
@@ -305,6 +318,7 @@ class MultiplexServer:
         members.discard(channel)
         if not members:
             del self._groups[group]
+            self._subscriptions.pop(group, None)
             await self.broker.unsubscribe(group)
         await self.broker.set_presence(group, channel.member_id, False)
 
