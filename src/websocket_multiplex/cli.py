@@ -52,11 +52,11 @@ output:
   carries one JSON object per line, and nothing else:
     {"channel": "ann", "data": "Ann says hi!"}
     {"event": "connected", "url": "http://127.0.0.1:9999/multiplex"}
-    {"event": "reconnecting", "reason": "attempt 1 in 0.31s"}
+    {"event": "reconnecting", "reason": "attempt 1 in 0.31s; connection lost: ..."}
     {"event": "reconnected"}
     {"event": "closed", "channel": "carl", "reason": "server_closed", "detail": ""}
     {"event": "closed", "channel": "x", "reason": "refused", "detail": "404 ..."}
-    {"event": "disconnected", "reason": "the connection closed"}
+    {"event": "disconnected", "reason": "closed by the server: 1001 ..."}
     {"event": "error", "channel": "carl", "message": "..."}
 
 modes:
@@ -357,7 +357,7 @@ class _StatePrinter:
             text = "reconnected; channels subscribed again (messages may be lost)"
             self._output.event("reconnected", text)
         elif state is ClientState.RECONNECTING:
-            text = f"connection lost; reconnecting ({reason})"
+            text = f"reconnecting ({reason})"
             self._output.event("reconnecting", text, reason=reason)
         elif state is ClientState.CLOSED and reason != "closed by the application":
             self._output.event("disconnected", f"disconnected: {reason}", reason=reason)

@@ -4,6 +4,8 @@
 
     MultiplexError
      ├── ChannelClosed            the channel is closed; ``reason`` says why
+     ├── ChannelGap               a reconnection cut a client channel's stream
+     │                            (in :mod:`websocket_multiplex.asyncio.client`)
      ├── LocalProtocolError       you used the API in a way it cannot honour
      │    └── ServiceNotFound     no service is registered under that name
      └── RemoteProtocolError      the peer sent something the protocol forbids

@@ -282,14 +282,16 @@ async def test_htmlfile_delivers_script_end_tags(
 
 async def test_request_data_reaches_the_channel(recorder: tuple[Recorder, str]) -> None:
     rec, url = recorder
-    ws_url = url.replace("http", "ws") + "/websocket?user=ann"
+    ws_url = url.replace("http", "ws") + "/websocket?user=ann&q=a%26b%20c"
     carrier = await RawWebSocketCarrier.connect(
         ws_url, headers={"Cookie": "token=s3cret", "X-Test": "yes"}
     )
     await carrier.send("sub,rec")
     assert await carrier.receive() == "msg,rec,ready"
     request = rec.requests[0]
-    assert request.query == {"user": "ann"}  # type: ignore[attr-defined]
+    # The query string as sent: an encoded "&" stays inside its value.
+    assert request.query_string == "user=ann&q=a%26b%20c"  # type: ignore[attr-defined]
+    assert request.query == {"user": "ann", "q": "a&b c"}  # type: ignore[attr-defined]
     assert request.cookies == {"token": "s3cret"}  # type: ignore[attr-defined]
     assert request.headers["x-test"] == "yes"  # type: ignore[attr-defined]
     assert request.remote_address == "127.0.0.1"  # type: ignore[attr-defined]

@@ -151,6 +151,7 @@ async def test_reconnection_resubscribes_on_the_original(
         assert await ann.receive(TIMEOUT) == "Ann says hi!"  # subscribed again
         assert client.state is ClientState.OPEN
         assert states.seen == [
+            ClientState.CONNECTING,
             ClientState.OPEN,
             ClientState.RECONNECTING,
             ClientState.OPEN,

@@ -11,7 +11,7 @@ def request_info(request: web.BaseRequest) -> RequestInfo:
     """Copy what a service may need from an aiohttp request."""
     return RequestInfo(
         path=request.path,
-        query_string=request.query_string,
+        query_string=request.rel_url.raw_query_string,  # as sent, like ASGI
         headers=Headers(request.headers.items()),
         remote_address=request.remote,
     )

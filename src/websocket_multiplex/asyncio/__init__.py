@@ -2,7 +2,15 @@
 
 from .authorization import Authorizer, Subscription
 from .channel import Channel
-from .client import Backoff, ClientChannel, ClientState, MultiplexClient
+from .client import (
+    Backoff,
+    ChannelGap,
+    ClientChannel,
+    ClientState,
+    DisconnectCause,
+    Disconnection,
+    MultiplexClient,
+)
 from .connection import Connection
 from .server import ChannelHandler, Handler, MultiplexServer, Service
 from .stats import ServerStats
@@ -12,10 +20,13 @@ __all__ = [
     "Authorizer",
     "Backoff",
     "Channel",
+    "ChannelGap",
     "ChannelHandler",
     "ClientChannel",
     "ClientState",
     "Connection",
+    "DisconnectCause",
+    "Disconnection",
     "Handler",
     "MultiplexClient",
     "MultiplexServer",
