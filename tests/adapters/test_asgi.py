@@ -54,8 +54,11 @@ class _Uvicorn(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def uvicorn_serving(app: ASGIApp) -> AsyncIterator[str]:
-    """Run ``app`` in this event loop; yield its ``ws://127.0.0.1:PORT``."""
+async def uvicorn_serving(app: ASGIApp, **options: Any) -> AsyncIterator[str]:
+    """Run ``app`` in this event loop; yield its ``ws://127.0.0.1:PORT``.
+
+    ``options`` go to ``uvicorn.Config``.
+    """
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -64,6 +67,7 @@ async def uvicorn_serving(app: ASGIApp) -> AsyncIterator[str]:
         lifespan="on",
         log_config=None,
         log_level="warning",
+        **options,
     )
     server = _Uvicorn(config)
     serving = asyncio.create_task(server.serve())
@@ -311,6 +315,26 @@ async def test_binary_messages_are_ignored_and_counted() -> None:
             await carrier.close()
 
 
+async def test_a_message_over_ws_max_size_closes_the_connection_with_1009() -> None:
+    # The message-size cap of the ASGI adapter is the ASGI server's (asgi.py).
+    ended: asyncio.Queue[Channel] = asyncio.Queue()
+    mux = echo_server(ended)
+    async with uvicorn_serving(MultiplexASGI(mux), ws_max_size=1000) as url:
+        carrier = await RawWebSocketCarrier.connect(url)
+        try:
+            await carrier.send("sub,a")
+            await carrier.send("msg,a," + "x" * 900)
+            assert await receive(carrier) == "msg,a," + "x" * 900
+            await carrier.send("msg,a," + "x" * 1000)
+            assert await receive(carrier) is None
+            assert carrier.ws.close_code == 1009
+            channel = await next_item(ended)
+        finally:
+            await carrier.close()
+    assert channel.close_reason is CloseReason.CONNECTION_LOST
+    assert mux.connections == set()
+
+
 async def test_http_request_gets_426() -> None:
     async with (
         uvicorn_serving(MultiplexASGI(echo_server())) as url,
@@ -336,7 +360,7 @@ async def handshake_status(url: str, origin: str | None) -> int:
 async def test_allowed_origins() -> None:
     app = MultiplexASGI(echo_server(), allowed_origins=["https://good.example"])
     async with uvicorn_serving(app) as url:
-        for origin in ("https://evil.example", None):
+        for origin in ("https://evil.example", "null", "https://good.example.evil"):
             assert await handshake_status(url, origin) == 403
         carrier = await RawWebSocketCarrier.connect(url, origin="https://good.example")
         try:
@@ -347,12 +371,21 @@ async def test_allowed_origins() -> None:
             await carrier.close()
 
 
-async def test_allowed_origins_none_accepts_clients_without_origin() -> None:
-    app = MultiplexASGI(echo_server(), allowed_origins=[None])
+async def test_allowed_origins_accept_clients_without_origin() -> None:
+    # Browsers always send Origin; a client that sends none is not a
+    # browser, and could send any: the aiohttp adapter accepts it too.
+    mux = echo_server()
+    app = MultiplexASGI(mux, allowed_origins=["https://good.example"])
     async with uvicorn_serving(app) as url:
         carrier = await RawWebSocketCarrier.connect(url)
-        await carrier.close()
-        assert await handshake_status(url, "https://any.example") == 403
+        try:
+            await carrier.send("sub,a")
+            await carrier.send("msg,a,no origin")
+            assert await receive(carrier) == "msg,a,no origin"
+            (connection,) = mux.connections
+            assert connection.transport.request.origin is None
+        finally:
+            await carrier.close()
 
 
 # -- the ASGI seam itself ------------------------------------------------------

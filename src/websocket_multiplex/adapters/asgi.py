@@ -32,8 +32,13 @@ Scopes it answers:
     ``426 Upgrade Required`` with a one-line explanation: this endpoint
     only speaks WebSocket.
 
-Limits on message size and keepalive pings belong to the ASGI server
-(uvicorn: ``--ws-max-size``, ``--ws-ping-interval``).
+Limits on message size and keepalive pings belong to the ASGI server, not
+to this adapter. uvicorn accepts WebSocket messages up to ``ws_max_size``
+(``--ws-max-size``, default 16 MiB) and closes the connection with 1009
+when a client sends a larger one; ``Limits.max_frame_size`` then applies
+to what gets through. Set it lower (e.g. ``--ws-max-size 1048576``, the
+size ``add_websocket_route`` accepts) so that a client cannot make the
+server buffer 16 MiB per message. Pings: ``--ws-ping-interval``.
 """
 
 from __future__ import annotations
@@ -135,19 +140,21 @@ class MultiplexASGI:
     """An ASGI 3 application serving ``server`` over plain WebSockets.
 
     ``allowed_origins``, when given, is the set of ``Origin`` header values
-    whose WebSocket handshakes are accepted; others are refused with HTTP
-    403 before any channel opens. Browsers always send ``Origin``; put
-    ``None`` in the set to also accept clients that send none (non-browser
-    clients, which can forge it anyway). The default accepts every origin,
-    as SockJS servers do; set it on a public server whose services trust
-    cookies, or a foreign page can open channels with them.
+    whose WebSocket handshakes are accepted; others (``null`` included) are
+    refused with HTTP 403 before any channel opens. A handshake without an
+    ``Origin`` is accepted, as the aiohttp adapter does: browsers always
+    send one, so the check protects browser users from foreign pages, and a
+    client that sends none is not a browser and could forge one anyway.
+    The default accepts every origin, as SockJS servers do; set it on a
+    public server whose services trust cookies, or a foreign page can open
+    channels with them.
     """
 
     def __init__(
         self,
         server: MultiplexServer,
         *,
-        allowed_origins: Iterable[str | None] | None = None,
+        allowed_origins: Iterable[str] | None = None,
     ) -> None:
         self.server = server
         self.allowed_origins = (
@@ -215,8 +222,8 @@ class MultiplexASGI:
         logger.debug("%r: ignored a binary message", connection)
 
     def _origin_allowed(self, request: RequestInfo) -> bool:
-        allowed = self.allowed_origins
-        return allowed is None or request.origin in allowed
+        allowed, origin = self.allowed_origins, request.origin
+        return allowed is None or origin is None or origin in allowed
 
     # -- lifespan and http -------------------------------------------------
 
