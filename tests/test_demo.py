@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import sys
+import sysconfig
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from playwright.async_api import Page, async_playwright
 
@@ -96,3 +99,74 @@ async def test_demo_with_local_sockjs_client(page: Page) -> None:
     finally:
         process.terminate()
         await process.wait()
+
+
+DEFAULT_PORT = 9999
+
+
+def default_port_is_free() -> bool:
+    """Whether the demo could listen on 127.0.0.1:9999 (as aiohttp binds:
+    with SO_REUSEADDR, so a lingering TIME_WAIT does not count)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", DEFAULT_PORT))
+        except OSError:
+            return False
+        return True
+
+
+async def test_console_script_serves_on_the_defaults_and_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    """``websocket-multiplex demo`` as installed (the entry point, not
+    ``python -m``), with no option: 127.0.0.1:9999, and exit code 0 on
+    SIGTERM while a client is still connected."""
+    script = Path(sysconfig.get_path("scripts")) / "websocket-multiplex"
+    assert script.is_file(), f"{script}: install the package (pip install -e .)"
+    if not default_port_is_free():
+        pytest.skip(f"port {DEFAULT_PORT} is taken on 127.0.0.1 by another process")
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("wb") as errors:
+        process = await asyncio.create_subprocess_exec(
+            str(script), "demo", stdout=asyncio.subprocess.PIPE, stderr=errors
+        )
+    assert process.stdout is not None
+    url = f"http://127.0.0.1:{DEFAULT_PORT}/"
+    try:
+        async with asyncio.timeout(20):
+            line = (await process.stdout.readline()).decode()
+        assert line == f"websocket-multiplex demo: open {url}\n", (
+            line + stderr.read_text()
+        )
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as response:
+                assert response.status == 200
+                assert response.content_type == "text/html"
+                page = await response.text()
+            assert "<title>websocket-multiplex demo</title>" in page
+            assert '"ann", "bob", "carl", "echo"' in page
+            async with http.get(f"{url}multiplex/info") as response:
+                assert response.status == 200
+                assert (await response.json())["websocket"] is True
+            # Only on the loopback address it was given, not on every one.
+            with pytest.raises(OSError):
+                await asyncio.open_connection("127.0.0.2", DEFAULT_PORT)
+
+            ws = await http.ws_connect(
+                f"ws://127.0.0.1:{DEFAULT_PORT}/multiplex/websocket"
+            )
+            await ws.send_str("sub,ann")
+            async with asyncio.timeout(10):
+                assert await ws.receive_str() == "msg,ann,Ann says hi!"
+                process.send_signal(signal.SIGTERM)
+                assert (await ws.receive_str()).startswith("err,ann,1001 ")
+                assert await ws.receive_str() == "uns,ann"
+                assert (await ws.receive()).type is aiohttp.WSMsgType.CLOSE
+            await ws.close()
+        async with asyncio.timeout(20):
+            assert await process.wait() == 0, stderr.read_text()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

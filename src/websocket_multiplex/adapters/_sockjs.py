@@ -6,7 +6,9 @@ replaces, and a test fails if the pinned minor version changes:
 * a second receiving request for a held session is answered ``2010`` and
   then kills the session the first request holds: we keep the holder;
 * a polling request the client abandoned goes unnoticed until the next
-  heartbeat: we watch held requests and release them when their socket goes;
+  heartbeat: we watch held requests and release them when their socket goes,
+  and a request that finds its session held by a gone one releases it too,
+  so that a client polling again at once is not answered ``2010``;
 * a polling session whose client stops polling never expires (a leak): we
   start its ``disconnect_delay`` countdown whenever no request holds it;
 * ``htmlfile`` loses messages containing ``</script>``: we escape ``<``;
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import weakref
 from collections import deque
 from typing import Any, Final
 
@@ -162,14 +165,20 @@ class SessionBridge:
 
 
 def _keeps_holder_and_watches_disconnect(base: type[Any]) -> type[Any]:
-    """Subclass a sockjs receiving transport to fix two of its flaws."""
+    """Subclass a sockjs receiving transport to fix how it holds sessions."""
 
     async def handle_session(self: Any) -> None:
-        if self.manager.is_acquired(self.session):
+        session = self.session
+        if self.manager.is_acquired(session):
+            await _release_if_holder_left(session)
+        holding = not self.manager.is_acquired(session)
+        if not holding:
             # Another request holds the session: it answers 2010, and the
             # route must not close the holder's session on the way out.
             self.create_session = False
         work = asyncio.ensure_future(base.handle_session(self))
+        if holding:
+            _receiving[session] = (self.request, work)
         watcher = asyncio.ensure_future(_wait_disconnect(self.request))
         try:
             await asyncio.wait([work, watcher], return_when=asyncio.FIRST_COMPLETED)
@@ -178,22 +187,46 @@ def _keeps_holder_and_watches_disconnect(base: type[Any]) -> type[Any]:
             if not work.done():
                 work.cancel()  # the client went away: release the session
             await asyncio.gather(work, return_exceptions=True)
-            if not self.manager.is_acquired(self.session):
+            if _receiving.get(session, (None, None))[1] is work:
+                del _receiving[session]
+            if not self.manager.is_acquired(session):
                 # sockjs never sets an expiry on a released polling session,
                 # so a client that stops polling would leak it forever.
-                self.session.expire()
+                session.expire()
         if work.done() and not work.cancelled() and work.exception() is not None:
             raise work.exception()
 
     return type(base.__name__, (base,), {"handle_session": handle_session})
 
 
+_receiving: Final[
+    weakref.WeakKeyDictionary[Session, tuple[web.Request, asyncio.Future[None]]]
+] = weakref.WeakKeyDictionary()
+"""The receiving request that found each session free (its holder), and
+the work to cancel when its client has gone."""
+
+
+async def _release_if_holder_left(session: Session) -> None:
+    """End the hold of a request whose client has gone since the watch last
+    looked, as the watch would: the session is then interrupted (``1002``)."""
+    entry = _receiving.get(session)
+    if entry is None:
+        return
+    request, work = entry
+    if request is not session.request or not _gone(request):
+        return  # not the holder (session.request is), or its client is there
+    work.cancel()
+    await asyncio.wait([work], timeout=_DISCONNECT_POLL)
+
+
 async def _wait_disconnect(request: web.Request) -> None:
-    while True:
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            return
+    while not _gone(request):
         await asyncio.sleep(_DISCONNECT_POLL)
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 class _SafeHTMLFileTransport(HTMLFileTransport):  # type: ignore[misc]
