@@ -116,7 +116,10 @@ class WebSocketClient:
             return [message.data]
         if message.data.startswith("a"):
             return json.loads(message.data[1:])  # type: ignore[no-any-return]
-        return [] if message.data.startswith("c") else await self.receive()
+        if message.data.startswith("c"):
+            await self.ws.close()  # as sockjs-client does on a close frame
+            return []
+        return await self.receive()
 
     async def close(self) -> None:
         await self.ws.close()

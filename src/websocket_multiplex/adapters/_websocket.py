@@ -17,13 +17,13 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import WSMsgType, web
 
 from ..asyncio.server import MultiplexServer
 from ..request import RequestInfo
-from ._closing import abort_later_if_stuck, fit_close_reason
+from ._closing import CLOSE_GRACE, abort_later_if_stuck, fit_close_reason
 from ._cors import Handler
 from ._requests import request_info
 
@@ -43,6 +43,10 @@ class WebSocketCarrier:
         self._ws = ws
         self._request = request
         self._socket = socket
+        self._reader: asyncio.Task[Any] | None = None
+        self._reader_done = asyncio.Event()
+        self._stopping_reader = False
+        self._closed: asyncio.Event | None = None
 
     @property
     def request(self) -> RequestInfo:
@@ -57,10 +61,61 @@ class WebSocketCarrier:
         for text in texts:
             await self._ws.send_str(text)
 
+    async def read(self, receive: Callable[[str], None]) -> None:
+        """Hand every frame to ``receive`` until the WebSocket ends or
+        :meth:`close` stops the reading."""
+        self._reader = reader = asyncio.current_task()
+        try:
+            await self._pump(receive)
+        except asyncio.CancelledError:
+            if not self._stopping_reader or (reader and reader.uncancel()):
+                raise  # not (only) ours: aiohttp's, or the server's
+        finally:
+            self._reader_done.set()
+
+    async def _pump(self, receive: Callable[[str], None]) -> None:
+        await _pump_raw(self._ws, receive)
+
     async def close(self, code: int, reason: str) -> None:
+        closed = self._closed = asyncio.Event()
         if self._socket is not None:
             abort_later_if_stuck(self._socket)
+        try:
+            await self._stop_reading()
+            await self._close(code, reason)
+        finally:
+            closed.set()
+
+    async def _stop_reading(self) -> None:
+        """End :meth:`read` before closing from another task.
+
+        aiohttp's ``close()``, called while another task waits in
+        ``receive()``, takes the closing handshake for done and shuts the
+        socket at once. Whatever the client is still sending then arrives
+        at a closed socket, TCP answers it with a reset, and the reset can
+        destroy our close frame before the client reads it: a client that
+        flooded us saw 1006 instead of 4029. With no ``receive()`` pending,
+        ``close()`` reads (and drops) what the client still sends until its
+        close frame comes back (RFC 6455, 7.1.1), then shuts the socket.
+        """
+        reader = self._reader
+        if reader is None or reader is asyncio.current_task():
+            return
+        if not self._reader_done.is_set():
+            self._stopping_reader = True
+            reader.cancel()
+            await self._reader_done.wait()
+
+    async def _close(self, code: int, reason: str) -> None:
         await self._ws.close(code=code, message=fit_close_reason(reason).encode())
+
+    async def wait_closed(self) -> None:
+        """Wait for a :meth:`close` under way to end: the request handler
+        must not return before, or aiohttp shuts the socket under it.
+        Bounded: a client has ``CLOSE_GRACE`` seconds to answer our close
+        frame, and one that does not read is reset after as long."""
+        if self._closed is not None:
+            await self._closed.wait()
 
     def start(self) -> None:
         """Called once the connection is accepted."""
@@ -91,12 +146,15 @@ class SockJSWebSocketCarrier(WebSocketCarrier):
         self._sent_since_beat = True
         await self._ws.send_str("a" + _encode_array(texts))
 
-    async def close(self, code: int, reason: str) -> None:
+    async def _pump(self, receive: Callable[[str], None]) -> None:
+        await _pump_sockjs(self._ws, receive)
+
+    async def _close(self, code: int, reason: str) -> None:
         # SockJS reserves 1000 and 3000-4999 for applications.
         code = code if code == 1000 or code >= 3000 else 3000
         if not self._ws.closed:
             await self._ws.send_str(f"c{_encode_array([code, reason])}")
-        await super().close(code, reason)
+        await super()._close(code, reason)
 
     def start(self) -> None:
         self._schedule_heartbeat()
@@ -145,7 +203,10 @@ def websocket_handler(
 
     async def handle(request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(
-            heartbeat=heartbeat, max_msg_size=max_msg_size, compress=compress
+            heartbeat=heartbeat,
+            max_msg_size=max_msg_size,
+            compress=compress,
+            timeout=CLOSE_GRACE,  # for the client's answer to our close frame
         )
         await ws.prepare(request)
         carrier = carrier_for(request, ws)
@@ -154,13 +215,11 @@ def websocket_handler(
         connection = server.accept(carrier)
         carrier.start()
         try:
-            if sockjs_heartbeat is None:
-                await _pump_raw(ws, connection.receive)
-            else:
-                await _pump_sockjs(ws, connection.receive)
+            await carrier.read(connection.receive)
         finally:
             carrier.stop()
             await connection.connection_lost()
+            await carrier.wait_closed()
         return ws
 
     return handle
