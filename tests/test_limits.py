@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 
 import pytest
@@ -18,7 +19,7 @@ from websocket_multiplex.events import ChannelOpened, ChannelRefused, LimitExcee
 from websocket_multiplex.protocol import ServerProtocol
 from websocket_multiplex.testing import connect_in_memory
 
-from .asyncio.helpers import frames, settle
+from .asyncio.helpers import frames, item, nothing_sent, settle
 
 
 def core(limits: Limits) -> ServerProtocol:
@@ -70,28 +71,168 @@ def test_subscribe_rate_is_a_token_bucket() -> None:
 # -- through a connection --------------------------------------------------------
 
 
-async def test_a_handler_that_does_not_read_sheds_only_its_channel() -> None:
-    server = MultiplexServer(limits=Limits(max_queue=3))
-    release = asyncio.Event()
+def shed_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "shedding" in r.getMessage()
+    ]
 
-    @server.channel("lazy")
-    async def lazy(channel: Channel) -> None:
-        await release.wait()
 
+@dataclass
+class Lazy:
+    """Services whose handlers read nothing until released, then report
+    what they read and why their channel closed."""
+
+    server: MultiplexServer
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    read: asyncio.Queue[tuple[str, list[str], CloseReason]] = field(
+        default_factory=asyncio.Queue
+    )
+
+    def add(self, name: str) -> None:
+        @self.server.channel(name)
+        async def lazy(channel: Channel) -> None:
+            await self.release.wait()
+            messages = [data async for data in channel]
+            assert channel.close_reason is not None
+            self.read.put_nowait((channel.name, messages, channel.close_reason))
+
+
+def with_echo(server: MultiplexServer) -> MultiplexServer:
     @server.channel("echo")
     async def echo(channel: Channel) -> None:
         async for data in channel:
             await channel.send(data)
 
+    return server
+
+
+async def test_a_handler_that_does_not_read_sheds_only_its_channel(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = with_echo(MultiplexServer(limits=Limits(max_queue=3)))
+    lazy = Lazy(server)
+    lazy.add("lazy")
     client = await connect_in_memory(server)
     await client.send("sub,lazy")
     await client.send("sub,echo")
-    for i in range(4):
-        await client.send(f"msg,lazy,{i}")
-    assert await frames(client, 2) == ["err,lazy,503 channel overloaded", "uns,lazy"]
+    with caplog.at_level(logging.WARNING, logger="websocket_multiplex"):
+        for i in range(3):
+            await client.send(f"msg,lazy,{i}")
+        assert client.connection.counters.limits_hit == {}  # 3 fit
+        await client.send("msg,lazy,3")
+        assert await frames(client, 2) == [
+            "err,lazy,503 channel overloaded",
+            "uns,lazy",
+        ]
+    assert client.connection.counters.limits_hit == {"max_queue": 1}
+    (line,) = shed_warnings(caplog)
+    assert "max_queue reached" in line and "'lazy'" in line
     await client.send("msg,echo,fine")
     assert await frames(client, 1) == ["msg,echo,fine"]
-    release.set()
+    lazy.release.set()
+    # The shed channel's unread messages were dropped, not kept for it.
+    assert await item(lazy.read) == ("lazy", [], CloseReason.INBOX_FULL)
+    await client.close()
+
+
+async def test_an_inbox_is_bounded_in_characters_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = with_echo(MultiplexServer(limits=Limits(max_queue_size=100)))
+    lazy = Lazy(server)
+    lazy.add("lazy")
+    client = await connect_in_memory(server)
+    await client.send("sub,lazy")
+    await client.send("sub,echo")
+    with caplog.at_level(logging.WARNING, logger="websocket_multiplex"):
+        await client.send("msg,lazy," + "a" * 50)
+        await client.send("msg,lazy," + "b" * 50)  # 100 characters: still fits
+        assert client.connection.counters.limits_hit == {}
+        await client.send("msg,lazy,c")  # 101
+        assert await frames(client, 2) == [
+            "err,lazy,503 channel overloaded",
+            "uns,lazy",
+        ]
+    assert client.connection.counters.limits_hit == {"max_queue_size": 1}
+    (line,) = shed_warnings(caplog)
+    assert "max_queue_size reached" in line
+    await client.send("msg,echo,fine")
+    assert await frames(client, 1) == ["msg,echo,fine"]
+    lazy.release.set()
+    assert await item(lazy.read) == ("lazy", [], CloseReason.INBOX_FULL)
+    await client.close()
+
+
+async def test_an_empty_inbox_takes_a_message_above_max_queue_size() -> None:
+    # A handler that keeps up is never shed, whatever the limits say.
+    server = with_echo(
+        MultiplexServer(limits=Limits(max_queue_size=10, max_connection_queue_size=20))
+    )
+    client = await connect_in_memory(server)
+    await client.send("sub,echo")
+    for _ in range(3):
+        await client.send("msg,echo," + "x" * 50)
+        assert await frames(client, 1) == ["msg,echo," + "x" * 50]
+    assert client.connection.counters.limits_hit == {}
+    await client.close()
+
+
+async def test_a_full_connection_sheds_its_fullest_channel() -> None:
+    limits = Limits(max_queue_size=100, max_connection_queue_size=150)
+    server = with_echo(MultiplexServer(limits=limits))
+    lazy = Lazy(server)
+    lazy.add("big")
+    lazy.add("small")
+    client = await connect_in_memory(server)
+    for text in ("sub,big", "sub,small", "sub,echo"):
+        await client.send(text)
+    await client.send("msg,big," + "b" * 80)
+    await client.send("msg,small," + "s" * 60)  # 140 unread on the connection
+    await client.send("msg,echo," + "e" * 20)  # 160 would not fit: "big" goes
+    assert await frames(client, 3) == [
+        "err,big,503 channel overloaded",
+        "uns,big",
+        "msg,echo," + "e" * 20,
+    ]
+    assert client.connection.counters.limits_hit == {"max_connection_queue_size": 1}
+    assert sorted(c.name for c in client.connection.channels) == ["echo", "small"]
+    lazy.release.set()
+    assert await item(lazy.read) == ("big", [], CloseReason.INBOX_FULL)
+    await client.close()
+    assert await item(lazy.read) == ("small", ["s" * 60], CloseReason.CONNECTION_LOST)
+
+
+async def test_unread_messages_of_closed_channels_count_until_read() -> None:
+    # A client must not pin memory by filling a channel, closing it while
+    # its handler is busy, and doing it again on a new one.
+    limits = Limits(max_queue_size=100, max_connection_queue_size=100)
+    server = MultiplexServer(limits=limits)
+    lazy = Lazy(server)
+    lazy.add("a")
+    lazy.add("b")
+    client = await connect_in_memory(server)
+    await client.send("sub,a")
+    await client.send("msg,a," + "x" * 90)
+    await client.send("uns,a")  # closed; its handler has not read the 90 yet
+    await client.send("sub,b")
+    await client.send("msg,b," + "y" * 20)  # 110: no open channel holds any
+    assert await frames(client, 2) == ["err,b,503 channel overloaded", "uns,b"]
+    assert client.connection.counters.limits_hit == {"max_connection_queue_size": 1}
+    lazy.release.set()
+    got = sorted([await item(lazy.read), await item(lazy.read)])
+    assert got == [
+        ("a", ["x" * 90], CloseReason.CLIENT_CLOSED),
+        ("b", [], CloseReason.INBOX_FULL),
+    ]
+    # Read now: the same message fits.
+    await client.send("sub,b")
+    await settle()
+    await client.send("msg,b," + "y" * 20)
+    await client.send("uns,b")
+    assert await item(lazy.read) == ("b", ["y" * 20], CloseReason.CLIENT_CLOSED)
+    assert nothing_sent(client)
     await client.close()
 
 

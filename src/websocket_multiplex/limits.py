@@ -16,7 +16,9 @@ __all__ = ["DEFAULT_LIMITS", "Limits"]
 class Limits:
     """Bounds on what one client connection may make the server hold or do.
 
-    Sizes are in characters of frame text.
+    Sizes are in characters of text, not bytes: ``len`` of a ``str``
+    costs nothing, encoding each message to count its bytes would. Python
+    holds 1, 2 or 4 bytes per character (the widest one in the text decides).
     """
 
     max_frame_size: int = 256 * 1024
@@ -41,13 +43,28 @@ class Limits:
     max_queue: int = 1024
     """Unread messages per channel. When a handler falls that far behind,
     its channel (and only it) is closed with ``err,T,503 channel
-    overloaded``: the other channels and the connection go on."""
+    overloaded`` and its unread messages are dropped: the other channels
+    and the connection go on."""
+
+    max_queue_size: int = 1 << 20
+    """Unread characters per channel: a message that would take its inbox
+    above this sheds the channel as ``max_queue`` does. An empty inbox
+    takes any message (at most ``max_frame_size``), so a handler that
+    keeps up is never shed whatever the two are set to."""
+
+    max_connection_queue_size: int = 4 << 20
+    """Unread characters across the channels of one connection, including
+    channels already closed whose handler has not read them yet. A message
+    that would go above it sheds the open channel with the most unread
+    characters (503, as above) until it fits; if no open channel holds any,
+    the message's own channel is shed."""
 
     write_limit: int = 1 << 20
-    """Queued outgoing characters per connection. Above it, ``send`` waits
-    until the writer hands the queue to the carrier, in one batch, which
-    the carrier's own flow control allows as fast as the client reads; so
-    a connection holds at most twice this, and the carrier's buffer."""
+    """Queued outgoing characters per connection (the high-water mark).
+    Above it, ``send`` waits until the writer hands the whole queue to the
+    carrier in one batch, which empties the queue at once: so the low-water
+    mark is zero, and a connection holds at most twice this plus one
+    message, and the carrier's buffer (docs/LIMITS.md)."""
 
     slow_client_timeout: float = 30.0
     """Seconds a connection may stay above ``write_limit`` before it is

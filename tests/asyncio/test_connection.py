@@ -11,10 +11,12 @@ import pytest
 from websocket_multiplex import (
     Channel,
     ChannelClosed,
+    ChannelHandler,
     CloseReason,
     Limits,
     MultiplexServer,
     RequestInfo,
+    Subscription,
 )
 from websocket_multiplex.testing import connect_in_memory
 
@@ -211,6 +213,67 @@ async def test_close_sends_uns_for_every_channel_then_closes_the_carrier() -> No
     ]
     assert client.transport.closed_with == (4000, "bye")
     assert client.connection.closed
+
+
+# -- the inbox limits ------------------------------------------------------------
+
+TIGHT = Limits(max_queue_size=20, max_connection_queue_size=20)
+
+
+async def by_receive(channel: Channel) -> None:
+    while True:
+        try:
+            data = await channel.receive()
+        except ChannelClosed:
+            return
+        await channel.send(data)
+
+
+@pytest.mark.parametrize("handler", [echo, by_receive], ids=["async-for", "receive"])
+async def test_what_a_handler_reads_no_longer_counts(handler: object) -> None:
+    # 36 characters a round, 180 in all, through inboxes bounded to 20 per
+    # channel and 40 per connection; each round arrives in one go, so the
+    # handlers find messages waiting as well as wait for them.
+    limits = Limits(max_queue_size=20, max_connection_queue_size=40)
+    server = MultiplexServer(limits=limits)
+    server.register("a", handler)  # type: ignore[arg-type]
+    server.register("b", handler)  # type: ignore[arg-type]
+    client = await connect_in_memory(server)
+    await client.send("sub,a")
+    await client.send("sub,b")
+    for i in range(5):
+        sent = [f"msg,{name},{i}{j}{name * 4}" for name in "ab" for j in range(3)]
+        for text in sent:
+            client.connection.receive(text)
+        assert sorted(await frames(client, 6)) == sent  # type: ignore[type-var]
+    assert client.connection.counters.limits_hit == {}
+    await client.close()
+
+
+async def test_messages_held_during_authorization_are_released_once_handled() -> None:
+    # A task-free service gets what arrived while its authorizer ran.
+    allow = asyncio.Event()
+
+    async def slow_yes(subscription: Subscription) -> bool:
+        await allow.wait()
+        return True
+
+    class Echo(ChannelHandler):
+        def on_message(self, data: str) -> None:
+            self.channel.send_nowait(data)
+
+    server = MultiplexServer(limits=TIGHT, authorize=slow_yes)
+    server.register("echo", Echo)
+    client = await connect_in_memory(server)
+    await client.send("sub,echo")
+    await client.send("msg,echo," + "a" * 15)  # waits in the inbox
+    assert nothing_sent(client)
+    allow.set()
+    assert await frame(client) == "msg,echo," + "a" * 15
+    await client.send("msg,echo," + "b" * 15)  # fits: the first is gone
+    assert await frame(client) == "msg,echo," + "b" * 15
+    assert client.connection.counters.limits_hit == {}
+    await client.close()
 
 
 # -- write_limit ---------------------------------------------------------------

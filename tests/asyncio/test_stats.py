@@ -111,3 +111,39 @@ async def test_shutdown_refuses_new_connections_and_closes_every_channel() -> No
     assert late.transport.closed_with == (1001, "server shutdown")
     assert server.connections == set()
     assert not [t for t in asyncio.all_tasks() if "multiplex" in t.get_name()]
+
+
+async def test_a_shed_channel_is_a_limit_hit_in_the_stats() -> None:
+    server = MultiplexServer(limits=Limits(max_queue=1))
+    release = asyncio.Event()
+
+    @server.channel("lazy")
+    async def lazy(channel: Channel) -> None:
+        await release.wait()
+
+    client = await connect_in_memory(server)
+    for text in ("sub,lazy", "msg,lazy,1", "msg,lazy,2"):
+        await client.send(text)
+    assert await frames(client, 2) == ["err,lazy,503 channel overloaded", "uns,lazy"]
+    assert server.stats().limits_hit == {"max_queue": 1}
+    text = server.stats().to_prometheus()
+    assert 'websocket_multiplex_limits_hit_total{limit="max_queue"} 1\n' in text
+    release.set()
+    await client.close()
+    assert server.stats().limits_hit == {"max_queue": 1}  # kept once closed
+
+
+async def test_sizes_are_named_characters_not_bytes() -> None:
+    server = echo_server()
+    client = await connect_in_memory(server)
+    await client.send("sub,echo")
+    await client.send("msg,echo,é😀")  # 11 characters, 15 bytes of UTF-8
+    assert await frames(client, 1) == ["msg,echo,é😀"]
+    stats = server.stats()
+    assert stats.chars_received == len("sub,echo") + 11
+    assert stats.chars_sent == 11
+    text = stats.to_prometheus()
+    assert "websocket_multiplex_chars_received_total 19\n" in text
+    assert "# HELP websocket_multiplex_chars_sent_total Characters" in text
+    assert "bytes" not in text.lower()
+    await client.close()

@@ -29,7 +29,7 @@ class Channel(ReceivingChannel):
     __slots__ = ("_callbacks", "_groups", "connection", "identity")
 
     def __init__(self, connection: Connection, name: str, topic: str) -> None:
-        super().__init__(name, topic)
+        super().__init__(name, topic, connection._unread)
         self.connection = connection
         self.identity: object = None
         """What the authorizer set on the :class:`Subscription`, if any."""

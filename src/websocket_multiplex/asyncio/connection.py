@@ -8,6 +8,7 @@ import inspect
 import itertools
 import logging
 from collections.abc import Callable
+from operator import attrgetter
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -24,9 +25,9 @@ from ..protocol import ProtocolCounters, ServerProtocol
 from ..request import RequestInfo
 from .authorization import Subscription, authorized
 from .channel import Channel
-from .inbox import wake_all
+from .inbox import Unread, wake_all
 from .stats import ConnectionStats
-from .throttle import log_throttle
+from .throttle import throttle_for
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ __all__ = ["Connection"]
 
 logger = logging.getLogger("websocket_multiplex")
 _ids = itertools.count(1)
+_inbox_size = attrgetter("_inbox_size")
 
 # Refusal notices (docs/PROTOCOL-EXTENSIONS.md): "<code> <text>".
 # Our clients keep a channel closed with this notice and subscribe it again
@@ -57,7 +59,8 @@ class Connection:
 
     Made by :meth:`MultiplexServer.accept`. Incoming frames are handled
     synchronously in :meth:`receive` (a message only lands in its channel's
-    inbox), so a slow handler never delays the other channels. Outgoing
+    inbox), so a slow handler never delays the other channels; one that
+    falls too far behind loses its channel instead. Outgoing
     frames go through one ordered queue drained by a writer task; senders
     wait while it holds more than ``Limits.write_limit`` characters.
     """
@@ -72,6 +75,11 @@ class Connection:
         self._protocol = ServerProtocol(server._is_registered, server.limits)
         self._aborting: asyncio.Task[None] | None = None
         self.stats = ConnectionStats()
+        self._log = throttle_for(server)  # for lines a client can cause at will
+        self._unread = Unread()  # characters in the inboxes of its channels
+        self._room = min(
+            server.limits.max_queue_size, server.limits.max_connection_queue_size
+        )
         self._over_since: float | None = None  # when fan-out filled the outbox
         self._channels: dict[str, Channel] = {}
         self._handlers: set[asyncio.Task[None]] = set()
@@ -116,12 +124,22 @@ class Connection:
             return
         if type(event) is MessageReceived:
             channel = self._channels[event.topic]
+            payload = event.payload
             if channel._callbacks is not None:  # a task-free service
-                self._call(channel, channel._callbacks.on_message, event.payload)
-            elif len(channel._inbox) < self._limits.max_queue:
-                channel._deliver(event.payload)
-            else:  # its handler fell behind: shed this channel, only it
-                self._close_channel(channel, CloseReason.INBOX_FULL, OVERLOADED)
+                self._call(channel, channel._callbacks.on_message, payload)
+                return
+            inbox, unread, size = channel._inbox, self._unread, len(payload)
+            # Within the smaller size limit, both hold: the channel's unread
+            # characters are part of the connection's.
+            if len(inbox) < self._limits.max_queue and unread.size + size <= self._room:
+                inbox.append(payload)  # channel._deliver, inlined: every message
+                channel._inbox_size += size
+                unread.size += size
+                waiter = channel._waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            else:
+                self._overflow(channel, payload)
         elif type(event) is ChannelOpened:
             self._open_channel(event.topic)
         elif type(event) is ChannelClosedEvent:
@@ -132,14 +150,43 @@ class Connection:
         elif type(event) is LimitExceeded:
             self._limit_exceeded(event)
 
+    def _overflow(self, channel: Channel, payload: str) -> None:
+        """A message that may not fit: shed the channel that fell behind
+        (docs/LIMITS.md, "Incoming data"), or deliver it if it fits."""
+        limits, size = self._limits, len(payload)
+        if len(channel._inbox) >= limits.max_queue:
+            self._shed(channel, "max_queue")
+            return
+        if channel._inbox and channel._inbox_size + size > limits.max_queue_size:
+            self._shed(channel, "max_queue_size")
+            return
+        # Each turn frees a non-empty inbox, or sheds this channel and stops.
+        unread, total = self._unread, limits.max_connection_queue_size
+        while unread.size and unread.size + size > total and not self._lost:
+            fullest = max(self._channels.values(), key=_inbox_size, default=channel)
+            if not fullest._inbox_size:  # what is held is in closed channels
+                fullest = channel
+            self._shed(fullest, "max_connection_queue_size")
+            if fullest is channel:
+                return
+        if not channel.closed:  # an on_close called above may have closed it
+            channel._deliver(payload)
+
+    def _shed(self, channel: Channel, limit: str) -> None:
+        """Close a channel whose handler fell behind; free what it left unread."""
+        self._protocol.counters.hit(limit)
+        self._log.warning(
+            logger, limit, "%r: %s reached: shedding %r", self, limit, channel.name
+        )
+        channel._drop_unread()
+        self._close_channel(channel, CloseReason.INBOX_FULL, OVERLOADED)
+
     def _limit_exceeded(self, event: LimitExceeded) -> None:
         if event.topic is not None:
             channel = self._channels[event.topic]
             self._close_channel(channel, CloseReason.LIMIT_EXCEEDED, event.notice)
         else:
-            log_throttle.warning(
-                logger, event.limit, "%r: %s exceeded", self, event.limit
-            )
+            self._log.warning(logger, event.limit, "%r: %s exceeded", self, event.limit)
             self._abort(4029, "too many subscriptions")
 
     def _abort(
@@ -224,14 +271,25 @@ class Connection:
             await service.handler(channel)
         except ChannelClosed:
             if not channel.closed:  # it came from another channel: a bug
-                logger.exception("handler of %r failed on %r", channel.name, self)
+                self._handler_failed(service, channel)
                 reason = CloseReason.HANDLER_FAILED
         except Exception:
-            logger.exception("handler of channel %r failed on %r", channel.name, self)
+            self._handler_failed(service, channel)
             reason = CloseReason.HANDLER_FAILED
         if reason is CloseReason.HANDLER_FAILED:
             self.stats.handler_failures += 1
         self._close_channel(channel, reason)
+
+    def _handler_failed(self, service: Service, channel: Channel) -> None:
+        # Input can make a handler fail on every message: keep the first
+        # traceback of each service per interval, count the others.
+        self._log.exception(
+            logger,
+            f"handler failed: {service.name}",
+            "handler of channel %r failed on %r",
+            channel.name,
+            self,
+        )
 
     def _start_callbacks(self, cls: type[ChannelHandler], channel: Channel) -> None:
         """Serve a task-free ChannelHandler: from now on its callbacks are
@@ -242,9 +300,8 @@ class Connection:
         handler = channel._callbacks = self._made(cls, channel)
         if handler is None or not self._call(channel, handler.on_open):
             return
-        inbox = channel._inbox
-        while inbox and channel._callbacks is not None:
-            self._call(channel, handler.on_message, inbox.pop(0))
+        while channel._inbox and channel._callbacks is not None:
+            self._call(channel, handler.on_message, channel._take())
 
     def _made(
         self, cls: type[ChannelHandler], channel: Channel
@@ -274,7 +331,10 @@ class Connection:
             return True
         if inspect.iscoroutine(result):
             result.close()  # never awaited: say so once, below
-        logger.error(
+        self._log.log(
+            logger,
+            logging.ERROR,
+            f"callback returned: {callback.__qualname__}",
             "%s returned %r: a task-free ChannelHandler's callbacks return "
             "None; declare them async def to await things",
             callback.__qualname__,
@@ -284,8 +344,15 @@ class Connection:
         return False
 
     def _callback_failed(self, channel: Channel, what: str | None) -> None:
-        if what is not None:
-            logger.exception("%s failed on channel %r of %r", what, channel.name, self)
+        if what is not None:  # one traceback per callback per interval
+            self._log.exception(
+                logger,
+                f"callback failed: {what}",
+                "%s failed on channel %r of %r",
+                what,
+                channel.name,
+                self,
+            )
         self.stats.handler_failures += 1
         self._close_channel(channel, CloseReason.HANDLER_FAILED)
 
@@ -297,14 +364,19 @@ class Connection:
         subscription = Subscription(self.request, channel.name, channel.topic)
         try:
             accepted = await authorized(subscription, *checks)
-        except Exception:
-            logger.exception("authorizer of %r failed: refusing", channel.name)
+        except Exception:  # input can make it fail every time: throttled
+            self._log.exception(
+                logger,
+                f"authorizer failed: {service.name}",
+                "authorizer of %r failed: refusing",
+                channel.name,
+            )
             accepted = False
         if accepted:
             channel.identity = subscription.identity
             return True
         self.stats.authorization_refusals += 1
-        log_throttle.info(logger, "refused", "%r: refused %r", self, channel.name)
+        self._log.info(logger, "refused", "%r: refused %r", self, channel.name)
         self._close_channel(channel, CloseReason.REFUSED, FORBIDDEN)
         return False
 
@@ -358,7 +430,7 @@ class Connection:
         except TimeoutError:
             if self._aborting is None:
                 self.stats.slow_client_closes += 1
-                log_throttle.warning(logger, "slow", "%r: slow client, closing", self)
+                self._log.warning(logger, "slow", "%r: slow client, closing", self)
             self._abort(4008, "slow client")
             if self._aborting is not None:
                 await asyncio.shield(self._aborting)
@@ -381,7 +453,7 @@ class Connection:
             or now - self._over_since > self._limits.slow_client_timeout
         ):
             self.stats.slow_client_closes += 1
-            log_throttle.warning(logger, "slow", "%r: slow client, closing", self)
+            self._log.warning(logger, "slow", "%r: slow client, closing", self)
             self._abort(4008, "slow client")
 
     def _enqueue(self, frame: str) -> None:

@@ -9,7 +9,7 @@ from typing import Self
 from ..events import CloseReason
 from ..exceptions import ChannelClosed, LocalProtocolError
 
-__all__ = ["ReceivingChannel", "wake_all"]
+__all__ = ["ReceivingChannel", "Unread", "wake_all"]
 
 
 def wake_all(waiters: Iterable[asyncio.Future[None]]) -> None:
@@ -19,10 +19,24 @@ def wake_all(waiters: Iterable[asyncio.Future[None]]) -> None:
             waiter.set_result(None)
 
 
+class Unread:
+    """Characters waiting in a group of inboxes: those of one connection.
+
+    Its channels share one, so that the connection can bound their total
+    (``Limits.max_connection_queue_size``) without summing them.
+    """
+
+    __slots__ = ("size",)
+
+    def __init__(self) -> None:
+        self.size = 0
+
+
 class ReceivingChannel:
     """Ordered delivery of one channel's messages, and how it closed.
 
-    Messages that arrived before the close are still returned first; then
+    Messages that arrived before the close are still returned first (unless
+    the channel was shed for falling behind: those are dropped); then
     ``receive`` raises :class:`~websocket_multiplex.ChannelClosed` and
     ``async for`` ends.
     """
@@ -30,21 +44,27 @@ class ReceivingChannel:
     # A server holds thousands of connections with several channels each:
     # slots, a list for the inbox (an empty deque takes 760 bytes, a list
     # 56; inboxes stay short) and futures made only when someone waits.
+    # The inbox's size in characters is kept beside it, and in the shared
+    # Unread, with an addition on arrival and a subtraction on reading.
     __slots__ = (
         "_close_reason",
         "_closed_waiters",
         "_inbox",
+        "_inbox_size",
+        "_unread",
         "_waiter",
         "name",
         "topic",
     )
 
-    def __init__(self, name: str, topic: str) -> None:
+    def __init__(self, name: str, topic: str, unread: Unread | None = None) -> None:
         self.name = name
         """The service name, unescaped."""
         self.topic = topic
         """The name as it travels on the wire (JavaScript ``escape()``)."""
         self._inbox: list[str] = []
+        self._inbox_size = 0
+        self._unread = Unread() if unread is None else unread
         self._waiter: asyncio.Future[None] | None = None
         self._close_reason: CloseReason | None = None
         self._closed_waiters: list[asyncio.Future[None]] | None = None
@@ -87,14 +107,19 @@ class ReceivingChannel:
                         await self._waiter
             finally:
                 self._waiter = None
-        return inbox.pop(0)
+        return self._take()
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> str:
-        if self._inbox:  # the common case under load: no wait, no wrapper
-            return self._inbox.pop(0)
+        inbox = self._inbox
+        if inbox:  # the common case under load: _take, inlined; no wait
+            payload = inbox.pop(0)
+            size = len(payload)
+            self._inbox_size -= size
+            self._unread.size -= size
+            return payload
         try:
             return await self.receive()
         except ChannelClosed:
@@ -117,9 +142,26 @@ class ReceivingChannel:
 
     def _deliver(self, payload: str) -> None:
         self._inbox.append(payload)
+        size = len(payload)
+        self._inbox_size += size
+        self._unread.size += size
         waiter = self._waiter  # _wake, inlined: once per message received
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _take(self) -> str:
+        """The next message of a non-empty inbox, without waiting."""
+        payload = self._inbox.pop(0)
+        size = len(payload)
+        self._inbox_size -= size
+        self._unread.size -= size
+        return payload
+
+    def _drop_unread(self) -> None:
+        """Forget every unread message (a shed channel's): free them now."""
+        self._unread.size -= self._inbox_size
+        self._inbox_size = 0
+        self._inbox.clear()
 
     def _mark_closed(self, reason: CloseReason) -> None:
         self._close_reason = reason

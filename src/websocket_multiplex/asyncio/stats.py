@@ -24,6 +24,9 @@ class ServerStats:
     """Gauges (what is open now) and counters (totals since start).
 
     :meth:`to_prometheus` renders them in the Prometheus text format.
+    Sizes are in characters (``chars_*``), not bytes: the server holds text,
+    and counting bytes would cost an encoding of every message. They equal
+    bytes for ASCII; UTF-8 takes up to 4 bytes a character on the wire.
     """
 
     connections: int = 0

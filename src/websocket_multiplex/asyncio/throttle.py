@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
+from collections.abc import Callable
 
-__all__ = ["LogThrottle", "log_throttle"]
+__all__ = ["LogThrottle", "throttle_for"]
 
 
 class LogThrottle:
     """At most one line per key per ``interval`` seconds; the rest are counted.
 
-    A hostile client can cause refusals or limit hits as fast as it can send;
-    logging each would let it flood the logs (and the disk).
+    A hostile client can cause refusals, limit hits or handler failures as
+    fast as it can send; logging each would let it flood the logs (and the
+    disk). The next line of a key logged after its interval says how many
+    were suppressed in between.
+
+    Keys name a kind of event ("refused", "handler failed: chat"), never a
+    client: one key per client would let many clients log as much as ever,
+    and grow the table with every address.
     """
 
-    def __init__(self, interval: float = 10.0) -> None:
+    def __init__(
+        self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.interval = interval
+        self._clock = clock
         self._last: dict[str, float] = {}
         self.suppressed: dict[str, int] = {}
+        """Lines suppressed per key since its last logged one."""
 
     def info(
         self, logger: logging.Logger, key: str, message: str, *args: object
@@ -30,10 +42,23 @@ class LogThrottle:
     ) -> None:
         self.log(logger, logging.WARNING, key, message, *args)
 
-    def log(
-        self, logger: logging.Logger, level: int, key: str, message: str, *args: object
+    def exception(
+        self, logger: logging.Logger, key: str, message: str, *args: object
     ) -> None:
-        now = time.monotonic()
+        """Like ``logger.exception``: call it from an ``except`` block; the
+        traceback goes with the first line of each interval only."""
+        self.log(logger, logging.ERROR, key, message, *args, exc_info=True)
+
+    def log(
+        self,
+        logger: logging.Logger,
+        level: int,
+        key: str,
+        message: str,
+        *args: object,
+        exc_info: bool = False,
+    ) -> None:
+        now = self._clock()
         last = self._last.get(key)
         if last is not None and now - last < self.interval:
             self.suppressed[key] = self.suppressed.get(key, 0) + 1
@@ -42,7 +67,19 @@ class LogThrottle:
         skipped = self.suppressed.pop(key, 0)
         if skipped:
             message += f" ({skipped} similar lines suppressed)"
-        logger.log(level, message, *args)
+        logger.log(level, message, *args, exc_info=exc_info)
 
 
-log_throttle = LogThrottle()
+_throttles: weakref.WeakKeyDictionary[object, LogThrottle] = weakref.WeakKeyDictionary()
+
+
+def throttle_for(owner: object) -> LogThrottle:
+    """The throttle of one server, made on first use.
+
+    One per server rather than one per process, so that two servers (two
+    applications, or two tests in a row) do not silence each other.
+    """
+    throttle = _throttles.get(owner)
+    if throttle is None:
+        throttle = _throttles[owner] = LogThrottle()
+    return throttle
