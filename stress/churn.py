@@ -2,10 +2,13 @@
 
 CYCLES cycles run CONCURRENCY at a time, each ending a different way: ``uns``
 then close, close without ``uns``, TCP reset without a close frame, SockJS's
-websocket transport, and a plain-WebSocket client that leaves before its
-channel's handler has answered. Afterwards the server must hold no
-connection, channel, SockJS session or extra task, and its RSS must have
-grown less than ``--rss-bound`` MB over its idle size::
+websocket transport, a plain-WebSocket client that leaves before its
+channel's handler has answered, SockJS xhr-polling that stops polling (the
+session must expire after the server's ``disconnect_delay``, 1 s here) and
+xhr-streaming that drops its TCP connection mid-stream. Afterwards the
+server must hold no connection, channel, SockJS session (the polling ways
+open sessions in sockjs's session manager) or extra task, and its RSS must
+have grown less than ``--rss-bound`` MB over its idle size::
 
     python -m stress.churn            # 10,000 cycles
     python -m stress.churn --short    # 500 cycles, for CI
@@ -15,14 +18,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import secrets
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 
 import aiohttp
 
 from .common import (
+    PREFIX,
     Carrier,
     RawWebSocket,
     Report,
@@ -31,12 +38,56 @@ from .common import (
     raise_fd_limit,
 )
 
-WAYS = ("uns+close", "close", "reset", "sockjs", "leave early")
+WAYS = (
+    "uns+close",
+    "close",
+    "reset",
+    "sockjs",
+    "leave early",
+    "xhr",
+    "xhr_streaming",
+)
+
+
+async def polling_cycle(
+    http: aiohttp.ClientSession, port: int, text: str, streaming: bool
+) -> None:
+    """A SockJS session over HTTP, left the way browsers leave: a polling
+    client just stops polling (the session must expire), a streaming one
+    drops its TCP connection mid-stream."""
+    server, session_id = f"{secrets.randbelow(1000):03}", uuid.uuid4().hex[:8]
+    session = f"http://127.0.0.1:{port}{PREFIX}/{server}/{session_id}"
+    if streaming:
+        stream = await http.post(f"{session}/xhr_streaming")
+        try:
+            await stream.content.readuntil(b"o\n")  # after a prelude of h's
+            await xhr_send(http, session, "sub,echo", text)
+            while text.encode() not in (line := await stream.content.readline()):
+                if not line:
+                    raise ConnectionError("the stream ended before the echo")
+        finally:
+            stream.close()
+        return
+    async with http.post(f"{session}/xhr") as response:
+        assert await response.text() == "o\n"
+    await xhr_send(http, session, "sub,echo", text)
+    while True:
+        async with http.post(f"{session}/xhr") as response:
+            if text in await response.text():
+                return
+
+
+async def xhr_send(http: aiohttp.ClientSession, session: str, *frames: str) -> None:
+    async with http.post(f"{session}/xhr_send", data=json.dumps(frames)) as response:
+        assert response.status == 204, response.status
 
 
 async def cycle(http: aiohttp.ClientSession, port: int, index: int) -> None:
     way = WAYS[index % len(WAYS)]
     text = f"msg,echo,cycle {index}"
+    if way in ("xhr", "xhr_streaming"):
+        await polling_cycle(http, port, text, streaming=way == "xhr_streaming")
+        return
     if way == "reset":
         raw = await RawWebSocket.connect(port, "/multiplex/websocket")
         raw.send_frame(0x1, b"sub,echo")
@@ -86,11 +137,16 @@ async def churn(
 
 
 def run(args: argparse.Namespace, report: Report) -> None:
-    with ServerProcess() as server:
+    with ServerProcess("--disconnect-delay", str(args.disconnect_delay)) as server:
         idle = server.stats(collect=True)
         rss_idle = server.rss_kb()
         warm_up = max(1, args.cycles // 10)
-        rss_warm = []
+        rss_warm: list[int] = []
+        sessions_warm: list[int] = []
+
+        def on_warm() -> None:
+            rss_warm.append(server.rss_kb())
+            sessions_warm.append(server.stats()["sockjs_sessions"])
 
         async def main() -> tuple[Counter[str], float]:
             async with asyncio.timeout(args.timeout):
@@ -99,7 +155,7 @@ def run(args: argparse.Namespace, report: Report) -> None:
                     args.cycles,
                     args.concurrency,
                     warm_up,
-                    lambda: rss_warm.append(server.rss_kb()),
+                    on_warm,
                 )
 
         errors, elapsed = asyncio.run(main())
@@ -120,6 +176,7 @@ def run(args: argparse.Namespace, report: Report) -> None:
             "server RSS growth",
             f"{mb(growth)} ({mb(rss_end - rss_warm[0])} after warm-up)",
         )
+        report.row(f"SockJS HTTP sessions live after {warm_up}", sessions_warm[0])
         report.row("server tasks idle/end", f"{idle['tasks']} / {stats['tasks']}")
         report.row("errors", f"{sum(errors.values())} {dict(errors)}")
         report.check("no client error", not errors, dict(errors))
@@ -157,6 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rss-bound", type=float, default=30.0, metavar="MB")
     parser.add_argument("--settle", type=float, default=15.0, metavar="SECONDS")
+    parser.add_argument(
+        "--disconnect-delay",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="the server's SockJS disconnect_delay: how long an abandoned "
+        "polling session lives (over --settle, sessions stay: the check fails)",
+    )
     parser.add_argument("--timeout", type=float, help="seconds for the cycles")
     args = parser.parse_args(argv)
     if args.cycles is None:

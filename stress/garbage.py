@@ -8,13 +8,20 @@ Phases, each over real sockets:
                 aiohttp, 1007), nothing else;
 ``text``        random text frames (commas, ``%``, ``#``, emoji, frame types):
                 the connection still echoes afterwards;
-``sockjs``      SockJS framing that is not a JSON list of strings;
+``sockjs``      SockJS framing that is not a JSON list of strings, over
+                SockJS's websocket (broken JSON closes it with 1002, the
+                rest is ignored) and over xhr_send (broken JSON is a 500);
+                each connection or session still echoes unless closed;
 ``oversized``   a 1 MB message (over ``Limits.max_frame_size``): its channel
-                closes with ``err,T,413``, the connection stays; 10 MB frames:
-                the connection is closed (1009), the server never holds them;
+                closes with ``err,T,413``, the connection stays; a 10 MB
+                frame's header: closed with 1009 at once; whole 10 MB frames:
+                the connection is closed (1009, or a reset when the client
+                is still sending: see the comment), the server never holds
+                them;
 ``flood``       SUBSCRIBES subscriptions to unknown topics, 600 per
                 connection: each connection is closed with 4029 ``too many
-                subscriptions`` after its burst; reconnect and go on;
+                subscriptions`` after its burst, and every client, on every
+                transport, reads that 4029; reconnect and go on;
 ``prototype``   ``sub,toString``, ``sub,__proto__``, ``msg,constructor,x``...:
                 answered like any unknown topic, the connection still echoes.
 
@@ -32,14 +39,17 @@ import asyncio
 import contextlib
 import json
 import random
+import struct
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 
 from .common import (
+    PREFIX,
     TRANSPORTS,
     Carrier,
     Closed,
@@ -66,6 +76,60 @@ PROTOTYPE_NAMES = (
     "echo#__proto__",
     "echo#constructor",
 )
+
+
+# What the SockJS websocket does with framing that is not a JSON list of
+# strings: broken JSON closes the connection (1002, as sockjs-node does),
+# anything else that parses is ignored where it is not a string.
+BROKEN = "closed 1002 Broken framing."
+SOCKJS_JUNK = [
+    ("not json", BROKEN),
+    ("[", BROKEN),
+    ("[" * 10_000, BROKEN),
+    ("[" * 10_000 + "]" * 10_000, BROKEN),  # nested too deep for json
+    ('[1, null, {"a": 1}, ["x"], true]', "echoes"),
+    ('"sub,echo"', "echoes"),
+    ('{"sub": "echo"}', "echoes"),
+    ("null", "echoes"),
+    (json.dumps(["msg,echo," + "\ud800"]), "echoes"),
+]
+# The same over xhr_send (sockjs 0.13 decodes it): broken JSON is a 500.
+XHR_SEND_JUNK = [
+    ("not json", "500 echoes"),
+    ("[" * 10_000, "500 echoes"),
+    ("", "500 echoes"),
+    ('[1, null, {"a": 1}, ["x"], true]', "204 echoes"),
+    ('"sub,echo"', "204 echoes"),
+    ('{"sub": "echo"}', "204 echoes"),
+    ('["\\ud800", "\\u0000"]', "204 echoes"),
+    ("null", "500 echoes"),
+    ("1", "500 echoes"),
+]
+
+
+async def echoes_or_closes(carrier: Carrier, tag: str) -> str:
+    """``"echoes"`` if an echo channel still works, else how it closed."""
+    text = f"msg,echo,still here {tag}"
+    try:
+        async with asyncio.timeout(5):
+            await carrier.send("sub,echo", text)
+            while text not in await carrier.receive():
+                pass
+    except Closed as closed:
+        return f"closed {closed.code} {closed.reason}"
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        return type(exc).__name__
+    return "echoes"
+
+
+BURST_AND_MORE = 550  # subscribes that a connection sends before pausing
+
+WEBSOCKET_PATHS = (f"{PREFIX}/websocket", f"{PREFIX}/000/bigframe/websocket", "/ws")
+
+
+def _announce(length: int) -> bytes:
+    """The header of a masked text frame of ``length`` bytes."""
+    return bytes([0x81, 0x80 | 127]) + struct.pack("!Q", length) + b"mask"
 
 
 async def still_echoes(carrier: Carrier, tag: str) -> bool:
@@ -111,6 +175,7 @@ class Garbage:
         self.args = args
         self.random = random.Random(args.seed)
         self.port = server.port
+        self.known_tracebacks = 0  # logged by a known_bug, not counted again
 
     def bytes(self, size: int) -> bytes:
         return self.random.randbytes(size)
@@ -172,25 +237,58 @@ class Garbage:
         return head + "".join(self.random.choices(TEXT, k=size))
 
     async def sockjs(self, report: Report) -> None:
-        junk = [
-            "not json",
-            '[1, null, {"a": 1}, ["x"], true]',
-            '"sub,echo"',
-            "[",
-            '{"sub": "echo"}',
-            "[" * 10_000,
-            json.dumps(["msg,echo," + "\ud800"]),
-        ]
-        outcomes: Counter[str] = Counter()
-        for text in junk:
+        """Junk in SockJS framing, over its websocket and over xhr_send."""
+        wrong: dict[str, str] = {}
+        for text, expected in SOCKJS_JUNK:
             carrier = await Carrier.connect(self.http, self.port, "sockjs")
             await carrier.ws.send_str(text)
-            if await still_echoes(carrier, "sockjs"):
-                outcomes["still echoes"] += 1
-            else:
-                outcomes["closed"] += 1
+            outcome = await echoes_or_closes(carrier, "sockjs")
             await carrier.close()
-        report.row("bad SockJS framing", dict(outcomes))
+            if outcome != expected:
+                wrong[text[:30]] = outcome
+        report.row("bad SockJS framing (websocket)", len(SOCKJS_JUNK))
+        report.check(
+            "bad SockJS framing: broken JSON closes 1002, the rest is ignored",
+            not wrong,
+            wrong or "as expected",
+        )
+        wrong = {}
+        logged_before = self.server.tracebacks()
+        for text, expected in XHR_SEND_JUNK:
+            outcome = await self.xhr_send_junk(text)
+            if outcome != expected:
+                wrong[text[:30]] = outcome
+        logged = self.server.tracebacks() - logged_before
+        report.row("bad SockJS framing (xhr_send)", len(XHR_SEND_JUNK))
+        report.check(
+            "xhr_send junk: answered 204 or 500, the session still echoes",
+            not wrong,
+            wrong or "as expected",
+        )
+        # JSON that is not a list (null, 1) makes sockjs 0.13 raise in
+        # remote_messages: a 500 and a traceback in the log per request.
+        self.known_tracebacks += logged
+        report.known_bug(
+            "xhr_send junk logs no traceback", logged == 0, f"{logged} logged"
+        )
+
+    async def xhr_send_junk(self, text: str) -> str:
+        """Send ``text`` with xhr_send into a fresh xhr-polling session:
+        the HTTP status, and whether the session still echoes."""
+        session = self.server.http(f"{PREFIX}/000/{uuid.uuid4().hex[:8]}")
+        async with self.http.post(f"{session}/xhr") as response:
+            if await response.text() != "o\n":
+                return "no session"
+        junk = text.encode("utf-8", "surrogatepass")
+        async with self.http.post(f"{session}/xhr_send", data=junk) as response:
+            status = response.status
+        frames = json.dumps(["sub,echo", "msg,echo,still here"])
+        async with self.http.post(f"{session}/xhr_send", data=frames) as response:
+            if response.status != 204:
+                return f"{status}, then {response.status}"
+        async with asyncio.timeout(5), self.http.post(f"{session}/xhr") as response:
+            answer = await response.text()
+        return f"{status} echoes" if "still here" in answer else f"{status} {answer}"
 
     async def oversized(self, report: Report) -> None:
         carrier = await Carrier.connect(self.http, self.port, "raw")
@@ -206,24 +304,46 @@ class Garbage:
             await still_echoes(carrier, "413"),
         )
         await carrier.close()
+        # The server refuses a frame over its size limit as soon as the
+        # frame's header announces it: 1009, without reading the payload.
+        # A client that stops after the header reads that close frame.
+        announced: Counter[str] = Counter()
+        for path in WEBSOCKET_PATHS:
+            raw = await RawWebSocket.connect(self.port, path)
+            raw.writer.write(_announce(10_000_000) + b"x" * 65_536)
+            announced[str((await raw.wait_closed())[0])] += 1
+            await raw.close()
+        report.check(
+            "a 10 MB frame header: closed 1009 at once",
+            announced == Counter({"1009": len(WEBSOCKET_PATHS)}),
+            dict(announced),
+        )
+        # A client that goes on sending the whole 10 MB usually sees a reset
+        # instead: the server closed its socket with the rest of the frame
+        # unread, and TCP answers such data with a reset, which destroys the
+        # close frame the client had not read yet. That is the right
+        # outcome: reading 10 MB only to close politely is what the limit
+        # is there to avoid. Either way the connection must be gone.
         codes: Counter[str] = Counter()
+        left = 0
         huge = "msg,echo," + "x" * 10_000_000
         for index in range(self.args.huge):
             transport = ("raw", "sockjs", "ws")[index % 3]
             carrier = await Carrier.connect(self.http, self.port, transport)
+            peer = carrier.ws.get_extra_info("sockname")[1]
             try:
                 await carrier.send("sub,echo", huge)
             except (ConnectionError, aiohttp.ClientError):
-                # The server closed (1009) before the frame was through.
                 codes["reset while sending"] += 1
             else:
                 codes[str((await close_code(carrier))[0])] += 1
             await carrier.close()
+            left += self.server.established(peer)
         report.row("10 MB frames: closes", dict(codes))
         report.check(
-            "10 MB frames close their connection",
-            set(codes) <= {"1009", "reset while sending"},
-            dict(codes),
+            "10 MB frames close their connection (1009, or reset)",
+            set(codes) <= {"1009", "reset while sending"} and left == 0,
+            f"{dict(codes)}, {left} still established",
         )
 
     async def flood(self, report: Report) -> None:
@@ -235,7 +355,13 @@ class Garbage:
             carrier = await Carrier.connect(self.http, self.port, transport)
             batch = [f"sub,unknown{sent + i}" for i in range(per_connection)]
             with contextlib.suppress(ConnectionError, aiohttp.ClientError):
-                await carrier.send(*batch)  # closed under us: the code tells
+                # closed under us: the code tells
+                await carrier.send(*batch[:BURST_AND_MORE])
+                # A pause after the burst, so that the server has read all
+                # and waits for more when it closes, while the rest is on
+                # its way: the case where a client lost the 4029.
+                await asyncio.sleep(0.05)
+                await carrier.send(*batch[BURST_AND_MORE:])
             code, reason = await close_code(carrier)
             codes[transport][f"{code} {reason}"] += 1
             await carrier.close()
@@ -259,14 +385,16 @@ class Garbage:
             dict(codes["sockjs"]),
         )
         # One WebSocket message per frame: the server closes with frames
-        # still unread, the kernel answers them with a reset, and the client
-        # may lose the close frame (1006) now and then.
-        report.known_bug(
-            "ws: every flood sees 4029", only_4029(codes["ws"]), dict(codes["ws"])
-        )
-        report.check(
-            "raw: every flood sees 4029", only_4029(codes["raw"]), dict(codes["raw"])
-        )
+        # still on their way. It reads and drops them until the client's
+        # close frame comes back; shutting the socket at once made TCP reset
+        # the connection and the client lose the 4029 (seen as 1006): with
+        # the pause, every time.
+        for transport in ("ws", "raw"):
+            report.check(
+                f"{transport}: every flood sees 4029",
+                only_4029(codes[transport]),
+                dict(codes[transport]),
+            )
 
     async def prototype(self, report: Report) -> None:
         usable = refused = 0
@@ -352,8 +480,9 @@ async def run(args: argparse.Namespace, report: Report) -> None:
             sampler.peak - rss_idle < args.rss_bound * 1024,
             f"+{mb(sampler.peak - rss_idle)}",
         )
+        unexpected = server.tracebacks() - garbage.known_tracebacks
         report.check(
-            "no exception logged", server.tracebacks() == 0, server.tracebacks()
+            "no exception logged (but known bugs')", unexpected == 0, unexpected
         )
 
 
@@ -368,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-bound", type=float, default=100.0, metavar="MB")
     parser.add_argument("--timeout", type=float, default=120.0, help="per phase")
     args = parser.parse_args(argv)
-    defaults = (6_000, 6, 200, 3) if args.short else (100_000, 30, 2_000, 20)
+    # The short form floods 50 connections: a lost 4029 was rare (1 in 20).
+    defaults = (30_000, 6, 200, 3) if args.short else (100_000, 30, 2_000, 20)
     for name, value in zip(
         ("subscribes", "connections", "frames", "huge"), defaults, strict=True
     ):

@@ -111,7 +111,8 @@ def raise_fd_limit() -> int:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    limits = Limits(**dict(map(parse_limit, args.limit)))
+    given: dict[str, Any] = dict(map(parse_limit, args.limit))
+    limits = Limits(**given)
     runner = web.AppRunner(build(limits, args.disconnect_delay), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port, backlog=4096)

@@ -3,6 +3,7 @@
 Each script (stress/*.py) starts ``python -m stress.server`` in a subprocess
 on 127.0.0.1, runs its clients, prints a table and exits non-zero when one
 of its checks fails; its long form is the same command without ``--short``.
+A short form must stay well under a minute (about 10 s each here).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def test_short_form_passes(script: str) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
     assert "== PASS ==" in result.stdout

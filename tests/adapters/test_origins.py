@@ -91,9 +91,9 @@ PAGES = [
 @pytest.mark.parametrize(("method", "path", "content"), PAGES)
 async def test_pages(endpoint: Endpoint, method: str, path: str, content: str) -> None:
     url = endpoint.sockjs + path
-    for origin in REFUSED:
-        async with endpoint.http.request(method, url, headers=headers(origin)) as r:
-            assert r.status == 403, origin
+    for refused in REFUSED:
+        async with endpoint.http.request(method, url, headers=headers(refused)) as r:
+            assert r.status == 403, refused
             assert await r.text() == "origin not allowed"
     for origin in ACCEPTED:
         async with endpoint.http.request(method, url, headers=headers(origin)) as r:
