@@ -13,7 +13,7 @@ from websocket_multiplex import (
     MultiplexServer,
     Subscription,
 )
-from websocket_multiplex.asyncio.throttle import LogThrottle, throttle_for
+from websocket_multiplex.asyncio.throttle import LogThrottle
 from websocket_multiplex.testing import connect_in_memory
 
 from .helpers import frames
@@ -91,11 +91,15 @@ def test_only_the_first_traceback_of_an_interval_is_kept(
     assert later.exc_info is not None and "bad input 3" in str(later.exc_info[1])
 
 
-def test_each_server_has_its_own_throttle() -> None:
+def test_each_server_has_its_own_throttle(caplog: pytest.LogCaptureFixture) -> None:
     # So that one server (or one test) cannot silence another's lines.
     first, second = MultiplexServer(), MultiplexServer()
-    assert throttle_for(first) is throttle_for(first)
-    assert throttle_for(first) is not throttle_for(second)
+    with caplog.at_level(logging.INFO, logger="tests.throttle"):
+        first.log_throttle.info(logger, "refused", "first %s", 1)
+        first.log_throttle.info(logger, "refused", "first %s", 2)
+        second.log_throttle.info(logger, "refused", "second %s", 1)
+    logged = [r.getMessage() for r in records(caplog, "tests.throttle")]
+    assert logged == ["first 1", "second 1"]
 
 
 # -- what a client can make a server log ------------------------------------------
@@ -128,7 +132,7 @@ async def test_a_handler_failing_on_input_logs_one_traceback_per_interval(
     assert "handler of channel 'parse' failed" in record.getMessage()
     assert record.exc_info is not None
     assert isinstance(record.exc_info[1], ValueError)
-    assert throttle_for(server).suppressed == {"handler failed: parse": 4}
+    assert server.log_throttle.suppressed == {"handler failed: parse": 4}
     assert client.connection.stats.handler_failures == 5  # all still counted
     await client.close()
 
@@ -155,7 +159,7 @@ async def test_a_failing_callback_logs_one_traceback_per_interval(
     (record,) = tracebacks(caplog)
     assert "Parse.on_message failed" in record.getMessage()
     key = f"callback failed: {Parse.on_message.__qualname__}"
-    assert throttle_for(server).suppressed == {key: 2}
+    assert server.log_throttle.suppressed == {key: 2}
     await client.close()
 
 
@@ -181,7 +185,7 @@ async def test_an_authorizer_failing_on_input_logs_one_traceback_per_interval(
             ]
     (record,) = tracebacks(caplog)
     assert "authorizer of 'private' failed" in record.getMessage()
-    assert throttle_for(server).suppressed == {
+    assert server.log_throttle.suppressed == {
         "authorizer failed: private": 3,
         "refused": 3,
     }

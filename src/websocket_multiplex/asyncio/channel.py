@@ -38,7 +38,8 @@ class Channel(ReceivingChannel):
 
     @property
     def groups(self) -> frozenset[str]:
-        """The groups this channel is a member of; it leaves them on close."""
+        """The groups this channel is a member of (a join still in progress
+        included); it leaves them on close."""
         return frozenset(self._groups or ())
 
     @property
@@ -47,7 +48,13 @@ class Channel(ReceivingChannel):
         return f"{self.connection.server.process_id}/{self.connection.id}/{self.topic}"
 
     async def join(self, group: str) -> None:
-        """Receive what is published to ``group``, from any process."""
+        """Receive what is published to ``group``, from any process.
+
+        Returns once the broker delivers the group here (with Redis: once
+        this process is subscribed), so a publish made after it reaches this
+        channel. Raises :class:`ChannelClosed` if the channel is closed, or
+        closes before the join is done; joining twice does nothing.
+        """
         if self._close_reason is not None:
             raise ChannelClosed(self.name, self._close_reason)
         await self.connection.server._join(self, group)

@@ -27,7 +27,6 @@ from .authorization import Subscription, authorized
 from .channel import Channel
 from .inbox import Unread, wake_all
 from .stats import ConnectionStats
-from .throttle import throttle_for
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -75,7 +74,7 @@ class Connection:
         self._protocol = ServerProtocol(server._is_registered, server.limits)
         self._aborting: asyncio.Task[None] | None = None
         self.stats = ConnectionStats()
-        self._log = throttle_for(server)  # for lines a client can cause at will
+        self._log = server.log_throttle  # for lines a client can cause at will
         self._unread = Unread()  # characters in the inboxes of its channels
         self._room = min(
             server.limits.max_queue_size, server.limits.max_connection_queue_size

@@ -18,6 +18,7 @@ from .authorization import Authorizer
 from .channel import Channel
 from .connection import Connection
 from .stats import ServerStats
+from .throttle import LogThrottle
 from .transport import Transport
 
 __all__ = ["ChannelHandler", "Handler", "MultiplexServer", "Service"]
@@ -154,6 +155,9 @@ class MultiplexServer:
         # One broker subscription per group, shared by every local member:
         # a member's join returns once it is in place, not before.
         self._subscriptions: dict[str, asyncio.Future[None]] = {}
+        self.log_throttle = LogThrottle()
+        """Rate-limits the log lines a client can cause at will, per server:
+        two servers (two applications, two tests) do not silence each other."""
         self._broker_started: asyncio.Future[None] | None = None
         self._membership_tasks: set[asyncio.Task[None]] = set()
         self.handler_timeout = handler_timeout

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from collections.abc import Callable
 
-__all__ = ["LogThrottle", "throttle_for"]
+__all__ = ["LogThrottle"]
 
 
 class LogThrottle:
@@ -68,18 +67,3 @@ class LogThrottle:
         if skipped:
             message += f" ({skipped} similar lines suppressed)"
         logger.log(level, message, *args, exc_info=exc_info)
-
-
-_throttles: weakref.WeakKeyDictionary[object, LogThrottle] = weakref.WeakKeyDictionary()
-
-
-def throttle_for(owner: object) -> LogThrottle:
-    """The throttle of one server, made on first use.
-
-    One per server rather than one per process, so that two servers (two
-    applications, or two tests in a row) do not silence each other.
-    """
-    throttle = _throttles.get(owner)
-    if throttle is None:
-        throttle = _throttles[owner] = LogThrottle()
-    return throttle
