@@ -482,7 +482,7 @@ async def run(args: argparse.Namespace, report: Report) -> None:
         )
         unexpected = server.tracebacks() - garbage.known_tracebacks
         report.check(
-            "no exception logged (but known bugs')", unexpected == 0, unexpected
+            "no exception logged (known bugs aside)", unexpected == 0, unexpected
         )
 
 
