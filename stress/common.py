@@ -199,7 +199,6 @@ class Report:
     title: str
     rows: list[tuple[str, str]] = field(default_factory=list)
     checks: list[tuple[str, bool, str]] = field(default_factory=list)
-    known: list[tuple[str, bool, str]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
     def row(self, name: str, value: object) -> None:
@@ -210,20 +209,13 @@ class Report:
         self.checks.append((name, bool(ok), str(detail)))
         return bool(ok)
 
-    def known_bug(self, name: str, ok: bool, detail: object = "") -> bool:
-        """A check that fails because of a reported bug: printed, but it does
-        not set the exit code."""
-        _require_bool(ok)
-        self.known.append((name, bool(ok), str(detail)))
-        return bool(ok)
-
     @property
     def passed(self) -> bool:
         return all(ok for _, ok, _ in self.checks)
 
     def print(self) -> None:
         self.row("wall time", f"{time.monotonic() - self.started:.1f} s")
-        names = [row[0] for row in self.rows + self.checks + self.known]
+        names = [row[0] for row in self.rows + self.checks]
         width = max(map(len, names))
         print(f"\n== {self.title} ==")
         for name, value in self.rows:
@@ -231,8 +223,6 @@ class Report:
         print("-- checks --")
         for name, ok, detail in self.checks:
             print(f"  {'PASS' if ok else 'FAIL'}  {name:<{width}}  {detail}")
-        for name, ok, detail in self.known:
-            print(f"  {'PASS' if ok else 'BUG '}  {name:<{width}}  {detail}")
         print(f"== {'PASS' if self.passed else 'FAIL'} ==", flush=True)
 
     def exit_code(self) -> int:

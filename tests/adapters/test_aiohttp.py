@@ -546,3 +546,23 @@ async def test_run_app_serves_until_sigterm_in_a_subprocess(tmp_path: Path) -> N
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@pytest.mark.parametrize("body", ["null", "1", '"sub,rec"', '{"sub": "rec"}'])
+async def test_xhr_send_of_json_that_is_not_an_array_is_refused_quietly(
+    recorder: tuple[Recorder, str], body: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """sockjs 0.13 iterated over any JSON (a traceback per request for a
+    number, characters as messages for a string); like sockjs-node, the
+    adapter answers "Payload expected." and the session goes on."""
+    rec, url = recorder
+    carrier = await SockJSXhrPollingCarrier.connect(url)
+    try:
+        async with carrier._session.post(f"{carrier.url}/xhr_send", data=body) as r:
+            assert (r.status, await r.text()) == (500, "Payload expected.")
+        await carrier.send("sub,rec")
+        assert await carrier.receive() == "msg,rec,ready"
+    finally:
+        await carrier.close()
+    assert not [r for r in caplog.records if r.exc_info]
+    assert rec.server.stats().invalid_frames == 0  # no character became a frame

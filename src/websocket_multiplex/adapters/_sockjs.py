@@ -87,6 +87,21 @@ class BoundedSession(Session):  # type: ignore[misc]
         super().feed(frame, data)
 
 
+class CheckedSessionManager(SessionManager):  # type: ignore[misc]
+    """sockjs's session manager, refusing ``xhr_send``/``jsonp_send`` bodies
+    that are not a JSON array, as sockjs-node does ("Payload expected.").
+
+    sockjs 0.13 iterates over whatever JSON it gets: a number or ``null``
+    raised (a 500 and a traceback in the log on every request, a log flood
+    any client can cause), a string was delivered character by character.
+    """
+
+    async def remote_messages(self, session: Session, messages: Any) -> None:
+        if not isinstance(messages, list):
+            raise web.HTTPInternalServerError(text="Payload expected.")
+        await super().remote_messages(session, messages)
+
+
 class SockJSTransport:
     """The :class:`~websocket_multiplex.Transport` over one SockJS session."""
 

@@ -24,13 +24,17 @@ from pathlib import Path
 from typing import Final
 
 from aiohttp import hdrs, web
-from sockjs import SessionManager
 from sockjs.route import SockJSRoute
 
 from ..asyncio.server import MultiplexServer
 from ._cors import Cors, Handler, preflight
 from ._requests import request_info
-from ._sockjs import BoundedSession, SessionBridge, fixed_transport_handlers
+from ._sockjs import (
+    BoundedSession,
+    CheckedSessionManager,
+    SessionBridge,
+    fixed_transport_handlers,
+)
 from ._websocket import websocket_handler
 
 __all__ = [
@@ -107,7 +111,7 @@ def add_sockjs_endpoint(
         sockjs_url = f"{prefix}/sockjs.min.js"
     name = name or f"multiplex{prefix.replace('/', '-')}"
     bridge = SessionBridge(server)
-    manager = SessionManager(
+    manager = CheckedSessionManager(
         name,
         app,
         bridge,
