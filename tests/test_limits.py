@@ -236,6 +236,29 @@ async def test_unread_messages_of_closed_channels_count_until_read() -> None:
     await client.close()
 
 
+async def test_what_a_finished_handler_left_unread_stops_counting() -> None:
+    # A handler that returns (or fails) with messages still queued: nobody
+    # will read them, so they must not fill the connection's budget.
+    limits = Limits(max_queue_size=100, max_connection_queue_size=100)
+    server = MultiplexServer(limits=limits)
+    answered = asyncio.Queue[str]()
+
+    @server.channel("once")
+    async def once(channel: Channel) -> None:
+        answered.put_nowait(await channel.receive())  # one, then return
+
+    client = await connect_in_memory(server)
+    for round_ in range(5):
+        await client.send("sub,once")
+        await settle()
+        for _ in range(2):  # 2 x 40 in one go: it reads 1, leaves 1 unread
+            client.connection.receive("msg,once," + str(round_) * 40)
+        assert await item(answered) == str(round_) * 40
+        assert await frames(client, 1) == ["uns,once"]
+    assert client.connection.counters.limits_hit == {}
+    await client.close()
+
+
 async def test_an_oversized_message_closes_its_channel_with_413() -> None:
     server = MultiplexServer(limits=Limits(max_frame_size=50))
     closed: asyncio.Queue[CloseReason] = asyncio.Queue()

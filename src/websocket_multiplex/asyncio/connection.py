@@ -260,6 +260,14 @@ class Connection:
 
     async def _run_handler(self, service: Service, channel: Channel) -> None:
         _current_handler.set(asyncio.current_task())
+        try:
+            await self._serve_channel(service, channel)
+        finally:
+            # Nothing reads the channel after this: what is left unread must
+            # not count against the connection's max_connection_queue_size.
+            channel._drop_unread()
+
+    async def _serve_channel(self, service: Service, channel: Channel) -> None:
         if not await self._authorize(service, channel):
             return
         if service.callbacks is not None:
