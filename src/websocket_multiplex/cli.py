@@ -52,7 +52,8 @@ output:
   carries one JSON object per line, and nothing else:
     {"channel": "ann", "data": "Ann says hi!"}
     {"event": "connected", "url": "http://127.0.0.1:9999/multiplex"}
-    {"event": "reconnecting", "reason": "attempt 1 in 0.31s; connection lost: ..."}
+    {"event": "reconnecting", "reason": "attempt 1 in 0.07s; the connection was lost"}
+    {"event": "reconnecting", "reason": "attempt 2 in 0.36s; attempt 1 failed: ..."}
     {"event": "reconnected"}
     {"event": "closed", "channel": "carl", "reason": "server_closed", "detail": ""}
     {"event": "closed", "channel": "x", "reason": "refused", "detail": "404 ..."}

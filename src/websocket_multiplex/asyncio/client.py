@@ -65,11 +65,12 @@ class ClientState(enum.Enum):
     """Where a :class:`MultiplexClient` is; ``on_state`` sees every change.
 
     ``CONNECTING``: :meth:`~MultiplexClient.start` is opening the first
-    connection. It is reported once: each later reconnection attempt is
-    reported as ``RECONNECTING`` instead. ``OPEN``: channels work.
-    ``RECONNECTING``: the connection ended; an attempt is scheduled (once
-    per attempt). ``CLOSED``: for good; :attr:`MultiplexClient.disconnection`
-    says why.
+    connection. It is reported once per ``start()`` call (again when a
+    failed ``start()`` is retried); reconnection attempts after a
+    connection was open are reported as ``RECONNECTING`` instead.
+    ``OPEN``: channels work. ``RECONNECTING``: the connection ended; an
+    attempt is scheduled (once per attempt). ``CLOSED``: for good;
+    :attr:`MultiplexClient.disconnection` says why.
     """
 
     CONNECTING = "connecting"
@@ -243,8 +244,11 @@ class ClientChannel(ReceivingChannel):
         return message
 
     async def __anext__(self) -> str:
+        inbox = self._inbox
+        if inbox and type(inbox[0]) is not _GapMark:  # no coroutine per message
+            return self._take()
         try:
-            return await self.receive()  # not the inbox directly: gap marks
+            return await self.receive()  # waits, or turns a gap mark into ChannelGap
         except ChannelClosed:
             raise StopAsyncIteration from None
 
