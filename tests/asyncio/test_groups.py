@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from websocket_multiplex import Channel, ChannelClosed, Limits, MultiplexServer
-from websocket_multiplex.fanout import InMemoryBroker
+from websocket_multiplex.fanout import BrokerUnavailable, InMemoryBroker
 from websocket_multiplex.fanout.broker import Deliver
-from websocket_multiplex.testing import connect_in_memory
+from websocket_multiplex.testing import MemoryClient, connect_in_memory
 
 from .helpers import TIMEOUT, frames, item, nothing_sent, settle
 
@@ -203,6 +203,7 @@ class GatedBroker(InMemoryBroker):
         self.step = step
         self.reached = asyncio.Event()
         self.gate = asyncio.Event()
+        self.calls: list[str] = []  # subscribe and unsubscribe, in call order
 
     async def _hold(self, step: str) -> None:
         if step == self.step and not self.gate.is_set():
@@ -214,8 +215,13 @@ class GatedBroker(InMemoryBroker):
         await super().start(deliver)
 
     async def subscribe(self, group: str) -> None:
+        self.calls.append(f"subscribe {group}")
         await self._hold("subscribe")
         await super().subscribe(group)
+
+    async def unsubscribe(self, group: str) -> None:
+        self.calls.append(f"unsubscribe {group}")
+        await super().unsubscribe(group)
 
     async def set_presence(self, group: str, member: str, present: bool) -> None:
         if present:
@@ -263,6 +269,7 @@ async def test_a_channel_that_closes_or_leaves_during_its_join_is_in_no_group(
     assert channel.groups == frozenset()
     assert server._groups == {}
     assert await server.members("lobby") == []
+    assert broker._groups == set()  # a subscribe that landed late is undone
     if undo == "leave":  # the channel is still open, and hears nothing
         await server.publish("lobby", "not for you")
         await client.send("msg,chat,ping")
@@ -333,3 +340,129 @@ async def test_a_second_member_joins_once_the_subscription_is_in_place() -> None
     assert await frames(second, 1) == ["msg,chat,hello"]
     await first.close()
     await second.close()
+
+
+async def test_a_member_joining_as_the_last_one_leaves_shares_its_subscription() -> (
+    None
+):
+    """The last member leaves while the group's subscribe is on its way; a
+    new member joins meanwhile: the one subscription serves it, and is
+    dropped when that member leaves."""
+    broker = GatedBroker("subscribe")
+    server = MultiplexServer(broker=broker)
+    channels = asyncio.Queue[Channel]()
+
+    @server.channel("chat")
+    async def chat(channel: Channel) -> None:
+        channels.put_nowait(channel)
+        async for _ in channel:
+            pass
+
+    await server.members("lobby")  # the broker starts at once
+    first, second = await connect_in_memory(server), await connect_in_memory(server)
+    await first.send("sub,chat")
+    await second.send("sub,chat")
+    a, b = await item(channels), await item(channels)
+    join_a = asyncio.ensure_future(a.join("lobby"))
+    async with asyncio.timeout(TIMEOUT):
+        await broker.reached.wait()
+    leave_a = asyncio.ensure_future(a.leave("lobby"))
+    await settle()
+    join_b = asyncio.ensure_future(b.join("lobby"))
+    await settle()
+    assert not join_b.done()
+    broker.gate.set()
+    async with asyncio.timeout(TIMEOUT):
+        await asyncio.gather(join_a, leave_a, join_b)
+    assert broker.calls == ["subscribe lobby"]
+    assert await server.members("lobby") == [b.member_id]
+    await server.publish("lobby", "hello")
+    assert await frames(second, 1) == ["msg,chat,hello"]
+    assert nothing_sent(first)
+    async with asyncio.timeout(TIMEOUT):
+        await b.leave("lobby")
+    assert broker.calls == ["subscribe lobby", "unsubscribe lobby"]
+    assert broker._groups == set()
+    await first.close()
+    await second.close()
+
+
+class FailingBroker(GatedBroker):
+    """The gated broker whose held step then fails, the first time only."""
+
+    failed = False
+
+    async def _hold(self, step: str) -> None:
+        await super()._hold(step)
+        if step == self.step and not self.failed:
+            self.failed = True
+            raise BrokerUnavailable(f"{step} failed")
+
+
+async def open_channel(server: MultiplexServer) -> tuple[Channel, MemoryClient]:
+    """A client with one open channel of a service that only reads."""
+    opened = asyncio.Queue[Channel]()
+
+    @server.channel("chat")
+    async def chat(channel: Channel) -> None:
+        opened.put_nowait(channel)
+        async for _ in channel:
+            pass
+
+    client = await connect_in_memory(server)
+    await client.send("sub,chat")
+    return await item(opened), client
+
+
+@pytest.mark.parametrize("step", ["subscribe", "presence"])
+async def test_a_join_that_failed_is_undone_and_can_be_tried_again(step: str) -> None:
+    broker = FailingBroker(step)
+    broker.gate.set()  # fails at once
+    server = MultiplexServer(broker=broker)
+    channel, client = await open_channel(server)
+    async with asyncio.timeout(TIMEOUT):
+        with pytest.raises(BrokerUnavailable):
+            await channel.join("lobby")
+    assert channel.groups == frozenset()
+    assert server._groups == {}
+    assert server._subscriptions == {}
+    assert broker._groups == set()
+    assert await server.members("lobby") == []
+    async with asyncio.timeout(TIMEOUT):
+        await channel.join("lobby")
+    assert await server.members("lobby") == [channel.member_id]
+    await server.publish("lobby", "welcome")
+    assert await frames(client, 1) == ["msg,chat,welcome"]
+    await client.close()
+
+
+@pytest.mark.parametrize("first_join", ["succeeds", "fails"])
+async def test_joining_again_while_joining_waits_for_the_first_join(
+    first_join: str,
+) -> None:
+    """A second join of the same channel returns once the first one's
+    subscription is in place; if the first failed, it tries again."""
+    broker = (GatedBroker if first_join == "succeeds" else FailingBroker)("subscribe")
+    server = MultiplexServer(broker=broker)
+    await server.members("lobby")  # the broker starts at once
+    channel, client = await open_channel(server)
+    first = asyncio.ensure_future(channel.join("lobby"))
+    async with asyncio.timeout(TIMEOUT):
+        await broker.reached.wait()
+    second = asyncio.ensure_future(channel.join("lobby"))
+    await settle()
+    assert not second.done()
+    broker.gate.set()
+    async with asyncio.timeout(TIMEOUT):
+        outcome, _ = await asyncio.gather(first, second, return_exceptions=True)
+    if first_join == "fails":
+        assert isinstance(outcome, BrokerUnavailable)
+    else:
+        assert outcome is None
+    assert second.result() is None
+    assert await server.members("lobby") == [channel.member_id]
+    await server.publish("lobby", "once")
+    assert await frames(client, 1) == ["msg,chat,once"]
+    await settle()
+    assert nothing_sent(client)
+    await client.close()

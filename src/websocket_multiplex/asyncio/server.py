@@ -155,6 +155,8 @@ class MultiplexServer:
         # One broker subscription per group, shared by every local member:
         # a member's join returns once it is in place, not before.
         self._subscriptions: dict[str, asyncio.Future[None]] = {}
+        # A join in progress, per channel and group: done once it ends.
+        self._joins: dict[tuple[Channel, str], asyncio.Future[None]] = {}
         self.log_throttle = LogThrottle()
         """Rate-limits the log lines a client can cause at will, per server:
         two servers (two applications, two tests) do not silence each other."""
@@ -266,31 +268,42 @@ class MultiplexServer:
         return await self.broker.members(group)
 
     async def _join(self, channel: Channel, group: str) -> None:
+        # Joins of one channel to one group run one at a time: a second one
+        # waits for the first, then returns if it succeeded, or tries again.
+        while (earlier := self._joins.get((channel, group))) is not None:
+            await asyncio.wait([earlier])
+        if channel._close_reason is not None:
+            raise ChannelClosed(channel.name, channel._close_reason)
+        if channel._groups is None:
+            channel._groups = set()
+        elif group in channel._groups:
+            return
         # Three awaits (the broker's first start, its subscription, the
         # presence write) during which the channel may close or leave. The
         # membership is recorded before the first, so that a close or a
         # leave() sees it and undoes whatever was done; after each, a join
         # that was undone goes no further. A channel whose close interrupted
         # its join gets ChannelClosed, as a join after the close would.
-        if channel._groups is None:
-            channel._groups = set()
-        elif group in channel._groups:
-            return
         channel._groups.add(group)
+        self._joins[channel, group] = done = asyncio.get_running_loop().create_future()
         try:
             await self._start_broker()
-        except BaseException:  # cancelled, say: as if it had never begun
+            if _joining(channel, group):
+                self._groups.setdefault(group, set()).add(channel)
+                await self._subscribed(group)
+            if _joining(channel, group):
+                await self.broker.set_presence(group, channel.member_id, True)
+                if not _joining(channel, group):
+                    # Undone during the write: its removal may have gone first.
+                    await self.broker.set_presence(group, channel.member_id, False)
+        except BaseException:  # failed or cancelled: undone, to be tried again
             if channel._groups is not None:
                 channel._groups.discard(group)
+            await self._drop_member(channel, group)
             raise
-        if _joining(channel, group):
-            self._groups.setdefault(group, set()).add(channel)
-            await self._subscribed(group)
-        if _joining(channel, group):
-            await self.broker.set_presence(group, channel.member_id, True)
-            if not _joining(channel, group):
-                # Undone during the write: its removal may have gone first.
-                await self.broker.set_presence(group, channel.member_id, False)
+        finally:
+            del self._joins[channel, group]
+            done.set_result(None)
         if channel._close_reason is not None:
             raise ChannelClosed(channel.name, channel._close_reason)
 
@@ -322,9 +335,24 @@ class MultiplexServer:
         members.discard(channel)
         if not members:
             del self._groups[group]
-            self._subscriptions.pop(group, None)
-            await self.broker.unsubscribe(group)
+            await self._unsubscribe(group)
         await self.broker.set_presence(group, channel.member_id, False)
+
+    async def _unsubscribe(self, group: str) -> None:
+        """The last local member left: drop the group's subscription. One
+        still on its way is waited for, not cancelled, or it would land
+        after the unsubscribe; a member that joins meanwhile shares it, and
+        then it stays."""
+        subscription = self._subscriptions.get(group)
+        if subscription is None:
+            return  # its subscribe failed: nothing to undo
+        if not subscription.done():
+            await asyncio.wait([subscription])  # does not cancel it
+        if group in self._groups or self._subscriptions.get(group) is not subscription:
+            return  # joined again meanwhile, or failed and forgotten
+        del self._subscriptions[group]
+        if not subscription.cancelled() and subscription.exception() is None:
+            await self.broker.unsubscribe(group)
 
     def _forget(self, channel: Channel) -> None:
         """A closed channel leaves its groups (from a synchronous path)."""
