@@ -12,7 +12,7 @@ from dataclasses import dataclass
 __all__ = ["DEFAULT_LIMITS", "Limits"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)  # named: fields may be added
 class Limits:
     """Bounds on what one client connection may make the server hold or do.
 
@@ -54,7 +54,8 @@ class Limits:
 
     max_connection_queue_size: int = 4 << 20
     """Unread characters across the channels of one connection, including
-    channels already closed whose handler has not read them yet. A message
+    channels already closed whose handler has not read them yet (nor
+    returned). A message
     that would go above it sheds the open channel with the most unread
     characters (503, as above) until it fits; if no open channel holds any,
     the message's own channel is shed."""

@@ -215,6 +215,36 @@ async def test_close_sends_uns_for_every_channel_then_closes_the_carrier() -> No
     assert client.connection.closed
 
 
+async def test_a_sub_that_arrives_while_closing_is_told_the_server_is_going() -> None:
+    # close() flushes the goodbyes before it closes the carrier; a "sub"
+    # read meanwhile must not start a handler that would then end silently.
+    server = MultiplexServer()
+    started: list[str] = []
+
+    @server.channel("a")
+    async def a(channel: Channel) -> None:
+        started.append(channel.topic)
+        async for _ in channel:
+            pass
+
+    client = await connect_in_memory(server)
+    await client.send("sub,a")
+    await settle()
+    closing = asyncio.ensure_future(client.connection.close(4000, "bye"))
+    await asyncio.sleep(0)  # close() has begun: its goodbyes wait for the writer
+    assert not closing.done()
+    client.connection.receive("sub,a#2")
+    await closing
+    assert await frames(client, 5) == [
+        "err,a,1001 server shutting down",
+        "uns,a",
+        "err,a#2,1001 server shutting down",
+        "uns,a#2",
+        None,
+    ]
+    assert started == ["a"]
+
+
 # -- the inbox limits ------------------------------------------------------------
 
 TIGHT = Limits(max_queue_size=20, max_connection_queue_size=20)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import weakref
 from collections import deque
 from typing import Any, Final
 
@@ -80,6 +79,9 @@ class BoundedSession(Session):  # type: ignore[misc]
     def __init__(self, *args: Any, high_water: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._queue = self.outgoing = _OutgoingCount(high_water)
+        # The receiving request that found the session free, and the work
+        # to cancel when its client has gone.
+        self.holder: tuple[web.Request, asyncio.Future[None]] | None = None
 
     def feed(self, frame: Frame, data: Any) -> None:
         if frame is Frame.MESSAGE:
@@ -193,7 +195,7 @@ def _keeps_holder_and_watches_disconnect(base: type[Any]) -> type[Any]:
             self.create_session = False
         work = asyncio.ensure_future(base.handle_session(self))
         if holding:
-            _receiving[session] = (self.request, work)
+            session.holder = (self.request, work)
         watcher = asyncio.ensure_future(_wait_disconnect(self.request))
         try:
             await asyncio.wait([work, watcher], return_when=asyncio.FIRST_COMPLETED)
@@ -202,8 +204,8 @@ def _keeps_holder_and_watches_disconnect(base: type[Any]) -> type[Any]:
             if not work.done():
                 work.cancel()  # the client went away: release the session
             await asyncio.gather(work, return_exceptions=True)
-            if _receiving.get(session, (None, None))[1] is work:
-                del _receiving[session]
+            if session.holder is not None and session.holder[1] is work:
+                session.holder = None
             if not self.manager.is_acquired(session):
                 # sockjs never sets an expiry on a released polling session,
                 # so a client that stops polling would leak it forever.
@@ -214,20 +216,12 @@ def _keeps_holder_and_watches_disconnect(base: type[Any]) -> type[Any]:
     return type(base.__name__, (base,), {"handle_session": handle_session})
 
 
-_receiving: Final[
-    weakref.WeakKeyDictionary[Session, tuple[web.Request, asyncio.Future[None]]]
-] = weakref.WeakKeyDictionary()
-"""The receiving request that found each session free (its holder), and
-the work to cancel when its client has gone."""
-
-
-async def _release_if_holder_left(session: Session) -> None:
+async def _release_if_holder_left(session: BoundedSession) -> None:
     """End the hold of a request whose client has gone since the watch last
     looked, as the watch would: the session is then interrupted (``1002``)."""
-    entry = _receiving.get(session)
-    if entry is None:
+    if session.holder is None:
         return
-    request, work = entry
+    request, work = session.holder
     if request is not session.request or not _gone(request):
         return  # not the holder (session.request is), or its client is there
     work.cancel()

@@ -44,8 +44,10 @@ class WebSocketCarrier:
         self._request = request
         self._socket = socket
         self._reader: asyncio.Task[Any] | None = None
-        self._reader_done = asyncio.Event()
+        self._read_ended = False
         self._stopping_reader = False
+        # Made only when close() needs them: a server holds many idle carriers.
+        self._reader_stopped: asyncio.Future[None] | None = None
         self._closed: asyncio.Event | None = None
 
     @property
@@ -71,12 +73,18 @@ class WebSocketCarrier:
             if not self._stopping_reader or (reader and reader.uncancel()):
                 raise  # not (only) ours: aiohttp's, or the server's
         finally:
-            self._reader_done.set()
+            self._read_ended = True
+            stopped = self._reader_stopped
+            if stopped is not None and not stopped.done():
+                stopped.set_result(None)
 
     async def _pump(self, receive: Callable[[str], None]) -> None:
         await _pump_raw(self._ws, receive)
 
     async def close(self, code: int, reason: str) -> None:
+        if self._closed is not None:  # one close at a time, and once
+            await self._closed.wait()
+            return
         closed = self._closed = asyncio.Event()
         if self._socket is not None:
             abort_later_if_stuck(self._socket)
@@ -99,12 +107,12 @@ class WebSocketCarrier:
         close frame comes back (RFC 6455, 7.1.1), then shuts the socket.
         """
         reader = self._reader
-        if reader is None or reader is asyncio.current_task():
+        if reader is None or reader is asyncio.current_task() or self._read_ended:
             return
-        if not self._reader_done.is_set():
-            self._stopping_reader = True
-            reader.cancel()
-            await self._reader_done.wait()
+        self._stopping_reader = True
+        self._reader_stopped = asyncio.get_running_loop().create_future()
+        reader.cancel()
+        await self._reader_stopped
 
     async def _close(self, code: int, reason: str) -> None:
         await self._ws.close(code=code, message=fit_close_reason(reason).encode())

@@ -332,6 +332,8 @@ async def serve(
             await web.TCPSite(runner, host, port).start()
             if ready is not None:
                 bound_host, bound_port = runner.addresses[0][:2]
+                if ":" in bound_host:  # IPv6
+                    bound_host = f"[{bound_host}]"
                 ready(f"http://{bound_host}:{bound_port}/")
             await stop.wait()
         finally:

@@ -53,7 +53,9 @@ class Channel(ReceivingChannel):
         Returns once the broker delivers the group here (with Redis: once
         this process is subscribed), so a publish made after it reaches this
         channel. Raises :class:`ChannelClosed` if the channel is closed, or
-        closes before the join is done; joining twice does nothing.
+        closes before the join is done. Joining a group again does nothing;
+        while the first join is still in progress, it waits for it (and
+        tries again if that one failed).
         """
         if self._close_reason is not None:
             raise ChannelClosed(self.name, self._close_reason)

@@ -91,6 +91,7 @@ class Connection:
         self._writable: asyncio.Event | None = None  # senders wait above the limit
         self._idle_waiters: list[asyncio.Future[None]] = []  # _flush callers
         self._lost = False
+        self._closing = False  # close() has begun: no new channel opens
         self._finishing: asyncio.Task[None] | None = None
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
@@ -228,6 +229,7 @@ class Connection:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close from the server side: ``uns`` every channel, then the carrier."""
+        self._closing = True
         for channel in list(self._channels.values()):
             self._close_channel(channel, CloseReason.SHUTDOWN, GOING_AWAY)
         try:
@@ -247,6 +249,9 @@ class Connection:
         assert service is not None  # the protocol asked _is_registered
         channel = Channel(self, service.name, topic)
         self._channels[topic] = channel
+        if self._closing:  # a sub that came while we flush the goodbyes
+            self._close_channel(channel, CloseReason.SHUTDOWN, GOING_AWAY)
+            return
         if service.callbacks is not None and (
             self.server.authorize is None and service.authorize is None
         ):
