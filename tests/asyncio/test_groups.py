@@ -307,10 +307,11 @@ async def test_a_join_cancelled_while_the_broker_starts_can_be_tried_again() -> 
     await client.close()
 
 
-async def test_a_second_member_joins_once_the_subscription_is_in_place() -> None:
-    """The group's one broker subscription is shared: a join that finds it
-    still on its way waits for it, so a publish right after any join
-    reaches that member."""
+async def two_members_subscribing() -> tuple[
+    GatedBroker, tuple[MemoryClient, Channel], tuple[MemoryClient, Channel]
+]:
+    """Two clients with a "chat" channel each, on a server whose broker holds
+    the group's subscribe until the test opens its gate."""
     broker = GatedBroker("subscribe")
     server = MultiplexServer(broker=broker)
     channels = asyncio.Queue[Channel]()
@@ -325,7 +326,15 @@ async def test_a_second_member_joins_once_the_subscription_is_in_place() -> None
     first, second = await connect_in_memory(server), await connect_in_memory(server)
     await first.send("sub,chat")
     await second.send("sub,chat")
-    a, b = await item(channels), await item(channels)
+    return broker, (first, await item(channels)), (second, await item(channels))
+
+
+async def test_a_second_member_joins_once_the_subscription_is_in_place() -> None:
+    """The group's one broker subscription is shared: a join that finds it
+    still on its way waits for it, so a publish right after any join
+    reaches that member."""
+    broker, (first, a), (second, b) = await two_members_subscribing()
+    server = a.connection.server
     join_a = asyncio.ensure_future(a.join("lobby"))
     async with asyncio.timeout(TIMEOUT):
         await broker.reached.wait()
@@ -348,21 +357,8 @@ async def test_a_member_joining_as_the_last_one_leaves_shares_its_subscription()
     """The last member leaves while the group's subscribe is on its way; a
     new member joins meanwhile: the one subscription serves it, and is
     dropped when that member leaves."""
-    broker = GatedBroker("subscribe")
-    server = MultiplexServer(broker=broker)
-    channels = asyncio.Queue[Channel]()
-
-    @server.channel("chat")
-    async def chat(channel: Channel) -> None:
-        channels.put_nowait(channel)
-        async for _ in channel:
-            pass
-
-    await server.members("lobby")  # the broker starts at once
-    first, second = await connect_in_memory(server), await connect_in_memory(server)
-    await first.send("sub,chat")
-    await second.send("sub,chat")
-    a, b = await item(channels), await item(channels)
+    broker, (first, a), (second, b) = await two_members_subscribing()
+    server = a.connection.server
     join_a = asyncio.ensure_future(a.join("lobby"))
     async with asyncio.timeout(TIMEOUT):
         await broker.reached.wait()
