@@ -166,7 +166,8 @@ class connect:  # a class used like a function, as websockets.connect is
     ``reconnect``: ``True`` (the default) reconnects with :class:`Backoff`'s
     defaults, a :class:`Backoff` sets the policy, ``False`` disables it.
     The first connection's errors are raised; later ones are retried.
-    ``max_queue`` bounds each channel's unread messages. ``on_state`` is
+    ``max_queue`` and ``max_queue_size`` (characters) bound each channel's
+    unread messages. ``on_state`` is
     called with each :class:`ClientState` change and a reason: first
     ``CONNECTING``, and at the end ``CLOSED`` with ``str()`` of
     ``client.disconnection`` (a
@@ -180,6 +181,7 @@ class connect:  # a class used like a function, as websockets.connect is
         *,
         reconnect: bool | Backoff = True,
         max_queue: int = 1024,
+        max_queue_size: int = 1 << 20,
         headers: Mapping[str, str] | None = None,
         heartbeat: float | None = 20.0,
         open_timeout: float = 10.0,
@@ -193,7 +195,11 @@ class connect:  # a class used like a function, as websockets.connect is
             )
 
         self._client = MultiplexClient(
-            opener, reconnect=backoff, max_queue=max_queue, on_state=on_state
+            opener,
+            reconnect=backoff,
+            max_queue=max_queue,
+            max_queue_size=max_queue_size,
+            on_state=on_state,
         )
 
     async def _start(self) -> MultiplexClient:

@@ -86,6 +86,21 @@ async def test_inbox_full_closes_only_that_channel_and_unsubscribes() -> None:
     await client.close()
 
 
+async def test_inbox_is_bounded_in_characters_too() -> None:
+    net = MemoryNetwork()
+    client = await started(net, max_queue_size=100)
+    flood, calm = await client.channel("flood"), await client.channel("calm")
+    net.current.feed("msg,flood," + "a" * 150)  # an empty inbox takes it
+    net.current.feed("msg,flood," + "b")  # 151 > 100: too much
+    net.current.feed("msg,calm,still here")
+    async with asyncio.timeout(TIMEOUT):
+        assert await flood.wait_closed() is CloseReason.INBOX_FULL
+    assert await flood.receive() == "a" * 150
+    assert await calm.receive(timeout=TIMEOUT) == "still here"
+    assert "uns,flood" in net.current.sent
+    await client.close()
+
+
 async def test_second_receiver_is_refused() -> None:
     client = await started(MemoryNetwork())
     channel = await client.channel("a")

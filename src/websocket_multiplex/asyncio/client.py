@@ -206,8 +206,9 @@ class ClientChannel(ReceivingChannel):
     ``report_gaps=True``: ``receive`` (and ``async for``) then raises
     :class:`ChannelGap` at that point, between the last message of the
     old connection and the first of the new one. If the application
-    leaves more than ``max_queue`` messages unread, the channel is closed
-    with :attr:`CloseReason.INBOX_FULL` rather than letting memory grow or
+    leaves more than ``max_queue`` messages, or ``max_queue_size``
+    characters, unread, the channel is closed with
+    :attr:`CloseReason.INBOX_FULL` rather than letting memory grow or
     stalling the other channels.
     """
 
@@ -282,7 +283,10 @@ class ClientChannel(ReceivingChannel):
 
     def _accept(self, payload: str) -> bool:
         """Queue a message; ``False`` if the inbox is full."""
-        if len(self._inbox) >= self._client.max_queue:
+        client, inbox = self._client, self._inbox
+        if len(inbox) >= client.max_queue or (
+            inbox and self._inbox_size + len(payload) > client.max_queue_size
+        ):  # an empty inbox takes any message, as on the server
             return False
         self._deliver(payload)
         return True
@@ -341,9 +345,11 @@ class MultiplexClient:
         *,
         reconnect: Backoff | None = Backoff(),
         max_queue: int = 1024,
+        max_queue_size: int = 1 << 20,
         on_state: Callable[[ClientState, str], None] | None = None,
     ) -> None:
         self.max_queue = max_queue
+        self.max_queue_size = max_queue_size
         self._open_carrier = open_carrier
         self._backoff = reconnect
         self._on_state = on_state
