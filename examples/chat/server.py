@@ -178,20 +178,17 @@ def chat_app(
 ) -> web.Application:
     """The page at ``/``, SockJS at ``/multiplex``, the browser client.
 
-    ``sockjs_url`` is sockjs-client 1.x: a URL, or a local file served as
-    ``/sockjs.min.js`` (the page falls back to a native WebSocket when it
-    cannot load it).
+    ``sockjs_url`` is sockjs-client 1.x: a URL, or a local file that the
+    endpoint serves as ``/multiplex/sockjs.min.js`` (the page falls back to
+    a native WebSocket when it cannot load it).
     """
     app = web.Application()
-    if "://" not in sockjs_url:
-        script = Path(sockjs_url).read_bytes()
-
-        async def serve_sockjs(_request: web.Request) -> web.Response:
-            return web.Response(body=script, content_type="text/javascript")
-
-        app.router.add_get("/sockjs.min.js", serve_sockjs)
-        sockjs_url = "/sockjs.min.js"
-    add_sockjs_endpoint(app, server, prefix="/multiplex", sockjs_url=sockjs_url)
+    if "://" in sockjs_url:
+        add_sockjs_endpoint(app, server, prefix="/multiplex", sockjs_url=sockjs_url)
+    else:
+        local = Path(sockjs_url)
+        add_sockjs_endpoint(app, server, prefix="/multiplex", sockjs_url=local)
+        sockjs_url = "/multiplex/sockjs.min.js"
     add_client_routes(app, "/websocket-multiplex")
     page = PAGE.read_text().replace("{{SOCKJS_URL}}", sockjs_url)
 

@@ -57,9 +57,8 @@ def demo_app(sockjs_url: str = DEFAULT_SOCKJS_URL) -> web.Application:
     if "://" in sockjs_url:
         add_sockjs_endpoint(app, server, prefix="/multiplex", sockjs_url=sockjs_url)
     else:  # a local copy, served by the endpoint
-        add_sockjs_endpoint(
-            app, server, prefix="/multiplex", sockjs_url=Path(sockjs_url)
-        )
+        local = Path(sockjs_url)
+        add_sockjs_endpoint(app, server, prefix="/multiplex", sockjs_url=local)
         sockjs_url = "/multiplex/sockjs.min.js"
     add_client_routes(app, "/websocket-multiplex")
     page = (resources.files("websocket_multiplex") / "static" / "demo.html").read_text()
