@@ -459,14 +459,17 @@ class MemoryNetwork:
 
 
 class States:
-    """Records a client's states, for ``on_state``."""
+    """Records a client's states and the reason given with each, for
+    ``on_state``."""
 
     def __init__(self) -> None:
         self.seen: list[ClientState] = []
+        self.reasons: list[str] = []
         self._changed = asyncio.Event()
 
     def __call__(self, state: ClientState, reason: str) -> None:
         self.seen.append(state)
+        self.reasons.append(reason)
         self._changed.set()
 
     async def wait_count(self, state: ClientState, count: int) -> None:

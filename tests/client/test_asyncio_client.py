@@ -214,7 +214,7 @@ async def test_channel_opened_while_resubscribing_is_subscribed_too() -> None:
 
 async def test_gives_up_after_max_attempts_and_closes_every_channel() -> None:
     net = MemoryNetwork()
-    states = Reasons()
+    states = States()
     backoff = Backoff(initial=0.01, maximum=0.01, max_attempts=2)
     client = await started(net, reconnect=backoff, on_state=states)
     a, b = await client.channel("a"), await client.channel("a")
@@ -244,21 +244,9 @@ async def test_gives_up_after_max_attempts_and_closes_every_channel() -> None:
 # -- what the application sees ---------------------------------------------------
 
 
-class Reasons(States):
-    """:class:`States`, and the reason given with each state."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reasons: list[str] = []
-
-    def __call__(self, state: ClientState, reason: str) -> None:
-        self.reasons.append(reason)
-        super().__call__(state, reason)
-
-
 async def test_states_from_connecting_to_closed_by_the_server() -> None:
     net = MemoryNetwork()
-    states = Reasons()
+    states = States()
     client = await started(net, reconnect=None, on_state=states)
     echo = await client.channel("echo")
     net.current.close_frame = (3000, "go away now")  # type: ignore[attr-defined]
@@ -275,7 +263,7 @@ async def test_states_from_connecting_to_closed_by_the_server() -> None:
 async def test_first_connection_failing_raises_and_stays_connecting() -> None:
     net = MemoryNetwork()
     net.failures = [ConnectionRefusedError("nobody home")]
-    states = Reasons()
+    states = States()
     client = MultiplexClient(net.open, reconnect=FAST, on_state=states)
     with pytest.raises(ConnectionRefusedError):
         await client.start()

@@ -88,18 +88,6 @@ async def closed(channel: Any) -> CloseReason:
         return reason
 
 
-class Log(States):
-    """:class:`States`, and the reason given with each state."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reasons: list[str] = []
-
-    def __call__(self, state: ClientState, reason: str) -> None:
-        self.reasons.append(reason)
-        super().__call__(state, reason)
-
-
 async def test_the_demo_services(client: MultiplexClient) -> None:
     ann, bob = await client.channel("ann"), await client.channel("bob")
     assert await ann.receive(TIMEOUT) == "Ann says hi!"
@@ -168,7 +156,7 @@ async def test_two_channels_of_one_name_are_independent(
 async def test_connection_close_closes_every_channel(endpoint: Endpoint) -> None:
     # cut_connections closes with 3000 "cut by the test": SockJS sends it
     # as c[3000,"cut by the test"], the WebSocket endpoints as a close frame.
-    states = Log()
+    states = States()
     client = await connect(endpoint.url, reconnect=False, on_state=states)
     ann, echo = await client.channel("ann"), await client.channel("echo")
     assert await ann.receive(TIMEOUT) == "Ann says hi!"
@@ -262,7 +250,7 @@ async def test_send_during_reconnection_waits_then_goes_through(
 
 
 async def test_client_close_closes_every_open_channel(endpoint: Endpoint) -> None:
-    states = Log()
+    states = States()
     client = await connect(endpoint.url, reconnect=False, on_state=states)
     rec, ann = await client.channel("rec"), await client.channel("ann")
     echo, carl = await client.channel("echo"), await client.channel("carl")
@@ -287,7 +275,7 @@ async def test_client_close_closes_every_open_channel(endpoint: Endpoint) -> Non
 async def test_reconnects_by_default_and_reports_the_gap_in_order(
     endpoint: Endpoint,
 ) -> None:
-    states = Log()
+    states = States()
     async with connect(endpoint.url, on_state=states) as client:  # reconnect=True
         ann = await client.channel("ann", report_gaps=True)
         echo = await client.channel("echo")
@@ -345,7 +333,7 @@ async def test_pings_are_answered_and_heartbeats_ignored(kind: str) -> None:
         url = f"http://{base}" if kind == "sockjs" else f"ws://{base}/websocket"
         ws_url = f"ws://{base}/000/control/websocket" if kind == "sockjs" else url
         await check_the_server_beats(ws_url, sockjs=kind == "sockjs")
-        states = Log()
+        states = States()
         client = await connect(url, reconnect=False, heartbeat=None, on_state=states)
         echo = await client.channel("echo")
         await asyncio.sleep(1.0)  # idle: five pings, five "h" frames
