@@ -106,7 +106,13 @@ SERVERS = {
         Server(
             "ours-asgi",
             (PY, "benchmarks/servers/ours_asgi.py"),
-            "ours: MultiplexASGI under uvicorn",
+            "ours under uvicorn[standard] (httptools, websockets, uvloop): "
+            "SockJSASGI + MultiplexASGI",
+        ),
+        Server(
+            "ours-asgi-pure",
+            (PY, "benchmarks/servers/ours_asgi.py", "--pure"),
+            "the same on uvicorn's pure-Python choices (h11, wsproto, asyncio)",
         ),
         Server(
             "aiohttp-echo",
@@ -234,11 +240,37 @@ TARGETS = (
         original="original-raw",
     ),
     Target(
+        "ours-asgi-sockjs",
+        "ours-asgi",
+        "/multiplex",
+        "sockjs",
+        "ours, SockJSASGI under uvicorn[standard], SockJS websocket transport",
+        deflate=True,
+        original="original",
+    ),
+    Target(
+        "ours-asgi-sockjs-pure",
+        "ours-asgi-pure",
+        "/multiplex",
+        "sockjs",
+        "ours-asgi-sockjs on h11, wsproto and asyncio's loop",
+        deflate=True,
+        original="original",
+    ),
+    Target(
         "ours-asgi",
         "ours-asgi",
         "/ws",
         "raw",
-        "ours, MultiplexASGI under uvicorn",
+        "ours, MultiplexASGI (plain WebSocket) under uvicorn[standard]",
+        original="original-raw",
+    ),
+    Target(
+        "ours-asgi-pure",
+        "ours-asgi-pure",
+        "/ws",
+        "raw",
+        "ours-asgi on h11, wsproto and asyncio's loop",
         original="original-raw",
     ),
     Target(

@@ -38,6 +38,7 @@ from aiohttp import web
 
 from websocket_multiplex import Channel, ChannelClosed, Limits, MultiplexServer
 from websocket_multiplex.adapters.aiohttp import (
+    SOCKJS_ENDPOINTS,
     add_metrics_route,
     add_sockjs_endpoint,
     add_websocket_route,
@@ -52,12 +53,8 @@ def build(limits: Limits, disconnect_delay: float) -> web.Application:
     server.register("echo", echo)
     server.register("firehose", firehose)
     app = web.Application()
-    routes = add_sockjs_endpoint(
-        app, server, prefix=PREFIX, disconnect_delay=disconnect_delay
-    )
-    # The sockjs session manager, to count its sessions: the routes are
-    # bound methods of sockjs's SockJSRoute (no origin guard is set).
-    sessions = routes[0].handler.__self__.manager.sessions  # type: ignore[attr-defined]
+    add_sockjs_endpoint(app, server, prefix=PREFIX, disconnect_delay=disconnect_delay)
+    sessions = app[SOCKJS_ENDPOINTS][PREFIX].sessions  # to count them
     add_websocket_route(app, server, "/ws")
     add_metrics_route(app, server, "/metrics")
     app.router.add_get("/stats", stats_route(server, sessions))

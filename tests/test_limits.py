@@ -300,6 +300,10 @@ class StuckTransport:
     async def close(self, code: int, reason: str) -> None:
         self.closed_with = (code, reason)
 
+    async def send_many(self, texts: list[str]) -> None:
+        for text in texts:
+            await self.send(text)
+
 
 async def test_a_slow_client_is_closed_after_the_timeout() -> None:
     server = MultiplexServer(limits=Limits(write_limit=100, slow_client_timeout=0.05))

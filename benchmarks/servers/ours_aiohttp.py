@@ -42,7 +42,7 @@ async def main(callbacks: bool) -> None:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    announce(port, versions=versions("websocket-multiplex", "aiohttp", "sockjs"))
+    announce(port, versions=versions("websocket-multiplex", "aiohttp"))
     try:
         await serve_commands()
     finally:

@@ -19,7 +19,6 @@ this package's server and the original node server alike.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import string
 from collections import deque
@@ -29,6 +28,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from .asyncio.client import Backoff, Carrier, ClientState, MultiplexClient
+from .exceptions import BrokenFraming
+from .sockjs.frames import OPEN, encode_client_message, parse_server_frame
 
 if TYPE_CHECKING:
     import aiohttp
@@ -87,26 +88,29 @@ class SockJSCarrier(RawWebSocketCarrier):
         self._pending: deque[str] = deque()
 
     async def send(self, text: str) -> None:
-        await super().send(json.dumps([text]))
+        await super().send(encode_client_message([text]))
 
     async def receive(self) -> str | None:
         while not self._pending:
-            frame = await super().receive()
-            if frame is None:
+            text = await super().receive()
+            if text is None:
                 return None
-            if frame.startswith("a"):
-                messages = json.loads(frame[1:])
-                self._pending.extend(m for m in messages if isinstance(m, str))
-            elif frame.startswith("c"):
-                code, reason = json.loads(frame[1:])
-                self.close_frame = (code, reason)
+            try:
+                frame = parse_server_frame(text)
+            except BrokenFraming:  # not SockJS: the connection is of no use
+                await self._ws.close()
+                return None
+            if frame.kind == "a":
+                self._pending.extend(frame.messages)
+            elif frame.kind == "c":
+                self.close_frame = (frame.code, frame.reason)
                 return None
             # "o" opens, "h" is a heartbeat: nothing to deliver
         return self._pending.popleft()
 
     async def expect_open(self) -> None:
         frame = await RawWebSocketCarrier.receive(self)
-        if frame != "o":
+        if frame != OPEN:
             raise ConnectionError(f"not a SockJS endpoint: first frame {frame!r}")
 
 

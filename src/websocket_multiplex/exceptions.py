@@ -4,12 +4,14 @@
 
     MultiplexError
      ├── ChannelClosed            the channel is closed; ``reason`` says why
+     ├── ConnectionClosed         a plain SockJS connection is closed
      ├── ChannelGap               a reconnection cut a client channel's stream
      │                            (in :mod:`websocket_multiplex.asyncio.client`)
      ├── LocalProtocolError       you used the API in a way it cannot honour
      │    └── ServiceNotFound     no service is registered under that name
      └── RemoteProtocolError      the peer sent something the protocol forbids
-          └── InvalidFrame        one carrier message is not a multiplex frame
+          ├── InvalidFrame        one carrier message is not a multiplex frame
+          └── BrokenFraming       one SockJS message is not what SockJS allows
 
 Remote errors never escape the server: an invalid frame is counted and
 ignored, as PROTOCOL.md requires. Local errors point at a bug in the calling
@@ -21,7 +23,9 @@ from __future__ import annotations
 from .events import CloseReason
 
 __all__ = [
+    "BrokenFraming",
     "ChannelClosed",
+    "ConnectionClosed",
     "InvalidFrame",
     "LocalProtocolError",
     "MultiplexError",
@@ -47,6 +51,23 @@ class ChannelClosed(MultiplexError):
         self.reason = reason
 
 
+class ConnectionClosed(MultiplexError):
+    """Raised by a plain SockJS connection's ``send`` and ``receive`` once it
+    is closed
+    (:class:`~websocket_multiplex.asyncio.sockjs_connection.SockJSConnection`).
+
+    ``code`` and ``reason`` are those it was closed with by the
+    application; a connection the client left has ``code`` 1006 (no close
+    frame was received), as in the WebSocket API. ``async for`` over the
+    connection ends quietly instead of raising this.
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"the SockJS connection is closed: {code} {reason}".rstrip())
+        self.code = code
+        self.reason = reason
+
+
 class LocalProtocolError(MultiplexError):
     """The calling code asked for something the protocol cannot do."""
 
@@ -61,3 +82,12 @@ class RemoteProtocolError(MultiplexError):
 
 class InvalidFrame(RemoteProtocolError, ValueError):
     """A carrier message that is not ``type,topic[,payload]``."""
+
+
+class BrokenFraming(RemoteProtocolError, ValueError):
+    """A SockJS message that is not JSON, or not the JSON SockJS allows.
+
+    Its text is what the server answers (sockjs-node's wording, e.g.
+    ``Broken JSON encoding.``): an HTTP transport replies 500 with it, a
+    WebSocket closes.
+    """

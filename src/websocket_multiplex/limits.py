@@ -21,9 +21,11 @@ class Limits:
     holds 1, 2 or 4 bytes per character (the widest one in the text decides).
     """
 
-    max_frame_size: int = 256 * 1024
+    max_frame_size: int = 1 << 20
     """A ``msg`` frame longer than this closes its channel with
-    ``err,T,413 message too large``; any other frame this long is ignored."""
+    ``err,T,413 message too large``; any other frame this long is ignored.
+    1 MiB, as ``websockets`` takes by default: the original JavaScript
+    client sends messages of any size and carries several hundred KiB."""
 
     max_topic_length: int = 256
     """A ``sub`` whose topic is longer is ignored and counted (no reply, so
@@ -71,10 +73,53 @@ class Limits:
     """Seconds a connection may stay above ``write_limit`` before it is
     closed with code 4008, reason ``slow client``."""
 
+    max_message_size: int = 4 << 20
+    """Bytes of one message from a client, before it is decoded: a
+    WebSocket message, or the body of a SockJS ``xhr_send`` or
+    ``jsonp_send``. A larger WebSocket message closes the connection with
+    1009; a larger body is answered 413 (and sockjs-client then closes
+    the session). It holds ``max_frame_size`` characters of text from the
+    Basic Multilingual Plane, JSON-quoted."""
+
+    max_message_frames: int = 65_536
+    """Frames in one SockJS message (the JSON array of an ``xhr_send`` or
+    ``jsonp_send`` body, or of a WebSocket message), which bounds the work
+    one request can make. More is answered 500 ``Too many messages`` (a
+    WebSocket closes with 1009), and none of them is delivered. A page
+    that queues a burst while its previous send is on its way sends it
+    whole in the next: this leaves room for bursts of tens of thousands."""
+
+    frame_rate: float = 200_000.0
+    """Frames per second one connection may make the server handle, on
+    average, with bursts of ``max_message_frames``. Beyond it the server
+    stops reading that connection for as long as it takes (an HTTP
+    ``xhr_send`` waits for its answer): the client is slowed, not
+    dropped, and its frames cost at most this much CPU per second.
+    Whatever the rate, frames are handled a few hundred per event-loop
+    turn, so that a message packed with frames never stalls the others."""
+
+    max_sessions: int = 10_000
+    """SockJS sessions open at once on one endpoint's HTTP transports
+    (those a session id names between requests; a WebSocket session lives
+    as long as its socket). A request that would open one more is answered
+    503 until one ends; sessions a client stops polling end after
+    ``disconnect_delay``."""
+
+    max_session_id_length: int = 64
+    """Characters of a SockJS server or session id in a URL (any but ``/``
+    and ``.``, as sockjs-node takes; sockjs-client sends 3 and 8). A longer
+    one gets 404."""
+
     def __post_init__(self) -> None:
         for name in self.__slots__:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"Limits.{name} must be positive")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(
+                    f"Limits.{name} must be a number, not {type(value).__name__} "
+                    f"{value!r}"
+                )
+            if value <= 0:
+                raise ValueError(f"Limits.{name} must be positive, not {value!r}")
 
 
 DEFAULT_LIMITS = Limits()

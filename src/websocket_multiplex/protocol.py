@@ -25,6 +25,7 @@ from .events import (
 )
 from .exceptions import InvalidFrame, LocalProtocolError
 from .limits import DEFAULT_LIMITS, Limits
+from .pacing import TokenBucket
 from .wire import (
     ERR,
     MSG,
@@ -83,8 +84,8 @@ class ServerProtocol:
         self._is_registered = is_registered
         self._limits = limits
         self._open: set[str] = set()
-        self._tokens = float(limits.subscribe_burst)
-        self._refilled_at: float | None = None
+        # subscribe_rate per second, subscribe_burst deep.
+        self._subscribes = TokenBucket(limits.subscribe_rate, limits.subscribe_burst)
         self.counters = ProtocolCounters()
 
     @property
@@ -128,7 +129,7 @@ class ServerProtocol:
 
     def _subscribe(self, topic: str, now: float | None) -> Event | None:
         limits = self._limits
-        if now is not None and not self._take_token(now):
+        if now is not None and not self._subscribes.take(now):
             self.counters.hit("subscribe_rate")
             return LimitExceeded("subscribe_rate")
         if len(topic) > limits.max_topic_length:
@@ -143,17 +144,6 @@ class ServerProtocol:
             return ChannelRefused(topic, "429 too many channels")
         self._open.add(topic)
         return ChannelOpened(topic)
-
-    def _take_token(self, now: float) -> bool:
-        """Token bucket: ``subscribe_rate`` per second, ``subscribe_burst`` deep."""
-        if self._refilled_at is not None:
-            earned = (now - self._refilled_at) * self._limits.subscribe_rate
-            self._tokens = min(self._limits.subscribe_burst, self._tokens + earned)
-        self._refilled_at = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
 
     def _oversized(self, kind: str, topic: str) -> Event | None:
         self.counters.hit("max_frame_size")

@@ -42,6 +42,10 @@ class MemoryTransport:
             raise ConnectionError("memory transport is closed")
         self.to_client.put_nowait(text)
 
+    async def send_many(self, texts: list[str]) -> None:
+        for text in texts:
+            await self.send(text)
+
     async def close(self, code: int, reason: str) -> None:
         if self.closed_with is None:
             self.closed_with = (code, reason)

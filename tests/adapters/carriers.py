@@ -7,11 +7,16 @@ the raw WebSocket, SockJS over WebSocket, and SockJS xhr-polling.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections import deque
 
 import aiohttp
+
+from websocket_multiplex.sockjs.frames import (
+    OPEN,
+    encode_client_message,
+    parse_server_frame,
+)
 
 
 class RawWebSocketCarrier:
@@ -46,13 +51,14 @@ class _SockJSFrames:
         self.opened = False
         self.close_frame: list[object] | None = None
 
-    def feed(self, frame: str) -> None:
-        if frame == "o":
+    def feed(self, text: str) -> None:
+        frame = parse_server_frame(text)
+        if frame.kind == OPEN:
             self.opened = True
-        elif frame.startswith("a"):
-            self.messages.extend(json.loads(frame[1:]))
-        elif frame.startswith("c"):
-            self.close_frame = json.loads(frame[1:])
+        elif frame.kind == "a":
+            self.messages.extend(frame.messages)
+        elif frame.kind == "c":
+            self.close_frame = [frame.code, frame.reason]
             self.messages.append(None)
 
 
@@ -73,7 +79,7 @@ class SockJSWebSocketCarrier:
         return carrier
 
     async def send(self, text: str) -> None:
-        await self.ws.send_str(json.dumps([text]))
+        await self.ws.send_str(encode_client_message([text]))
 
     async def receive(self) -> str | None:
         while not self.frames.messages:
@@ -110,7 +116,7 @@ class SockJSXhrPollingCarrier:
 
     async def send(self, text: str) -> None:
         async with self._session.post(
-            f"{self.url}/xhr_send", data=json.dumps([text])
+            f"{self.url}/xhr_send", data=encode_client_message([text])
         ) as response:
             assert response.status == 204, response.status
 

@@ -810,6 +810,10 @@ class GatedTransport:
         self.closed.set()
         self.gate.set()
 
+    async def send_many(self, texts: list[str]) -> None:
+        for text in texts:
+            await self.send(text)
+
 
 async def closed_with(transport: GatedTransport) -> tuple[int, str] | None:
     async with asyncio.timeout(TIMEOUT):

@@ -326,6 +326,10 @@ class GatedTransport:
     async def close(self, code: int, reason: str) -> None:
         self.gate.set()
 
+    async def send_many(self, texts: list[str]) -> None:
+        for text in texts:
+            await self.send(text)
+
 
 async def test_send_waits_above_the_write_limit_until_drained() -> None:
     server = MultiplexServer(limits=Limits(write_limit=100))
@@ -405,6 +409,10 @@ async def test_a_failed_write_closes_the_connection() -> None:
         async def close(self, code: int, reason: str) -> None:
             pass
 
+        async def send_many(self, texts: list[str]) -> None:
+            for text in texts:
+                await self.send(text)
+
     @server.channel("t")
     async def flood(channel: Channel) -> None:
         for i in range(10):
@@ -458,6 +466,10 @@ async def test_close_gives_up_flushing_a_client_that_does_not_read() -> None:
 
         async def close(self, code: int, reason: str) -> None:
             self.closed_with = (code, reason)
+
+        async def send_many(self, texts: list[str]) -> None:
+            for text in texts:
+                await self.send(text)
 
     @server.channel("t")
     async def chatty(channel: Channel) -> None:
@@ -518,6 +530,10 @@ async def test_any_transport_failure_loses_the_connection(
 
         async def close(self, code: int, reason: str) -> None:
             pass
+
+        async def send_many(self, texts: list[str]) -> None:
+            for text in texts:
+                await self.send(text)
 
     outcome: asyncio.Queue[CloseReason | None] = asyncio.Queue()
 

@@ -130,6 +130,10 @@ async def test_a_slow_member_is_dropped_without_delaying_the_others() -> None:
         async def close(self, code: int, reason: str) -> None:
             self.closed_with = (code, reason)
 
+        async def send_many(self, texts: list[str]) -> None:
+            for text in texts:
+                await self.send(text)
+
     stuck_transport = Stuck()
     stuck = server.accept(stuck_transport)
     stuck.receive("sub,chat")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -17,7 +16,7 @@ from websocket_multiplex import (
     MultiplexServer,
     ServiceNotFound,
 )
-from websocket_multiplex.testing import MemoryClient, MemoryTransport, connect_in_memory
+from websocket_multiplex.testing import MemoryClient, connect_in_memory
 
 from .helpers import frame, frames, item, nothing_sent, settle
 
@@ -334,28 +333,6 @@ async def test_close_flushes_what_handlers_sent_first() -> None:
         "uns,last",
         None,
     ]
-
-
-async def test_serve_runs_a_connection_from_an_async_iterable() -> None:
-    server = MultiplexServer()
-    server.register("echo", echo)
-    transport = MemoryTransport()
-    incoming: asyncio.Queue[str | None] = asyncio.Queue()
-
-    async def messages() -> AsyncIterator[str]:
-        while (text := await incoming.get()) is not None:
-            yield text
-
-    serving = asyncio.create_task(server.serve(transport, messages()))
-    incoming.put_nowait("sub,echo")
-    incoming.put_nowait("msg,echo,hi")
-    async with asyncio.timeout(5):
-        assert await transport.to_client.get() == "msg,echo,hi"
-    assert len(server.connections) == 1
-    incoming.put_nowait(None)  # the carrier ends
-    async with asyncio.timeout(5):
-        await serving
-    assert server.connections == set()
 
 
 async def test_a_handler_can_close_the_server() -> None:

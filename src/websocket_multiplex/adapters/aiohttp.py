@@ -1,44 +1,40 @@
 """The embedded default: a multiplexer on aiohttp, over SockJS or a WebSocket.
 
-:func:`add_sockjs_endpoint` mounts a SockJS endpoint (aio-libs ``sockjs``
-0.13, every transport sockjs-client 1.x offers, and the raw WebSocket at
-``<prefix>/websocket``); :func:`add_websocket_route` mounts a plain
-WebSocket; :func:`add_client_routes` serves the browser client;
-:func:`run_app` runs the application and shuts it down in the order
-multiplexed clients need.
+:func:`add_sockjs_endpoint` mounts a SockJS endpoint (every transport
+sockjs-client 1.x offers, and the raw WebSocket at ``<prefix>/websocket``)
+serving a :class:`~websocket_multiplex.MultiplexServer`, or a plain SockJS
+handler; :func:`add_websocket_route` mounts a plain WebSocket;
+:func:`add_client_routes` serves the browser client; :func:`run_app` runs
+the application and shuts it down in the order multiplexed clients need.
 
-``sockjs`` 0.13 has gaps we close (SOCKJS-NOTES.md): CORS in
-:mod:`._cors`, the rest in :mod:`._sockjs`; the iframe page loads
-sockjs-client from a CDN unless ``sockjs_url`` says otherwise.
+SockJS itself is the package's own (:mod:`websocket_multiplex.sockjs`,
+run by :mod:`websocket_multiplex.asyncio.sockjs`): this module only maps
+aiohttp's requests onto it, as :mod:`.asgi` does for ASGI.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import signal
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from aiohttp import hdrs, web
-from sockjs.route import SockJSRoute
 
 from ..asyncio.server import MultiplexServer
-from ._cors import Cors, Handler, preflight
-from ._requests import request_info
-from ._sockjs import (
-    BoundedSession,
-    CheckedSessionManager,
-    SessionBridge,
-    fixed_transport_handlers,
-)
-from ._websocket import websocket_handler
+from ..asyncio.sockjs import SockJSEndpoint
+from ..asyncio.sockjs_connection import SockJSApplication, SockJSHandler
+from ..asyncio.websocket import serve_websocket
+from ..limits import DEFAULT_LIMITS, Limits
+from ..sockjs.options import DEFAULT_SOCKJS_URL, SockJSOptions
+from ._aiohttp_io import Exchange, accept_websocket, request_info
 
 __all__ = [
     "DEFAULT_SOCKJS_URL",
+    "SOCKJS_ENDPOINTS",
     "add_client_routes",
     "add_metrics_route",
     "add_sockjs_endpoint",
@@ -48,28 +44,36 @@ __all__ = [
     "serve",
 ]
 
-DEFAULT_SOCKJS_URL: Final = (
-    "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+_APPLICATIONS: Final = web.AppKey("websocket_multiplex.applications", list[_Closable])
+"""What serves the endpoints mounted on an application, to close when it
+shuts down (multiplexers, plain SockJS applications)."""
+
+
+SOCKJS_ENDPOINTS: Final = web.AppKey(
+    "websocket_multiplex.sockjs_endpoints", dict[str, SockJSEndpoint]
 )
-"""Where the iframe transports load sockjs-client from unless told otherwise."""
-
-_SOCKJS_MAX_MESSAGE: Final = 4 * 1024 * 1024  # what sockjs's websockets accept
-
-_SERVERS: Final = web.AppKey("websocket_multiplex.servers", list[MultiplexServer])
-"""The multiplexers mounted on an application, to close when it shuts down."""
+"""The SockJS endpoints mounted on an application, by prefix, to inspect
+(``app[SOCKJS_ENDPOINTS]["/multiplex"].sessions``)."""
 
 
-def _close_on_shutdown(app: web.Application, server: MultiplexServer) -> None:
-    servers = app.get(_SERVERS)
-    if servers is None:
-        servers = app[_SERVERS] = []
-        app.on_shutdown.append(_close_servers)
-    if server not in servers:
-        servers.append(server)
+def _close_on_shutdown(app: web.Application, served: _Closable) -> None:
+    applications = app.get(_APPLICATIONS)
+    if applications is None:
+        applications = app[_APPLICATIONS] = []
+        app.on_shutdown.append(_close_applications)
+    if served not in applications:
+        applications.append(served)
 
 
-async def _close_servers(app: web.Application) -> None:
-    await asyncio.gather(*(server.close() for server in app.get(_SERVERS, ())))
+async def _close_applications(app: web.Application) -> None:
+    await asyncio.gather(*(served.close() for served in app.get(_APPLICATIONS, ())))
 
 
 # -- SockJS ------------------------------------------------------------------
@@ -77,128 +81,127 @@ async def _close_servers(app: web.Application) -> None:
 
 def add_sockjs_endpoint(
     app: web.Application,
-    server: MultiplexServer,
+    server: MultiplexServer | SockJSHandler,
     *,
     prefix: str = "/multiplex",
     sockjs_url: str | os.PathLike[str] = DEFAULT_SOCKJS_URL,
     allowed_origins: Iterable[str] | None = None,
     heartbeat_delay: float = 25.0,
     disconnect_delay: float = 5.0,
-    name: str | None = None,
+    response_limit: int = 128 * 1024,
+    websocket: bool = True,
+    disabled_transports: Iterable[str] = (),
+    jsessionid: bool = False,
     compress: bool = False,
+    limits: Limits | None = None,
+    name: str | None = None,
 ) -> list[web.AbstractRoute]:
     """Serve ``server`` over SockJS at ``prefix`` in an aiohttp application.
+
+    ``server`` is a :class:`~websocket_multiplex.MultiplexServer` (each
+    SockJS session is one multiplexed connection), or a plain SockJS
+    handler, ``async def handler(connection: SockJSConnection)``, run once
+    per session (no multiplexing; see
+    :mod:`websocket_multiplex.asyncio.sockjs_connection`).
 
     Every sockjs-client 1.x transport works, from any origin unless
     ``allowed_origins`` lists the ones to accept (exact ``Origin`` values,
     e.g. ``"https://example.com"``). Any origin means any web page may open
-    channels that carry your users' cookies: set ``allowed_origins`` when
+    sessions that carry your users' cookies: set ``allowed_origins`` when
     services trust cookies. ``sockjs_url`` is the sockjs-client
     script the iframe transports load, a URL or, as a :class:`~pathlib.Path`,
     a local copy of sockjs-client 1.x's ``dist/sockjs.min.js`` that is then
     served at ``<prefix>/sockjs.min.js`` (for browsers that cannot reach the
-    CDN). The raw WebSocket endpoint,
-    ``<prefix>/websocket``, carries frames without SockJS framing.
-    ``compress=True`` accepts permessage-deflate on both WebSocket endpoints
-    when a client offers it (browsers always do): fewer bytes on slow links
-    for some 4x the CPU per message and about 100 KiB more per connection
-    (docs/PERFORMANCE.md). Returns the routes added, for use with other aiohttp tooling.
+    CDN). The raw WebSocket endpoint, ``<prefix>/websocket``, carries
+    messages without SockJS framing.
+
+    The other options are sockjs-node's
+    (:class:`~websocket_multiplex.sockjs.SockJSOptions` says what each
+    does): ``heartbeat_delay``, ``disconnect_delay``, ``response_limit``,
+    ``websocket`` (``False`` offers no WebSocket), ``disabled_transports``,
+    ``jsessionid``. ``compress=True`` accepts
+    permessage-deflate on both WebSocket endpoints when a client offers it
+    (browsers always do): fewer bytes on slow links for some 4x the CPU per
+    message and about 100 KiB more per connection (docs/PERFORMANCE.md).
+    ``limits`` bounds what clients can make the endpoint hold (sessions,
+    message sizes, frame rate: docs/LIMITS.md); by default the
+    multiplexer's, or the defaults for a plain handler. Returns the routes
+    added; ``name`` names the catch-all one.
     """
     prefix = prefix.rstrip("/")
-    local_sockjs = None
+    script = None
     if not isinstance(sockjs_url, str):
-        local_sockjs = _read_sockjs_client(sockjs_url)
+        script = _read_sockjs_client(sockjs_url)
         sockjs_url = f"{prefix}/sockjs.min.js"
-    name = name or f"multiplex{prefix.replace('/', '-')}"
-    bridge = SessionBridge(server)
-    manager = CheckedSessionManager(
-        name,
-        app,
-        bridge,
+    served, limits = _application(server, limits)
+    options = SockJSOptions.of(
+        allowed_origins=allowed_origins,
+        disabled_transports=disabled_transports,
+        websocket=websocket,
+        jsessionid=jsessionid,
+        response_limit=response_limit,
         heartbeat_delay=heartbeat_delay,
         disconnect_delay=disconnect_delay,
-    )
-    manager.factory = functools.partial(
-        BoundedSession, high_water=server.limits.write_limit
-    )
-    route = SockJSRoute(name, manager, sockjs_url, fixed_transport_handlers(), (), True)
-    cors = Cors(allowed_origins)
-    router = app.router
-    routes: list[web.AbstractRoute] = []
-
-    def add(method: str, path: str, handler: Handler) -> None:
-        added = router.add_route(method, path, cors.guard(handler))
-        cors.resources.add(added.resource)  # type: ignore[arg-type]
-        routes.append(added)
-
-    add(hdrs.METH_GET, prefix, route.greeting)
-    add(hdrs.METH_GET, f"{prefix}/", route.greeting)
-    add(hdrs.METH_GET, f"{prefix}/info", route.info)
-    add(hdrs.METH_OPTIONS, f"{prefix}/info", preflight("OPTIONS, GET"))
-    add(hdrs.METH_GET, f"{prefix}/iframe.html", route.iframe)
-    add(hdrs.METH_GET, f"{prefix}/iframe{{version}}.html", route.iframe)
-    if local_sockjs is not None:
-        add(hdrs.METH_GET, sockjs_url, local_sockjs)
-    # Not sockjs's raw transport: it closes with 1000 "Go away!" whatever
-    # the reason, so clients could not tell a slow client or a flood apart.
-    raw = websocket_handler(
-        server,
-        heartbeat=heartbeat_delay,
-        max_msg_size=_SOCKJS_MAX_MESSAGE,
+        sockjs_url=sockjs_url,
         compress=compress,
     )
-    add(hdrs.METH_GET, f"{prefix}/websocket", raw)
-    # SockJS's websocket transport is ours too (see ._websocket); sockjs
-    # serves the others. Server and session ids may not contain dots.
-    session = f"{prefix}/{{server:[^/.]+}}/{{session:[^/.]+}}"
-    sockjs_ws = websocket_handler(
-        server,
-        heartbeat=heartbeat_delay,
-        max_msg_size=_SOCKJS_MAX_MESSAGE,
-        compress=compress,
-        sockjs_heartbeat=heartbeat_delay,
-    )
-    add(hdrs.METH_GET, f"{session}/websocket", _open_unless_closing(server, sockjs_ws))
-    session_path = f"{prefix}/{{server}}/{{session}}/{{transport}}"
-    sessions = _open_unless_closing(server, route.handler, manager.sessions)
-    for method in (hdrs.METH_GET, hdrs.METH_POST):
-        add(method, session_path, sessions)
-    add(hdrs.METH_OPTIONS, session_path, preflight("OPTIONS, POST"))
+    endpoint = SockJSEndpoint(served, options, limits)
+    app.setdefault(SOCKJS_ENDPOINTS, {})[prefix] = endpoint
 
-    app.on_response_prepare.append(cors.on_response_prepare)
-    _close_on_shutdown(app, server)
-    app.on_cleanup.append(manager.stop)
+    async def handle(request: web.Request) -> web.StreamResponse:
+        tail = request.match_info.get("tail")
+        exchange = Exchange(
+            request,
+            "" if tail is None else f"/{tail}",
+            max_message_size=limits.max_message_size,
+            heartbeat=heartbeat_delay,
+            compress=compress,
+        )
+        await endpoint.handle(exchange)
+        if exchange.response is None:  # the client left before an answer
+            return web.Response(status=400)
+        return exchange.response
+
+    routes = []
+    if script is not None:
+        routes.append(app.router.add_get(sockjs_url, _serve_script(script)))
+    routes.append(app.router.add_route(hdrs.METH_ANY, prefix or "/", handle))
+    routes.append(
+        app.router.add_route(hdrs.METH_ANY, f"{prefix}/{{tail:.*}}", handle, name=name)
+    )
+    _close_on_shutdown(app, served)
+
+    async def cleanup(_app: web.Application) -> None:
+        await endpoint.close()
+
+    app.on_cleanup.append(cleanup)
     return routes
 
 
-def _read_sockjs_client(path: os.PathLike[str]) -> Handler:
+def _application(
+    server: MultiplexServer | SockJSHandler, limits: Limits | None
+) -> tuple[MultiplexServer | SockJSApplication, Limits]:
+    if isinstance(server, MultiplexServer):
+        return server, limits or server.limits
+    limits = limits or DEFAULT_LIMITS
+    return SockJSApplication(server, limits=limits), limits
+
+
+def _read_sockjs_client(path: os.PathLike[str]) -> bytes:
     try:
-        script = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as exc:
         raise ValueError(
             f"sockjs_url {os.fspath(path)!r} cannot be read ({exc.strerror}): give "
             "the path of sockjs-client 1.x's dist/sockjs.min.js, or a URL as a str"
         ) from None
 
+
+def _serve_script(script: bytes) -> Handler:
     async def serve_script(_request: web.Request) -> web.StreamResponse:
         return web.Response(body=script, content_type="text/javascript")
 
     return serve_script
-
-
-def _open_unless_closing(
-    server: MultiplexServer, handler: Handler, sessions: Container[str] = ()
-) -> Handler:
-    """Once the server is closing, answer 503 to requests that would open a
-    session (existing ones still poll, to fetch their goodbyes), rather
-    than opening one only to close it: clients would count a reconnection."""
-
-    async def guarded(request: web.Request) -> web.StreamResponse:
-        if server.closing and request.match_info.get("session") not in sessions:
-            raise web.HTTPServiceUnavailable(text="server shutting down")
-        return await handler(request)
-
-    return guarded
 
 
 # -- plain WebSocket -----------------------------------------------------------
@@ -211,24 +214,42 @@ def add_websocket_route(
     *,
     allowed_origins: Iterable[str] | None = None,
     heartbeat: float | None = 25.0,
-    max_msg_size: int = 1 << 20,
+    max_msg_size: int | None = None,
     compress: bool = False,
 ) -> web.AbstractRoute:
     """Serve ``server`` over a plain WebSocket (RFC 6455) at ``path``.
 
     Text messages are frames; binary messages are not part of the protocol
     and are ignored. ``heartbeat`` pings idle clients and closes dead ones.
+    ``max_msg_size`` (bytes) closes the connection (1009) on a larger
+    message: by default ``Limits.max_message_size`` of the server.
     ``compress=True`` accepts permessage-deflate when a client offers it:
     fewer bytes on slow links for some 4x the CPU per message and about
-    100 KiB more per connection (docs/PERFORMANCE.md).
+    100 KiB more per connection (docs/PERFORMANCE.md). ``allowed_origins``
+    refuses handshakes from other ``Origin`` values with 403 (one without
+    ``Origin`` is accepted: it comes from no browser).
     """
-    handle = websocket_handler(
-        server, heartbeat=heartbeat, max_msg_size=max_msg_size, compress=compress
-    )
+    allowed = None if allowed_origins is None else frozenset(allowed_origins)
+    limits = server.limits
+    max_size = limits.max_message_size if max_msg_size is None else max_msg_size
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get(hdrs.ORIGIN)
+        if allowed is not None and origin is not None and origin not in allowed:
+            return web.Response(status=403, text="origin not allowed")
+        if server.closing:
+            return web.Response(status=503, text="server shutting down")
+        try:
+            ws = await accept_websocket(
+                request, heartbeat=heartbeat, max_msg_size=max_size, compress=compress
+            )
+        except ConnectionError:  # the client left during the handshake
+            return web.Response(status=400)
+        await serve_websocket(ws, request_info(request), server.accept, limits)
+        return ws.response
+
     _close_on_shutdown(app, server)
-    return app.router.add_route(
-        hdrs.METH_GET, path, Cors(allowed_origins).guard(handle)
-    )
+    return app.router.add_route(hdrs.METH_GET, path, handle)
 
 
 # -- metrics ---------------------------------------------------------------------
@@ -337,7 +358,7 @@ async def serve(
                 ready(f"http://{bound_host}:{bound_port}/")
             await stop.wait()
         finally:
-            await _close_servers(app)  # still listening
+            await _close_applications(app)  # still listening
             await runner.cleanup()
     finally:
         for signum in _STOP_SIGNALS:

@@ -1,44 +1,41 @@
-"""Serve a :class:`~websocket_multiplex.MultiplexServer` as an ASGI 3 application.
+"""ASGI 3 applications: SockJS with every transport, or a plain WebSocket.
 
-The carrier is a plain WebSocket (PROTOCOL.md, "Carrier"): each text
-message is one multiplex frame. The adapter speaks raw ASGI dictionaries
-and imports no framework, so it runs under any ASGI server (uvicorn,
-hypercorn, daphne) and mounts in any ASGI framework::
+The adapters speak raw ASGI dictionaries and import no framework (nor
+aiohttp), so they run under any ASGI server (uvicorn, hypercorn, daphne)
+and mount in any ASGI framework::
 
-    from websocket_multiplex.adapters.asgi import MultiplexASGI
+    from websocket_multiplex.adapters.asgi import MultiplexASGI, SockJSASGI
 
-    app = MultiplexASGI(mux)                     # uvicorn module:app
+    app = SockJSASGI(mux, prefix="/multiplex")   # uvicorn module:app
 
-    # Starlette / FastAPI
-    routes = [WebSocketRoute("/multiplex", MultiplexASGI(mux))]
+    # Starlette / FastAPI: every SockJS transport below /multiplex
+    routes = [Mount("/multiplex", app=SockJSASGI(mux))]
 
-Scopes it answers:
+    # a plain WebSocket, no SockJS
+    routes = [WebSocketRoute("/multiplex/websocket", MultiplexASGI(mux))]
 
-``websocket``
-    Accepted (unless the ``Origin`` is refused), then every text message
-    goes to :meth:`Connection.receive
-    <websocket_multiplex.Connection.receive>`. Binary messages are not
-    frames: they are ignored and counted in ``counters.invalid_frames``,
-    as the protocol ignores every invalid frame and keeps the connection
-    usable. A disconnect closes every channel of the connection.
-``lifespan``
-    Startup completes at once; shutdown awaits :meth:`MultiplexServer.close
-    <websocket_multiplex.MultiplexServer.close>`, which sends ``uns`` for
-    every open channel before closing the sockets. Frameworks that run
-    their own lifespan (Starlette's router does) do not forward it to
-    mounted apps: pass them :meth:`MultiplexASGI.lifespan`, e.g.
-    ``Starlette(routes=..., lifespan=mux_app.lifespan)``.
-``http``
-    ``426 Upgrade Required`` with a one-line explanation: this endpoint
-    only speaks WebSocket.
+:class:`SockJSASGI` serves a :class:`~websocket_multiplex.MultiplexServer`
+(one multiplexed connection per SockJS session, as
+:func:`~websocket_multiplex.adapters.aiohttp.add_sockjs_endpoint` does) or a
+plain SockJS handler, ``async def handler(connection: SockJSConnection)``.
+Its ``http`` and ``websocket`` scopes below the prefix are SockJS; mounted
+in a framework, the prefix is the mount's (``root_path``). :class:`MultiplexASGI`
+accepts every WebSocket it is given and carries frames over it, one per
+text message, answering ``http`` with ``426 Upgrade Required``.
 
-Limits on message size and keepalive pings belong to the ASGI server, not
-to this adapter. uvicorn accepts WebSocket messages up to ``ws_max_size``
-(``--ws-max-size``, default 16 MiB) and closes the connection with 1009
-when a client sends a larger one; ``Limits.max_frame_size`` then applies
-to what gets through. Set it lower (e.g. ``--ws-max-size 1048576``, the
-size ``add_websocket_route`` accepts) so that a client cannot make the
-server buffer 16 MiB per message. Pings: ``--ws-ping-interval``.
+``lifespan``: shutdown closes what serves the sessions (the multiplexer
+sends ``uns`` for every open channel). Frameworks that run their own
+lifespan (Starlette's router does) do not forward it to mounted apps: give
+them the app's :meth:`~SockJSASGI.lifespan`, e.g.
+``Starlette(routes=..., lifespan=sockjs_app.lifespan)``.
+
+Limits on the size of a WebSocket message belong to the ASGI server:
+uvicorn closes a connection whose message is larger than its
+``--ws-max-size`` (16 MiB by default) with 1009, before the adapter sees
+it; ``Limits.max_message_size`` then applies to what gets through. Set it
+as low (``--ws-max-size 4194304``) so that a client cannot make the server
+buffer 16 MiB per message. HTTP bodies are bounded here, by
+``Limits.max_message_size``.
 """
 
 from __future__ import annotations
@@ -54,12 +51,21 @@ from collections.abc import (
 )
 from typing import Any, Final
 
-from ..asyncio.connection import Connection
 from ..asyncio.server import MultiplexServer
+from ..asyncio.sockjs import SockJSEndpoint
+from ..asyncio.sockjs_connection import SockJSApplication, SockJSHandler
+from ..asyncio.websocket import serve_websocket
+from ..limits import DEFAULT_LIMITS, Limits
 from ..request import Headers, RequestInfo
-from ._closing import fit_close_reason
+from ..sockjs.http import HeaderList, Request, Response
+from ..sockjs.options import DEFAULT_SOCKJS_URL, SockJSOptions
 
-__all__ = ["ASGITransport", "MultiplexASGI", "request_from_scope"]
+__all__ = [
+    "ASGIWebSocket",
+    "MultiplexASGI",
+    "SockJSASGI",
+    "request_from_scope",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -69,6 +75,7 @@ Send = Callable[[Message], Awaitable[None]]
 logger = logging.getLogger("websocket_multiplex")
 
 _HTTP_BODY: Final = b"This endpoint speaks WebSocket (websocket-multiplex).\n"
+_NO_BODY: Final = frozenset({204, 304})
 
 
 def request_from_scope(scope: Scope) -> RequestInfo:
@@ -81,35 +88,57 @@ def request_from_scope(scope: Scope) -> RequestInfo:
     return RequestInfo(
         path=scope.get("path", "/"),
         query_string=scope.get("query_string", b"").decode("latin-1"),
-        headers=Headers(
-            (name.decode("latin-1"), value.decode("latin-1"))
-            for name, value in scope.get("headers", ())
-        ),
+        headers=_headers(scope),
         remote_address=client[0] if client else None,
     )
 
 
-class ASGITransport:
-    """One accepted ASGI WebSocket, as the multiplexer's :class:`Transport`.
+def _headers(scope: Scope) -> Headers:
+    return Headers(
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in scope.get("headers", ())
+    )
 
-    The ASGI server owns the socket; this object only turns ``send`` and
-    ``close`` into ASGI messages and remembers when the socket is gone, so
-    that late sends fail with ``ConnectionError`` as the seam requires
-    instead of reaching an ASGI server that would reject them.
+
+def _encoded(headers: HeaderList) -> list[tuple[bytes, bytes]]:
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in headers
+    ]
+
+
+class ASGIWebSocket:
+    """An accepted ASGI WebSocket, as the carriers take it.
+
+    The ASGI server owns the socket; this turns the carriers' calls into
+    ASGI messages, and remembers when the socket is gone, so that late
+    sends fail with ``ConnectionError`` instead of reaching a server that
+    would reject them.
     """
 
-    def __init__(self, scope: Scope, send: Send) -> None:
-        self._request = request_from_scope(scope)
+    __slots__ = ("_closed", "_receive", "_send")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
         self._send = send
         self._closed = False
 
     @property
-    def request(self) -> RequestInfo:
-        return self._request
-
-    @property
     def closed(self) -> bool:
         return self._closed
+
+    async def receive(self) -> str | bytes | None:
+        message = await self._receive()
+        kind = message["type"]
+        if kind == "websocket.receive":
+            text = message.get("text")
+            if text is not None:
+                return text  # type: ignore[no-any-return]
+            return message.get("bytes") or b""
+        if kind == "websocket.disconnect":
+            self._closed = True
+            return None
+        return b""  # nothing this carrier knows: ignored
 
     async def send(self, text: str) -> None:
         if self._closed:
@@ -118,7 +147,7 @@ class ASGITransport:
             await self._send({"type": "websocket.send", "text": text})
         except OSError as exc:
             # ASGI 2.4: sending on a closed socket raises an OSError subclass
-            # (uvicorn's ClientDisconnected); the seam promises ConnectionError.
+            # (uvicorn's ClientDisconnected); the carriers expect ConnectionError.
             self._closed = True
             raise ConnectionError("the WebSocket is closed") from exc
 
@@ -126,14 +155,273 @@ class ASGITransport:
         if self._closed:
             return
         self._closed = True
-        reason = fit_close_reason(reason)
         message = {"type": "websocket.close", "code": code, "reason": reason}
         with contextlib.suppress(OSError):  # already gone: closed either way
             await self._send(message)
 
-    def connection_lost(self) -> None:
-        """The ASGI server reported a disconnect: no more sends."""
-        self._closed = True
+    async def wait_closed(self) -> None:
+        """The ASGI server ends the closing handshake by itself."""
+
+
+class _Lifespan:
+    """The lifespan protocol for an app whose shutdown closes something."""
+
+    def __init__(self, close: Callable[[], Awaitable[None]]) -> None:
+        self._close = close
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """Lifespan context for frameworks that own the lifespan protocol.
+
+        Starlette and FastAPI call ``lifespan(app)`` and do not forward the
+        lifespan scope to mounted apps; on shutdown this closes the app.
+        """
+        try:
+            yield
+        finally:
+            await self._close()
+
+    async def serve_lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self._close()
+                except Exception as exc:
+                    logger.exception("closing the application failed")
+                    await send(
+                        {"type": "lifespan.shutdown.failed", "message": repr(exc)}
+                    )
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+# -- SockJS ------------------------------------------------------------------------
+
+
+class SockJSASGI:
+    """Every SockJS transport as an ASGI application.
+
+    ``server`` is a :class:`~websocket_multiplex.MultiplexServer` or a plain
+    SockJS handler. ``prefix`` is where the endpoint lives below the app's
+    ``root_path`` (``""`` when it is mounted at its own path). The options
+    are those of :func:`~websocket_multiplex.adapters.aiohttp.add_sockjs_endpoint`
+    (:class:`~websocket_multiplex.sockjs.SockJSOptions`); ``sockjs_url``
+    must be a URL here. ``limits`` defaults to the multiplexer's.
+    """
+
+    def __init__(
+        self,
+        server: MultiplexServer | SockJSHandler,
+        *,
+        prefix: str = "",
+        sockjs_url: str = DEFAULT_SOCKJS_URL,
+        allowed_origins: Iterable[str] | None = None,
+        heartbeat_delay: float = 25.0,
+        disconnect_delay: float = 5.0,
+        response_limit: int = 128 * 1024,
+        websocket: bool = True,
+        disabled_transports: Iterable[str] = (),
+        jsessionid: bool = False,
+        limits: Limits | None = None,
+    ) -> None:
+        if isinstance(server, MultiplexServer):
+            self.served: MultiplexServer | SockJSApplication = server
+            limits = limits or server.limits
+        else:
+            limits = limits or DEFAULT_LIMITS
+            self.served = SockJSApplication(server, limits=limits)
+        self.prefix = prefix.rstrip("/")
+        options = SockJSOptions.of(
+            allowed_origins=allowed_origins,
+            disabled_transports=disabled_transports,
+            websocket=websocket,
+            jsessionid=jsessionid,
+            response_limit=response_limit,
+            heartbeat_delay=heartbeat_delay,
+            disconnect_delay=disconnect_delay,
+            sockjs_url=sockjs_url,
+        )
+        self.limits = limits
+        self.endpoint = SockJSEndpoint(self.served, options, limits)
+        self._lifespan = _Lifespan(self.close)
+        self.lifespan = self._lifespan.lifespan
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan.serve_lifespan(receive, send)
+            return
+        if kind not in ("http", "websocket"):
+            raise ValueError(f"unsupported ASGI scope type {kind!r}")
+        path = self._below_prefix(scope)
+        if kind == "http":
+            exchange: _HTTPExchange = _HTTPExchange(scope, receive, send, path)
+        else:
+            if (await receive())["type"] != "websocket.connect":
+                return  # the client left before the handshake
+            exchange = _WebSocketExchange(scope, receive, send, path)
+        if path is None:
+            await exchange.respond(
+                Response(404, (("Content-Type", "text/plain"),), b"")
+            )
+            return
+        await self.endpoint.handle(exchange)
+
+    def _below_prefix(self, scope: Scope) -> str | None:
+        """The path below ``root_path`` and the prefix; ``None`` if outside."""
+        path: str = scope.get("path", "/")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        prefix = self.prefix
+        if not prefix:
+            return path
+        if path == prefix or path.startswith(prefix + "/"):
+            return path[len(prefix) :]
+        return None
+
+    async def close(self) -> None:
+        """Close every session (what serves them says goodbye) and wait for
+        their ends; the lifespan's shutdown calls this."""
+        await self.served.close()
+        await self.endpoint.close()
+
+
+class _HTTPExchange:
+    """One ``http`` scope, as an
+    :class:`~websocket_multiplex.asyncio.sockjs.HTTPExchange`."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, path: str | None):
+        self._scope = scope
+        self._receive = receive
+        self._send = send
+        self._request = Request(
+            scope.get("method", "GET"),
+            path or "",
+            scope.get("query_string", b"").decode("latin-1"),
+            _headers(scope),
+            False,
+        )
+        self._info: RequestInfo | None = None
+        self._body_read = False
+        self._gone = False
+
+    @property
+    def request(self) -> Request:
+        return self._request
+
+    @property
+    def info(self) -> RequestInfo:
+        if self._info is None:
+            self._info = request_from_scope(self._scope)
+        return self._info
+
+    async def read_body(self, limit: int) -> bytes | None:
+        body = bytearray()
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self._gone = True
+                raise ConnectionError("the client left")
+            body += message.get("body", b"")
+            if len(body) > limit:
+                return None
+            if not message.get("more_body", False):
+                self._body_read = True
+                return bytes(body)
+
+    async def respond(self, response: Response) -> None:
+        headers = list(response.headers)
+        if response.status not in _NO_BODY:
+            headers.append(("Content-Length", str(len(response.body))))
+        await self.start(response.status, tuple(headers))
+        await self._out({"type": "http.response.body", "body": response.body})
+
+    async def start(self, status: int, headers: HeaderList) -> None:
+        await self._out(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": _encoded(headers),
+            }
+        )
+
+    async def write(self, data: bytes) -> None:
+        await self._out({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end(self) -> None:
+        await self._out({"type": "http.response.body", "body": b""})
+
+    async def _out(self, message: Message) -> None:
+        if self._gone:
+            raise ConnectionError("the client left")
+        try:
+            await self._send(message)
+        except OSError as exc:  # ASGI 2.4: the client is gone
+            self._gone = True
+            raise ConnectionError("the client left") from exc
+
+    async def disconnected(self) -> None:
+        if not self._body_read:  # a receiving request's (empty) body first
+            with contextlib.suppress(ConnectionError):
+                await self.read_body(0)
+        while not self._gone:
+            if (await self._receive())["type"] == "http.disconnect":
+                self._gone = True
+
+    def client_gone(self) -> bool:
+        return self._gone
+
+    async def upgrade(self) -> None:
+        return None  # an http scope has no WebSocket: routing answered 400
+
+
+class _WebSocketExchange(_HTTPExchange):
+    """A ``websocket`` scope: it upgrades, or is refused before it does."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, path: str | None):
+        super().__init__(scope, receive, send, path)
+        self._request = Request(
+            "GET",
+            path or "",
+            scope.get("query_string", b"").decode("latin-1"),
+            _headers(scope),
+            True,
+        )
+        self._denial = "websocket.http.response" in scope.get("extensions", {})
+
+    async def read_body(self, limit: int) -> bytes | None:
+        return b""
+
+    async def respond(self, response: Response) -> None:
+        """Refuse the handshake: with the response where the server can send
+        one (the ASGI denial extension), else with its bare 403."""
+        if not self._denial:
+            await self._out({"type": "websocket.close", "code": 1008})
+            return
+        headers = (*response.headers, ("Content-Length", str(len(response.body))))
+        await self._out(
+            {
+                "type": "websocket.http.response.start",
+                "status": response.status,
+                "headers": _encoded(headers),
+            }
+        )
+        await self._out({"type": "websocket.http.response.body", "body": response.body})
+
+    async def start(self, status: int, headers: HeaderList) -> None:
+        raise ConnectionError("a WebSocket handshake cannot stream an HTTP response")
+
+    async def upgrade(self) -> ASGIWebSocket:  # type: ignore[override]
+        await self._out({"type": "websocket.accept"})
+        return ASGIWebSocket(self._receive, self._send)
+
+
+# -- plain WebSocket ----------------------------------------------------------------
 
 
 class MultiplexASGI:
@@ -157,93 +445,38 @@ class MultiplexASGI:
         allowed_origins: Iterable[str] | None = None,
     ) -> None:
         self.server = server
+        self.limits = server.limits
         self.allowed_origins = (
             None if allowed_origins is None else frozenset(allowed_origins)
         )
+        self._lifespan = _Lifespan(server.close)
+        self.lifespan = self._lifespan.lifespan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "lifespan":
-            await self._lifespan(receive, send)
+            await self._lifespan.serve_lifespan(receive, send)
         elif kind == "http":
             await self._http(send)
         else:
             raise ValueError(f"unsupported ASGI scope type {kind!r}")
 
-    @contextlib.asynccontextmanager
-    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
-        """Lifespan context for frameworks that own the lifespan protocol.
-
-        Starlette and FastAPI call ``lifespan(app)`` and do not forward the
-        lifespan scope to mounted apps; on shutdown this closes ``server``.
-        """
-        try:
-            yield
-        finally:
-            await self.server.close()
-
-    # -- websocket ---------------------------------------------------------
-
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return  # the client left before the handshake
-        transport = ASGITransport(scope, send)
-        if not self._origin_allowed(transport.request):
+        request = request_from_scope(scope)
+        origin, allowed = request.origin, self.allowed_origins
+        if (allowed is not None and origin is not None and origin not in allowed) or (
+            self.server.closing
+        ):
             # A close before the accept is an HTTP 403 (ASGI spec).
             await send({"type": "websocket.close", "code": 1008})
             return
         await send({"type": "websocket.accept"})
-        connection = self.server.accept(transport)
-        try:
-            await self._receive_loop(connection, receive)
-        finally:
-            transport.connection_lost()
-            await connection.connection_lost()
-
-    async def _receive_loop(self, connection: Connection, receive: Receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            if message["type"] != "websocket.receive":
-                continue
-            text = message.get("text")
-            if text is not None:
-                connection.receive(text)
-            else:
-                self._binary_received(connection)
-
-    def _binary_received(self, connection: Connection) -> None:
-        # Frames are text (PROTOCOL.md, "Carrier"); invalid input is ignored.
-        connection.counters.frames_received += 1
-        connection.counters.invalid_frames += 1
-        logger.debug("%r: ignored a binary message", connection)
-
-    def _origin_allowed(self, request: RequestInfo) -> bool:
-        allowed, origin = self.allowed_origins, request.origin
-        return allowed is None or origin is None or origin in allowed
-
-    # -- lifespan and http -------------------------------------------------
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self._shutdown(send)
-                return
-
-    async def _shutdown(self, send: Send) -> None:
-        try:
-            await self.server.close()
-        except Exception as exc:
-            logger.exception("closing the multiplex server failed")
-            await send({"type": "lifespan.shutdown.failed", "message": repr(exc)})
-        else:
-            await send({"type": "lifespan.shutdown.complete"})
+        ws = ASGIWebSocket(receive, send)
+        await serve_websocket(ws, request, self.server.accept, self.server.limits)
 
     async def _http(self, send: Send) -> None:
         await send(

@@ -112,6 +112,11 @@ class Connection:
     def closed(self) -> bool:
         return self._lost
 
+    def backlog(self) -> None:
+        """Never: a channel that falls behind is shed instead (so the
+        carrier always reads on; see :class:`~websocket_multiplex.Recipient`)."""
+        return None
+
     # -- input, called by the adapter --------------------------------------
 
     def receive(self, text: str) -> None:
@@ -476,10 +481,6 @@ class Connection:
         if ready is not None and not ready.done():
             ready.set_result(None)
 
-    async def _send_each(self, frames: list[str]) -> None:
-        for frame in frames:
-            await self.transport.send(frame)
-
     async def _flush(self) -> None:
         """Wait until every queued frame went to the transport (or it failed)."""
         if self._writer.done() or (self._parked and not self._outbox):
@@ -500,7 +501,7 @@ class Connection:
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        send_many = getattr(self.transport, "send_many", None) or self._send_each
+        send_many = self.transport.send_many
         try:
             while True:
                 if not self._outbox:

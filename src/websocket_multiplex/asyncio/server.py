@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections import Counter
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -391,8 +391,8 @@ class MultiplexServer:
     def accept(self, transport: Transport) -> Connection:
         """Start multiplexing over a new carrier connection.
 
-        The adapter then calls ``connection.receive(text)`` for each message
-        and ``await connection.connection_lost()`` when the carrier ends.
+        The connection is the carrier's :class:`~websocket_multiplex.Recipient`:
+        the adapter feeds it through an :class:`~websocket_multiplex.Inlet`.
         """
         connection = Connection(self, transport)
         self._connections.add(connection)
@@ -417,15 +417,6 @@ class MultiplexServer:
         stats.connections = len(self._connections)
         stats.channels = dict(channels)
         return stats
-
-    async def serve(self, transport: Transport, messages: AsyncIterable[str]) -> None:
-        """Run one connection whose incoming messages are an async iterable."""
-        connection = self.accept(transport)
-        try:
-            async for text in messages:
-                connection.receive(text)
-        finally:
-            await connection.connection_lost()
 
     async def close(self, code: int = 1001, reason: str = "server shutdown") -> None:
         """Graceful shutdown: refuse new connections, ``uns`` every channel,

@@ -1,32 +1,36 @@
-"""The seam between the multiplexer and a carrier (SockJS, WebSocket, ...).
+"""The one seam between a carrier and what it carries.
 
-An adapter wraps one client connection in an object that satisfies
-:class:`Transport`, hands it to :meth:`MultiplexServer.accept
-<websocket_multiplex.MultiplexServer.accept>`, then feeds every text message
-it receives to :meth:`Connection.receive
-<websocket_multiplex.Connection.receive>` and awaits
-:meth:`Connection.connection_lost
-<websocket_multiplex.Connection.connection_lost>` when the carrier ends.
-That is the whole contract; :mod:`websocket_multiplex.testing` checks it.
+Every carrier (a raw WebSocket, SockJS over a WebSocket or over HTTP,
+under aiohttp or ASGI) meets its application the same way:
 
-A transport may also offer ``async def send_many(texts: list[str])``: the
-connection then hands it everything its services queued since the last
-write at once, so that it can pack them into one write (SockJS's
-``a[...]`` frames, say) instead of paying a write per frame.
+* the application sends through a :class:`Transport` the carrier gives it;
+* the carrier hands what it reads to an :class:`Inlet` over the
+  application's :class:`Recipient`, and ends it when the carrier ends.
+
+A :class:`~websocket_multiplex.Connection` is a recipient (from
+:meth:`MultiplexServer.accept <websocket_multiplex.MultiplexServer.accept>`),
+and so is a plain SockJS connection's
+(:class:`~websocket_multiplex.asyncio.sockjs_connection.SessionInbox`).
+The inlet is where the pace of incoming frames is kept
+(``Limits.frame_rate``), so no carrier can forget it.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Sequence
 from typing import Protocol, runtime_checkable
 
+from ..limits import Limits
+from ..pacing import FRAMES_PER_TURN, FramePace
 from ..request import RequestInfo
 
-__all__ = ["Transport"]
+__all__ = ["Inlet", "Recipient", "Transport"]
 
 
 @runtime_checkable
 class Transport(Protocol):
-    """One message-oriented text connection to a client."""
+    """One message-oriented text connection to a client, to send on."""
 
     @property
     def request(self) -> RequestInfo:
@@ -37,6 +41,101 @@ class Transport(Protocol):
         """Send one carrier message; raise ``ConnectionError`` once closed."""
         ...
 
-    async def close(self, code: int, reason: str) -> None:
-        """Close the carrier; the adapter then reports ``connection_lost``."""
+    async def send_many(self, texts: list[str]) -> None:
+        """Send several messages, in order, in as few writes as the carrier
+        allows (SockJS packs them into one ``a[...]`` frame); raise
+        ``ConnectionError`` once closed. Waits while the carrier is full."""
         ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the carrier; its inlet then ends the recipient."""
+        ...
+
+
+class Recipient(Protocol):
+    """What a carrier delivers to: one application connection."""
+
+    def receive(self, text: str) -> None:
+        """Handle one message from the client (never blocks)."""
+        ...
+
+    def backlog(self) -> Awaitable[None] | None:
+        """An awaitable while the recipient wants no more messages for now
+        (the carrier stops reading until it is done); else ``None``."""
+        ...
+
+    async def connection_lost(self) -> None:
+        """The carrier is gone; safe to call more than once."""
+        ...
+
+
+class Inlet:
+    """How a carrier hands what it reads to its recipient, at a bounded pace.
+
+    Call :meth:`feed` with the messages of each carrier message; when it
+    returns an awaitable, await it before reading on. Call :meth:`end`
+    once the carrier is gone.
+    """
+
+    __slots__ = ("_loop", "_pace", "_receive", "recipient")
+
+    def __init__(self, recipient: Recipient, limits: Limits) -> None:
+        self.recipient = recipient
+        self._receive = recipient.receive
+        self._pace = FramePace(limits)
+        self._loop = asyncio.get_running_loop()
+
+    def feed(self, texts: Sequence[str]) -> Awaitable[None] | None:
+        """Deliver ``texts``; returns what to await before reading on, if
+        anything (a pause for the frame rate, a turn for other clients, the
+        recipient's backlog)."""
+        if len(texts) > FRAMES_PER_TURN:  # packed: in slices, between turns
+            return self._deliver_sliced(texts)
+        receive = self._receive
+        for text in texts:
+            receive(text)
+        if not self._pace.took(len(texts)):
+            return self._pause()
+        return self.recipient.backlog()
+
+    def feed_one(self, text: str) -> Awaitable[None] | None:
+        """:meth:`feed` for a carrier whose messages are one frame each."""
+        self._receive(text)
+        if not self._pace.took(1):
+            return self._pause()
+        return self.recipient.backlog()
+
+    def ignored(self) -> Awaitable[None] | None:
+        """A carrier message with nothing to deliver (a binary one): it
+        counts toward the pace all the same."""
+        if not self._pace.took(1):
+            return self._pause()
+        return None
+
+    async def deliver(self, texts: Sequence[str]) -> None:
+        """:meth:`feed`, and wait for what it returns."""
+        pause = self.feed(texts)
+        if pause is not None:
+            await pause
+
+    async def end(self) -> None:
+        """The carrier is gone: end the recipient."""
+        await self.recipient.connection_lost()
+
+    async def _pause(self) -> None:
+        await asyncio.sleep(self._pace.pause(self._loop.time()))
+        backlog = self.recipient.backlog()
+        if backlog is not None:
+            await backlog
+
+    async def _deliver_sliced(self, texts: Sequence[str]) -> None:
+        receive, pace = self._receive, self._pace
+        for start in range(0, len(texts), FRAMES_PER_TURN):
+            piece = texts[start : start + FRAMES_PER_TURN]
+            for text in piece:
+                receive(text)
+            if not pace.took(len(piece)):
+                await asyncio.sleep(pace.pause(self._loop.time()))
+        backlog = self.recipient.backlog()
+        if backlog is not None:
+            await backlog

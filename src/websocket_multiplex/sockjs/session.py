@@ -1,0 +1,260 @@
+"""One SockJS session over the HTTP transports, as a state machine.
+
+Over HTTP a session outlives its requests: a *receiving* request (xhr,
+xhr_streaming, eventsource, htmlfile, jsonp) holds it while the server
+writes frames to it, sending requests (xhr_send, jsonp_send) bring the
+client's messages, and between two polls no request holds it at all. The
+rules, from sockjs-protocol and sockjs-node 0.3.24's behaviour:
+
+* the first receiving request gets ``o`` and the session is open;
+* one receiving request at a time: another one gets
+  ``c[2010,"Another connection still open"]`` and the holder keeps it;
+* a polling request carries one frame, a streaming one frames until
+  ``response_limit`` characters went out, then ends (the client opens the
+  next);
+* ``h`` goes out when nothing else did for ``heartbeat_delay``;
+* a session that no request holds for ``disconnect_delay`` expires;
+* a holder whose client went away ends the session:
+  ``c[1002,"Connection interrupted"]`` to any later request;
+* a session the application closed gives its last messages, then
+  ``c[code,"reason"]`` to every request, until it expires.
+
+:class:`Session` takes inputs (a request arrives or leaves, messages to
+send, the time) and returns what to write; it never touches a socket or a
+clock, so every rule is a unit test.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from ..exceptions import LocalProtocolError
+from .frames import HEARTBEAT, OPEN, close_frame, messages_frame
+
+__all__ = ["Attached", "Receiver", "Session", "SessionState"]
+
+ANOTHER_CONNECTION: Final = close_frame(2010, "Another connection still open")
+INTERRUPTED: Final = close_frame(1002, "Connection interrupted")
+
+
+class SessionState(enum.Enum):
+    """Where a session is; printed in its ``repr``."""
+
+    NEW = "new"
+    """Made for a request, not opened yet."""
+    OPEN = "open"
+    CLOSING = "closing"
+    """The application closed it: the close frame is served until expiry."""
+    CLOSED = "closed"
+    """Over (interrupted or expired); kept only to answer late requests."""
+
+
+class Attached(enum.Enum):
+    """What became of a receiving request given to :meth:`Session.attach`."""
+
+    OPENED = "opened"
+    """It holds the session, which it just opened: tell the application."""
+    HOLDING = "holding"
+    """It holds the session."""
+    REFUSED = "refused"
+    """Another request holds it: this one carries ``2010`` and ends."""
+    ENDED = "ended"
+    """The session is closing or closed: this one carries what is left
+    and the close frame, then ends."""
+
+
+class Receiver:
+    """One receiving request, as the session sees it: how its transport
+    wraps a frame, and when it must end.
+
+    ``wrap`` turns a frame into the text the transport writes (say
+    :func:`~websocket_multiplex.sockjs.frames.xhr_chunk`); a ``polling``
+    request ends after one frame, a streaming one once it wrote
+    ``response_limit`` characters, or a close frame.
+    """
+
+    __slots__ = ("carried", "done", "polling", "response_limit", "wrap", "written")
+
+    def __init__(
+        self, wrap: Callable[[str], str], *, polling: bool, response_limit: int
+    ) -> None:
+        self.wrap = wrap
+        self.polling = polling
+        self.response_limit = response_limit
+        self.written = 0
+        self.carried = 0
+        """How many of the frames given to the last :meth:`carry` it took."""
+        self.done = False
+        """Nothing more goes to this request: end its response."""
+
+    def __repr__(self) -> str:
+        kind = "polling" if self.polling else "streaming"
+        return f"<Receiver {kind} written={self.written} done={self.done}>"
+
+    def carry(self, frames: Sequence[str]) -> str:
+        """Wrap what this request may still carry of ``frames``; the rest is
+        the caller's to keep. Returns the text to write."""
+        chunks = []
+        self.carried = 0
+        for frame in frames:
+            if self.done:
+                break
+            self.carried += 1
+            chunk = self.wrap(frame)
+            chunks.append(chunk)
+            self.written += len(chunk)
+            if self.polling or frame[0] == "c" or self.written >= self.response_limit:
+                self.done = True
+        return "".join(chunks)
+
+
+class Session:
+    """The state of one SockJS session over the HTTP transports.
+
+    Give it each receiving request with :meth:`attach` and take it back
+    with :meth:`detach`; queue the application's messages with
+    :meth:`send`; ask :meth:`output` what the holding request must write
+    now; call :meth:`tick` at :meth:`deadline`. Times are seconds on any
+    monotonic clock.
+    """
+
+    def __init__(
+        self, *, heartbeat_delay: float, disconnect_delay: float, now: float
+    ) -> None:
+        self.heartbeat_delay = heartbeat_delay
+        self.disconnect_delay = disconnect_delay
+        self.state = SessionState.NEW
+        self.receiver: Receiver | None = None
+        """The receiving request that holds the session, if any."""
+        self.queued_size = 0
+        """Characters of the messages waiting for a receiving request."""
+        self.close_delivered = False
+        """A request carried the close frame the application asked for."""
+        self._queue: list[str] = []
+        self._close_frame = INTERRUPTED
+        self._beat_due = False
+        self._heartbeat_at: float | None = None
+        self._expires_at: float | None = now + disconnect_delay
+
+    def __repr__(self) -> str:
+        held = "held" if self.receiver is not None else "not held"
+        return f"<Session {self.state.value}, {held}, {self.queued_size} queued>"
+
+    @property
+    def accepts_messages(self) -> bool:
+        """Whether messages from the client are for the application."""
+        return self.state is SessionState.OPEN
+
+    # -- receiving requests ---------------------------------------------------
+
+    def attach(self, receiver: Receiver, now: float) -> tuple[Attached, str]:
+        """A receiving request for this session arrived. Returns what became
+        of it and the text it writes at once."""
+        if self.receiver is not None:
+            return Attached.REFUSED, receiver.carry([ANOTHER_CONNECTION])
+        if self.state in (SessionState.CLOSING, SessionState.CLOSED):
+            self._expires_at = now + self.disconnect_delay  # counted again
+            frames = [messages_frame(self._take())] if self._queue else []
+            return Attached.ENDED, self._carry(receiver, [*frames, self._close_frame])
+        self.receiver = receiver
+        self._expires_at = None
+        self._heartbeat_at = now + self.heartbeat_delay
+        if self.state is SessionState.NEW:
+            self.state = SessionState.OPEN
+            return Attached.OPENED, receiver.carry([OPEN])
+        return Attached.HOLDING, self.output(now)
+
+    def detach(self, receiver: Receiver, now: float, *, aborted: bool) -> bool:
+        """A receiving request ended: done (``aborted=False``) or because its
+        client went away before it was done. Returns whether that ended an
+        open session (tell the application: the connection is lost)."""
+        if receiver is not self.receiver:
+            return False  # refused or ended at attach: it never held it
+        self.receiver = None
+        self._heartbeat_at = None
+        self._beat_due = False
+        self._expires_at = now + self.disconnect_delay
+        if aborted and self.state is SessionState.OPEN:
+            self._end()
+            return True
+        return False
+
+    def output(self, now: float) -> str:
+        """What the holding request must write now ("" for nothing)."""
+        receiver = self.receiver
+        if receiver is None or receiver.done:
+            return ""
+        frames = []
+        if self._queue:
+            frames.append(messages_frame(self._take()))
+        if self.state is SessionState.CLOSING:
+            frames.append(self._close_frame)
+        elif self._beat_due and not frames:
+            frames.append(HEARTBEAT)
+        self._beat_due = False
+        if not frames:
+            return ""
+        self._heartbeat_at = now + self.heartbeat_delay
+        return self._carry(receiver, frames)
+
+    # -- the application's side -------------------------------------------------
+
+    def send(self, messages: Sequence[str]) -> None:
+        """Queue messages for the client; raises :class:`LocalProtocolError`
+        unless the session is open."""
+        if self.state is not SessionState.OPEN:
+            raise LocalProtocolError(f"the SockJS session is {self.state.value}")
+        self._queue.extend(messages)
+        self.queued_size += sum(map(len, messages))
+
+    def close(self, code: int, reason: str) -> bool:
+        """Close from the application's side: what is queued still goes out,
+        then ``c[code,"reason"]``. Returns whether it was open."""
+        if self.state is not SessionState.OPEN:
+            return False
+        self.state = SessionState.CLOSING
+        self._close_frame = close_frame(code, reason)
+        return True
+
+    # -- time -------------------------------------------------------------------
+
+    def deadline(self) -> float | None:
+        """When :meth:`tick` must be called next; ``None``: never."""
+        if self.receiver is not None:
+            return self._heartbeat_at
+        return self._expires_at
+
+    def tick(self, now: float) -> bool:
+        """Let time pass. Returns whether the session expired: forget it,
+        and tell the application if it did not close the session itself.
+        A heartbeat that falls due is in the next :meth:`output`."""
+        if self.receiver is not None:
+            if self._heartbeat_at is not None and now >= self._heartbeat_at:
+                self._beat_due = True
+                self._heartbeat_at = now + self.heartbeat_delay
+            return False
+        if self._expires_at is not None and now >= self._expires_at:
+            self._expires_at = None
+            self._end()
+            return True
+        return False
+
+    def _carry(self, receiver: Receiver, frames: list[str]) -> str:
+        text = receiver.carry(frames)
+        if self.state is SessionState.CLOSING and receiver.carried == len(frames):
+            self.close_delivered = True  # the close frame comes last
+        return text
+
+    def _end(self) -> None:
+        if self.state is not SessionState.CLOSING:
+            self._close_frame = INTERRUPTED
+        self.state = SessionState.CLOSED
+        self._queue.clear()
+        self.queued_size = 0
+
+    def _take(self) -> list[str]:
+        queue, self._queue = self._queue, []
+        self.queued_size = 0
+        return queue
