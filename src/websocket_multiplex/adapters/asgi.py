@@ -57,7 +57,7 @@ from ..asyncio.sockjs_connection import SockJSApplication, SockJSHandler
 from ..asyncio.websocket import serve_websocket
 from ..limits import DEFAULT_LIMITS, Limits
 from ..request import Headers, RequestInfo
-from ..sockjs.http import HeaderList, Request, Response
+from ..sockjs.http import HeaderList, Request, Response, not_found
 from ..sockjs.options import DEFAULT_SOCKJS_URL, SockJSOptions
 
 __all__ = [
@@ -264,10 +264,8 @@ class SockJSASGI:
             if (await receive())["type"] != "websocket.connect":
                 return  # the client left before the handshake
             exchange = _WebSocketExchange(scope, receive, send, path)
-        if path is None:
-            await exchange.respond(
-                Response(404, (("Content-Type", "text/plain"),), b"")
-            )
+        if path is None:  # not below the prefix
+            await exchange.respond(not_found())
             return
         await self.endpoint.handle(exchange)
 
