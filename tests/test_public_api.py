@@ -11,6 +11,7 @@ import websocket_multiplex
 EXPECTED_ALL = [
     "Authorizer",
     "Backoff",
+    "BrokenFraming",
     "Channel",
     "ChannelClosed",
     "ChannelGap",
@@ -19,21 +20,26 @@ EXPECTED_ALL = [
     "ClientState",
     "CloseReason",
     "Connection",
+    "ConnectionClosed",
     "DisconnectCause",
     "Disconnection",
     "Handler",
     "Headers",
+    "Inlet",
     "InvalidFrame",
     "Limits",
     "LocalProtocolError",
     "MultiplexClient",
     "MultiplexError",
     "MultiplexServer",
+    "Recipient",
     "RemoteProtocolError",
     "RequestInfo",
     "ServerStats",
     "Service",
     "ServiceNotFound",
+    "SockJSConnection",
+    "SockJSHandler",
     "Subscription",
     "Transport",
     "escape",
@@ -41,7 +47,7 @@ EXPECTED_ALL = [
 ]
 
 # Optional dependencies: only the adapter or broker that needs one imports it.
-HEAVY = ["aiohttp", "sockjs", "redis", "starlette", "uvicorn"]
+HEAVY = ["aiohttp", "redis", "starlette", "uvicorn", "websockets", "wsproto", "h11"]
 
 
 def test_all_is_the_expected_list() -> None:
@@ -72,6 +78,9 @@ def test_error_tree() -> None:
     assert issubclass(wm.RemoteProtocolError, wm.MultiplexError)
     assert issubclass(wm.InvalidFrame, wm.RemoteProtocolError)
     assert issubclass(wm.InvalidFrame, ValueError)
+    assert issubclass(wm.BrokenFraming, wm.RemoteProtocolError)
+    assert issubclass(wm.BrokenFraming, ValueError)
+    assert issubclass(wm.ConnectionClosed, wm.MultiplexError)
 
 
 def imported_after(statement: str) -> list[str]:
@@ -102,3 +111,7 @@ def test_adapters_package_and_testing_stay_light() -> None:
 
 def test_asgi_adapter_imports_no_framework() -> None:
     assert imported_after("import websocket_multiplex.adapters.asgi") == []
+
+
+def test_the_sockjs_core_imports_nothing_heavy() -> None:
+    assert imported_after("import websocket_multiplex.sockjs.http") == []

@@ -3,7 +3,9 @@
 Wire-compatible with the JavaScript ``websocket-multiplex`` 0.1.0. Start
 with :class:`MultiplexServer`; mount it with an adapter from
 :mod:`websocket_multiplex.adapters` (they import aiohttp or your ASGI server
-only when you use them). To talk to a server from Python, use
+only when you use them), over the package's own SockJS server
+(:mod:`websocket_multiplex.sockjs`), which also serves plain SockJS
+handlers (:class:`SockJSConnection`). To talk to a server from Python, use
 :func:`websocket_multiplex.client.connect`.
 """
 
@@ -16,17 +18,23 @@ from .asyncio import (
     ClientState,
     Connection,
     Handler,
+    Inlet,
     MultiplexClient,
     MultiplexServer,
+    Recipient,
     ServerStats,
     Service,
+    SockJSConnection,
+    SockJSHandler,
     Subscription,
     Transport,
 )
 from .asyncio.client import ChannelGap, DisconnectCause, Disconnection
 from .events import CloseReason
 from .exceptions import (
+    BrokenFraming,
     ChannelClosed,
+    ConnectionClosed,
     InvalidFrame,
     LocalProtocolError,
     MultiplexError,
@@ -42,6 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Authorizer",
     "Backoff",
+    "BrokenFraming",
     "Channel",
     "ChannelClosed",
     "ChannelGap",
@@ -50,21 +59,26 @@ __all__ = [
     "ClientState",
     "CloseReason",
     "Connection",
+    "ConnectionClosed",
     "DisconnectCause",
     "Disconnection",
     "Handler",
     "Headers",
+    "Inlet",
     "InvalidFrame",
     "Limits",
     "LocalProtocolError",
     "MultiplexClient",
     "MultiplexError",
     "MultiplexServer",
+    "Recipient",
     "RemoteProtocolError",
     "RequestInfo",
     "ServerStats",
     "Service",
     "ServiceNotFound",
+    "SockJSConnection",
+    "SockJSHandler",
     "Subscription",
     "Transport",
     "escape",

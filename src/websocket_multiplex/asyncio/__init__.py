@@ -1,4 +1,5 @@
-"""The asyncio layer: channels, connections and the server registry."""
+"""The asyncio layer: channels, connections, the server registry, the
+carrier seam and the SockJS endpoint."""
 
 from .authorization import Authorizer, Subscription
 from .channel import Channel
@@ -13,8 +14,9 @@ from .client import (
 )
 from .connection import Connection
 from .server import ChannelHandler, Handler, MultiplexServer, Service
+from .sockjs_connection import SockJSConnection, SockJSHandler
 from .stats import ServerStats
-from .transport import Transport
+from .transport import Inlet, Recipient, Transport
 
 __all__ = [
     "Authorizer",
@@ -28,10 +30,14 @@ __all__ = [
     "DisconnectCause",
     "Disconnection",
     "Handler",
+    "Inlet",
     "MultiplexClient",
     "MultiplexServer",
+    "Recipient",
     "ServerStats",
     "Service",
+    "SockJSConnection",
+    "SockJSHandler",
     "Subscription",
     "Transport",
 ]

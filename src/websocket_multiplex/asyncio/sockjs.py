@@ -149,6 +149,10 @@ class SockJSEndpoint:
             await self._handle(exchange)
         except ConnectionError as exc:  # the client left: nothing to answer
             logger.debug("%r: client gone: %r", self, exc)
+        except Exception:  # a bug: said once per interval, not per request
+            self.log_throttle.exception(
+                logger, "sockjs failed", "%r failed on a request", self
+            )
 
     async def _handle(self, exchange: HTTPExchange) -> None:
         request = exchange.request
@@ -409,16 +413,18 @@ class HTTPSession:
             await self._release_gone_holder()
         core, loop = self._core, self._loop
         attached, text = core.attach(receiver, loop.time())
-        self._arm()
-        self._check_fetched()
-        if attached is Attached.OPENED:
-            self._inlet = Inlet(self._endpoint.app.accept(self), self._endpoint.limits)
         holder = None
-        if attached in (Attached.OPENED, Attached.HOLDING):
-            watch = asyncio.ensure_future(exchange.disconnected())
-            holder = self._holder = _Holder(exchange, watch, loop.create_future())
         aborted = True  # unless it ends as it should (a cancellation too)
         try:
+            self._arm()
+            self._release_senders()
+            self._check_fetched()
+            if attached is Attached.OPENED:
+                recipient = self._endpoint.app.accept(self)
+                self._inlet = Inlet(recipient, self._endpoint.limits)
+            if attached in (Attached.OPENED, Attached.HOLDING):
+                watch = asyncio.ensure_future(exchange.disconnected())
+                holder = self._holder = _Holder(exchange, watch, loop.create_future())
             if text:
                 await exchange.write(text.encode())
             if holder is not None:
