@@ -29,6 +29,7 @@ from ..asyncio.sockjs import SockJSEndpoint
 from ..asyncio.sockjs_connection import SockJSApplication, SockJSHandler
 from ..asyncio.websocket import serve_websocket
 from ..limits import DEFAULT_LIMITS, Limits
+from ..sockjs.http import origin_allowed
 from ..sockjs.options import DEFAULT_SOCKJS_URL, SockJSOptions
 from ._aiohttp_io import Exchange, accept_websocket, request_info
 
@@ -234,8 +235,7 @@ def add_websocket_route(
     max_size = limits.max_message_size if max_msg_size is None else max_msg_size
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        origin = request.headers.get(hdrs.ORIGIN)
-        if allowed is not None and origin is not None and origin not in allowed:
+        if not origin_allowed(request.headers.get(hdrs.ORIGIN), allowed):
             return web.Response(status=403, text="origin not allowed")
         if server.closing:
             return web.Response(status=503, text="server shutting down")

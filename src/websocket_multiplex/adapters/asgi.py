@@ -57,7 +57,7 @@ from ..asyncio.sockjs_connection import SockJSApplication, SockJSHandler
 from ..asyncio.websocket import serve_websocket
 from ..limits import DEFAULT_LIMITS, Limits
 from ..request import Headers, RequestInfo
-from ..sockjs.http import HeaderList, Request, Response, not_found
+from ..sockjs.http import HeaderList, Request, Response, not_found, origin_allowed
 from ..sockjs.options import DEFAULT_SOCKJS_URL, SockJSOptions
 
 __all__ = [
@@ -465,9 +465,8 @@ class MultiplexASGI:
         if (await receive())["type"] != "websocket.connect":
             return  # the client left before the handshake
         request = request_from_scope(scope)
-        origin, allowed = request.origin, self.allowed_origins
-        if (allowed is not None and origin is not None and origin not in allowed) or (
-            self.server.closing
+        if self.server.closing or not origin_allowed(
+            request.origin, self.allowed_origins
         ):
             # A close before the accept is an HTTP 403 (ASGI spec).
             await send({"type": "websocket.close", "code": 1008})

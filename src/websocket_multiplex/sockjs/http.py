@@ -49,6 +49,7 @@ __all__ = [
     "decode_send",
     "error_response",
     "not_found",
+    "origin_allowed",
     "receiver_for",
     "receiving_response",
     "route",
@@ -169,8 +170,7 @@ def route(
 ) -> Route | Response:
     """Decide what ``request`` gets. ``entropy()`` is a random 32-bit
     number, for ``/info``."""
-    origin = request.origin
-    if not _origin_allowed(origin, options):
+    if not origin_allowed(request.origin, options.allowed_origins):
         return Response(403, (("Content-Type", _TEXT), _NOSNIFF), b"origin not allowed")
     path, method = request.path, request.method
     if path in ("", "/"):
@@ -205,8 +205,10 @@ def route(
     return Route(kind, session_id)
 
 
-def _origin_allowed(origin: str | None, options: SockJSOptions) -> bool:
-    allowed = options.allowed_origins
+def origin_allowed(origin: str | None, allowed: frozenset[str] | None) -> bool:
+    """Whether ``allowed_origins`` lets a request with ``origin`` in. One
+    without ``Origin`` comes from no browser, and could forge any: it is
+    let in (the check keeps foreign pages from using a browser's cookies)."""
     return allowed is None or origin is None or origin in allowed
 
 
