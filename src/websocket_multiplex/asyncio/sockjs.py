@@ -42,7 +42,7 @@ from ..sockjs.http import (
     sent_response,
 )
 from ..sockjs.options import SockJSOptions
-from ..sockjs.session import Attached, Receiver, Session, SessionState
+from ..sockjs.session import Attached, Expiry, Receiver, Session, SessionState
 from .inbox import wake_all
 from .throttle import LogThrottle
 from .transport import Inlet, Recipient, Transport
@@ -409,7 +409,7 @@ class HTTPSession:
 
     async def hold(self, receiver: Receiver, exchange: HTTPExchange) -> None:
         """Serve one receiving request until it is done or its client left."""
-        if self._holder is not None:
+        if self._holder is not None and self._core.receiver is not None:
             await self._release_gone_holder()
         core, loop = self._core, self._loop
         attached, text = core.attach(receiver, loop.time())
@@ -504,8 +504,10 @@ class HTTPSession:
 
     def _tick(self) -> None:
         self._timer = None
-        if self._core.tick(self._loop.time()):
+        expiry = self._core.tick(self._loop.time())
+        if expiry is Expiry.TIMED_OUT:
             self._ended()
+        if expiry is not Expiry.LIVE:
             self.forget()
             return
         self._wake_holder()  # a heartbeat may be due

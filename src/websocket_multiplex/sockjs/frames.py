@@ -87,6 +87,16 @@ def close_frame(code: int, reason: str) -> str:
 # -- what a client sends -----------------------------------------------------
 
 
+def _not_json(constant: str) -> object:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _json(text: str) -> object:
+    """``json.loads``, without the NaN and Infinity that JSON does not have
+    (and ``JSON.parse`` refuses)."""
+    return json.loads(text, parse_constant=_not_json)
+
+
 def decode_client_message(
     data: str, *, max_messages: int, websocket: bool = False
 ) -> list[str]:
@@ -111,7 +121,7 @@ def decode_client_message(
     if not data:
         raise BrokenFraming("Payload expected.")
     try:
-        value = json.loads(data)
+        value = _json(data)
     except (ValueError, RecursionError):  # broken, or nested too deep
         raise BrokenFraming("Broken JSON encoding.") from None
     if isinstance(value, list):
@@ -157,7 +167,7 @@ def parse_server_frame(frame: str) -> ServerFrame:
         return _BEAT
     kind, body = frame[:1], frame[1:]
     try:
-        value = json.loads(body) if kind in ("a", "c") else None
+        value = _json(body) if kind in ("a", "c") else None
     except (ValueError, RecursionError):
         value = None
     if kind == "a" and isinstance(value, list):

@@ -442,7 +442,8 @@ def decode_send(
     """The messages a sending request carries; raises
     :class:`~websocket_multiplex.exceptions.BrokenFraming` with the text
     to answer 500 with. A body that is not UTF-8 is read as sockjs-node
-    reads it (invalid bytes become U+FFFD), and so is then broken JSON."""
+    reads it: invalid bytes become U+FFFD (outside a JSON string, that is
+    broken JSON; inside one, part of the message)."""
     text = body.decode("utf-8", "replace")
     if found.kind is Kind.JSONP_SEND:
         content_type = request.headers.get("content-type", "").split(";")[0].strip()

@@ -33,7 +33,7 @@ from typing import Final
 from ..exceptions import LocalProtocolError
 from .frames import HEARTBEAT, OPEN, close_frame, messages_frame
 
-__all__ = ["Attached", "Receiver", "Session", "SessionState"]
+__all__ = ["Attached", "Expiry", "Receiver", "Session", "SessionState"]
 
 ANOTHER_CONNECTION: Final = close_frame(2010, "Another connection still open")
 INTERRUPTED: Final = close_frame(1002, "Connection interrupted")
@@ -55,14 +55,28 @@ class Attached(enum.Enum):
     """What became of a receiving request given to :meth:`Session.attach`."""
 
     OPENED = "opened"
-    """It holds the session, which it just opened: tell the application."""
+    """It holds the session (until it is done), which it just opened: tell
+    the application."""
     HOLDING = "holding"
-    """It holds the session."""
+    """It holds the session, until it is done."""
     REFUSED = "refused"
     """Another request holds it: this one carries ``2010`` and ends."""
     ENDED = "ended"
     """The session is closing or closed: this one carries what is left
     and the close frame, then ends."""
+
+
+class Expiry(enum.Enum):
+    """What :meth:`Session.tick` found."""
+
+    LIVE = "live"
+    """Nothing ended."""
+    GONE = "gone"
+    """The session expired: forget it. Its application knows it ended (it
+    closed the session, or was told when the holder's client left)."""
+    TIMED_OUT = "timed out"
+    """The session expired while open (its client stopped coming): forget
+    it, and tell its application the connection is lost."""
 
 
 class Receiver:
@@ -157,25 +171,27 @@ class Session:
         if self.state in (SessionState.CLOSING, SessionState.CLOSED):
             self._expires_at = now + self.disconnect_delay  # counted again
             frames = [messages_frame(self._take())] if self._queue else []
-            return Attached.ENDED, self._carry(receiver, [*frames, self._close_frame])
+            text = self._carry(receiver, [*frames, self._close_frame], now)
+            return Attached.ENDED, text
         self.receiver = receiver
         self._expires_at = None
         self._heartbeat_at = now + self.heartbeat_delay
         if self.state is SessionState.NEW:
             self.state = SessionState.OPEN
-            return Attached.OPENED, receiver.carry([OPEN])
+            return Attached.OPENED, self._carry(receiver, [OPEN], now)
         return Attached.HOLDING, self.output(now)
 
     def detach(self, receiver: Receiver, now: float, *, aborted: bool) -> bool:
         """A receiving request ended: done (``aborted=False``) or because its
         client went away before it was done. Returns whether that ended an
-        open session (tell the application: the connection is lost)."""
+        open session (tell the application: the connection is lost).
+
+        A request that is done has let the session go already, as soon as
+        it carried its last frame: the next request need not wait for this
+        one's response to end."""
         if receiver is not self.receiver:
-            return False  # refused or ended at attach: it never held it
-        self.receiver = None
-        self._heartbeat_at = None
-        self._beat_due = False
-        self._expires_at = now + self.disconnect_delay
+            return False  # done, refused, or ended at attach
+        self._let_go(now)
         if aborted and self.state is SessionState.OPEN:
             self._end()
             return True
@@ -197,7 +213,7 @@ class Session:
         if not frames:
             return ""
         self._heartbeat_at = now + self.heartbeat_delay
-        return self._carry(receiver, frames)
+        return self._carry(receiver, frames, now)
 
     # -- the application's side -------------------------------------------------
 
@@ -226,26 +242,35 @@ class Session:
             return self._heartbeat_at
         return self._expires_at
 
-    def tick(self, now: float) -> bool:
-        """Let time pass. Returns whether the session expired: forget it,
-        and tell the application if it did not close the session itself.
+    def tick(self, now: float) -> Expiry:
+        """Let time pass; says whether the session expired, and what to do.
         A heartbeat that falls due is in the next :meth:`output`."""
         if self.receiver is not None:
             if self._heartbeat_at is not None and now >= self._heartbeat_at:
                 self._beat_due = True
                 self._heartbeat_at = now + self.heartbeat_delay
-            return False
-        if self._expires_at is not None and now >= self._expires_at:
-            self._expires_at = None
-            self._end()
-            return True
-        return False
+            return Expiry.LIVE
+        if self._expires_at is None or now < self._expires_at:
+            return Expiry.LIVE
+        self._expires_at = None
+        was_open = self.state in (SessionState.NEW, SessionState.OPEN)
+        self._end()
+        return Expiry.TIMED_OUT if was_open else Expiry.GONE
 
-    def _carry(self, receiver: Receiver, frames: list[str]) -> str:
+    def _carry(self, receiver: Receiver, frames: list[str], now: float) -> str:
         text = receiver.carry(frames)
         if self.state is SessionState.CLOSING and receiver.carried == len(frames):
             self.close_delivered = True  # the close frame comes last
+        if receiver.done and receiver is self.receiver:
+            self._let_go(now)
         return text
+
+    def _let_go(self, now: float) -> None:
+        """No request holds the session now: its countdown starts."""
+        self.receiver = None
+        self._heartbeat_at = None
+        self._beat_due = False
+        self._expires_at = now + self.disconnect_delay
 
     def _end(self) -> None:
         if self.state is not SessionState.CLOSING:
