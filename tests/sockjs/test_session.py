@@ -359,6 +359,18 @@ def test_a_done_holder_lets_the_session_go_at_once() -> None:
     assert not session.detach(receiver, 3.1, aborted=True)  # it let go already
 
 
+def test_a_send_under_way_keeps_the_session_alive() -> None:
+    """A paced xhr_send may outlast disconnect_delay: no expiry until it is
+    done, then the countdown starts again from there."""
+    session = opened()
+    session.sending()
+    assert session.deadline() is None
+    assert session.tick(100.0) is Expiry.LIVE
+    session.sent(100.0)
+    assert session.deadline() == 100.0 + DISCONNECT_DELAY
+    assert session.tick(100.0 + DISCONNECT_DELAY) is Expiry.TIMED_OUT
+
+
 def test_deadline_values() -> None:
     """deadline() is the next heartbeat while held, else the expiry; None once over."""
     session = make_session(now=1.0)

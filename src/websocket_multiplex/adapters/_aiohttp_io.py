@@ -153,10 +153,11 @@ async def accept_websocket(
     request: web.Request, *, heartbeat: float | None, max_msg_size: int, compress: bool
 ) -> AiohttpWebSocket:
     """Complete the handshake of ``request``; raises ``web.HTTPException``
-    (400, say) when it is not a valid one."""
+    (400, say) when it is not a valid one. Messages of up to
+    ``max_msg_size`` bytes are taken."""
     ws = web.WebSocketResponse(
         heartbeat=heartbeat,
-        max_msg_size=max_msg_size,
+        max_msg_size=max_msg_size + 1,  # aiohttp refuses max_msg_size itself
         compress=compress,
         timeout=CLOSE_GRACE,  # for the client's answer to our close frame
     )

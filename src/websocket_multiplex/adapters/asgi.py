@@ -359,9 +359,12 @@ class _HTTPExchange:
             raise ConnectionError("the client left")
         try:
             await self._send(message)
-        except OSError as exc:  # ASGI 2.4: the client is gone
+        except Exception as exc:
+            # ASGI 2.4: an OSError once the client is gone; servers raise
+            # their own errors too when they answered a broken request
+            # themselves (uvicorn's 400 on bad chunked framing, say).
             self._gone = True
-            raise ConnectionError("the client left") from exc
+            raise ConnectionError(f"cannot answer: {exc!r}") from exc
 
     async def disconnected(self) -> None:
         if not self._body_read:  # a receiving request's (empty) body first
@@ -401,7 +404,11 @@ class _WebSocketExchange(_HTTPExchange):
         if not self._denial:
             await self._out({"type": "websocket.close", "code": 1008})
             return
-        headers = (*response.headers, ("Content-Length", str(len(response.body))))
+        headers = (
+            *response.headers,
+            ("Content-Length", str(len(response.body))),
+            ("Connection", "close"),  # the socket goes with the refusal
+        )
         await self._out(
             {
                 "type": "websocket.http.response.start",

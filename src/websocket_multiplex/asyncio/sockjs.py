@@ -483,9 +483,15 @@ class HTTPSession:
             return
         if self._sending is None:
             self._sending = asyncio.Lock()
-        async with self._sending:
-            if self._core.accepts_messages:
-                await self._inlet.deliver(texts)
+        core = self._core
+        core.sending()
+        try:
+            async with self._sending:
+                if core.accepts_messages:
+                    await self._inlet.deliver(texts)
+        finally:
+            core.sent(self._loop.time())
+            self._arm()
 
     # -- time, and the end ----------------------------------------------------
 

@@ -147,6 +147,7 @@ class Session:
         self.close_delivered = False
         """A request carried the close frame the application asked for."""
         self._queue: list[str] = []
+        self._sends = 0  # sending requests under way
         self._close_frame = INTERRUPTED
         self._beat_due = False
         self._heartbeat_at: float | None = None
@@ -215,6 +216,19 @@ class Session:
         self._heartbeat_at = now + self.heartbeat_delay
         return self._carry(receiver, frames, now)
 
+    def sending(self) -> None:
+        """A sending request (``xhr_send``) is handing over messages: the
+        session does not expire until :meth:`sent` (a paced send may take
+        longer than ``disconnect_delay``)."""
+        self._sends += 1
+
+    def sent(self, now: float) -> None:
+        """A sending request is done: without a receiving request, the
+        countdown starts again from now."""
+        self._sends -= 1
+        if self.receiver is None and self._expires_at is not None:
+            self._expires_at = max(self._expires_at, now + self.disconnect_delay)
+
     # -- the application's side -------------------------------------------------
 
     def send(self, messages: Sequence[str]) -> None:
@@ -237,9 +251,12 @@ class Session:
     # -- time -------------------------------------------------------------------
 
     def deadline(self) -> float | None:
-        """When :meth:`tick` must be called next; ``None``: never."""
+        """When :meth:`tick` must be called next; ``None``: not until
+        something else happens."""
         if self.receiver is not None:
             return self._heartbeat_at
+        if self._sends:
+            return None
         return self._expires_at
 
     def tick(self, now: float) -> Expiry:
@@ -250,7 +267,7 @@ class Session:
                 self._beat_due = True
                 self._heartbeat_at = now + self.heartbeat_delay
             return Expiry.LIVE
-        if self._expires_at is None or now < self._expires_at:
+        if self._sends or self._expires_at is None or now < self._expires_at:
             return Expiry.LIVE
         self._expires_at = None
         was_open = self.state in (SessionState.NEW, SessionState.OPEN)
