@@ -1,5 +1,6 @@
-"""The protocol fuzz target (fuzz/fuzz_protocol.py) runs a bounded while and
-finds nothing; its seed corpus replays cleanly."""
+"""The fuzz targets run a bounded while and find nothing: the protocol's
+(fuzz/fuzz_protocol.py) and the SockJS core's (fuzz/fuzz_sockjs.py); their
+seed corpora are small and readable, and replay cleanly."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "fuzz" / "fuzz_protocol.py"
+SOCKJS_TARGET = ROOT / "fuzz" / "fuzz_sockjs.py"
+SOCKJS_CORPUS = ROOT / "fuzz" / "sockjs-corpus"
 SECONDS = 10
 
 
@@ -24,14 +27,19 @@ def require_atheris() -> None:
         )
 
 
-def fuzz(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+def fuzz(
+    tmp_path: Path,
+    *options: str,
+    target: Path = TARGET,
+    seeds: Path = ROOT / "fuzz" / "corpus",
+) -> subprocess.CompletedProcess[str]:
     # libFuzzer adds what it finds to its first corpus folder: use a copy.
     corpus = tmp_path / "corpus"
-    shutil.copytree(ROOT / "fuzz" / "corpus", corpus)
+    shutil.copytree(seeds, corpus)
     return subprocess.run(
         [
             sys.executable,
-            str(TARGET),
+            str(target),
             f"-artifact_prefix={tmp_path}/",
             *options,
             str(corpus),
@@ -52,6 +60,44 @@ def test_the_seed_corpus_is_small_and_readable() -> None:
 def test_fuzzing_the_protocol_finds_nothing(tmp_path: Path) -> None:
     require_atheris()
     result = fuzz(tmp_path, f"-max_total_time={SECONDS}")
+    assert result.returncode == 0, result.stderr[-6000:]
+    assert "Done" in result.stderr
+    assert not list(tmp_path.glob("crash-*"))
+
+
+def test_the_sockjs_seed_corpus_is_small_and_readable() -> None:
+    seeds = sorted(SOCKJS_CORPUS.iterdir())
+    assert 15 <= len(seeds) <= 40
+    for seed in seeds:
+        data = seed.read_bytes()
+        assert len(data) < 4096, seed.name
+        # One script a file: its target (session, http, frames), then lines.
+        assert data[:1] in (b"s", b"h", b"f") and data.endswith(b"\n"), seed.name
+        assert seed.name.startswith(("session-", "route-", "frames-")), seed.name
+
+
+def test_the_sockjs_seeds_replay_cleanly(tmp_path: Path) -> None:
+    require_atheris()
+    seeds = sorted(SOCKJS_CORPUS.iterdir())
+    result = subprocess.run(
+        [sys.executable, str(SOCKJS_TARGET), *map(str, seeds)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-6000:]
+    assert result.stderr.count("Executed ") == len(seeds), result.stderr[-6000:]
+
+
+def test_fuzzing_sockjs_finds_nothing(tmp_path: Path) -> None:
+    require_atheris()
+    result = fuzz(
+        tmp_path,
+        f"-max_total_time={SECONDS}",
+        target=SOCKJS_TARGET,
+        seeds=SOCKJS_CORPUS,
+    )
     assert result.returncode == 0, result.stderr[-6000:]
     assert "Done" in result.stderr
     assert not list(tmp_path.glob("crash-*"))

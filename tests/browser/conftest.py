@@ -1,4 +1,4 @@
-"""Real headless Chromium against our aiohttp SockJS endpoint.
+"""Real headless Chromium against our SockJS endpoints.
 
 Two servers on 127.0.0.1, on different ports so the page is cross-origin
 to the endpoint, as in most deployments:
@@ -9,7 +9,11 @@ to the endpoint, as in most deployments:
   :func:`add_client_routes`;
 * the *multiplex server* is :func:`add_sockjs_endpoint` over
   :class:`Services`, with ``sockjs_url`` pointing at the page server so the
-  iframe transports load sockjs-client without the internet.
+  iframe transports load sockjs-client without the internet. The same
+  endpoint runs under the ASGI driver too (:func:`uvicorn_servers`): a
+  :class:`SockJSASGI` served by uvicorn at a prefix of its own, and one
+  mounted in Starlette (:func:`starlette_servers`); :func:`driver_servers`
+  picks one by name.
 
 One Chromium runs for the whole session; every test gets a fresh context.
 Everything shares the session's event loop, so tests inspect the server's
@@ -19,7 +23,9 @@ channels directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +33,17 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import uvicorn
 from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from websocket_multiplex import Channel, CloseReason, Connection, MultiplexServer
+from websocket_multiplex.adapters import uvicorn as uvicorn_adapter
 from websocket_multiplex.adapters.aiohttp import add_client_routes, add_sockjs_endpoint
+from websocket_multiplex.adapters.asgi import SockJSASGI
 
 HERE = Path(__file__).parent
 NODE = HERE.parent / "node"
@@ -251,31 +262,130 @@ async def start(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
 
 
+def sockjs_options(page_origin: str) -> dict[str, Any]:
+    """What every driver's endpoint is given, whichever driver."""
+    return {
+        "sockjs_url": f"{page_origin}/sockjs.min.js",
+        # A lost poller is noticed after at most a heartbeat and this delay
+        # (jsonp-polling cannot abort its held request).
+        "heartbeat_delay": 2.0,
+        "disconnect_delay": 2.0,
+    }
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn.Server that says when it is listening, instead of a flag to poll."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_serving(app: Any, timeout: float = 10.0) -> AsyncIterator[str]:
+    """Serve ``app`` under uvicorn, configured by our adapter, in this event
+    loop; yield its ``http://127.0.0.1:PORT``."""
+    config = uvicorn_adapter.config(
+        app,
+        "127.0.0.1",
+        0,
+        lifespan="on",
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    server = _Uvicorn(config)
+    serving = asyncio.create_task(server.serve(sockets=[listening]))
+    ready = asyncio.create_task(server.ready.wait())
+    async with asyncio.timeout(timeout):
+        await asyncio.wait([serving, ready], return_when=asyncio.FIRST_COMPLETED)
+    if not server.ready.is_set():
+        ready.cancel()
+        await serving  # raises what stopped it, if anything did
+        raise RuntimeError("uvicorn stopped before it listened")
+    try:
+        yield f"http://127.0.0.1:{listening.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(timeout):
+            await serving
+        listening.close()
+
+
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
 async def services() -> Services:
     return Services()
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
-async def servers(node_modules: Path, services: Services) -> AsyncIterator[Servers]:
-    pages, page_origin = await start(page_app(node_modules))
+async def page_origin(node_modules: Path) -> AsyncIterator[str]:
+    pages, origin = await start(page_app(node_modules))
+    try:
+        yield origin
+    finally:
+        await pages.cleanup()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def servers(page_origin: str, services: Services) -> AsyncIterator[Servers]:
+    """The aiohttp driver: :func:`add_sockjs_endpoint` at ``/multiplex``."""
     app = web.Application()
     add_sockjs_endpoint(
-        app,
-        services.server,
-        prefix="/multiplex",
-        sockjs_url=f"{page_origin}/sockjs.min.js",
-        # A lost poller is noticed after at most a heartbeat and this delay
-        # (jsonp-polling cannot abort its held request).
-        heartbeat_delay=2.0,
-        disconnect_delay=2.0,
+        app, services.server, prefix="/multiplex", **sockjs_options(page_origin)
     )
     multiplex, origin = await start(app)
     try:
         yield Servers(page_origin, f"{origin}/multiplex")
     finally:
         await multiplex.cleanup()
-        await pages.cleanup()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def uvicorn_servers(
+    page_origin: str, services: Services
+) -> AsyncIterator[Servers]:
+    """The ASGI driver on its own: ``SockJSASGI(prefix="/multiplex")`` is
+    the whole application uvicorn serves (and its lifespan)."""
+    app = SockJSASGI(
+        services.server, prefix="/multiplex", **sockjs_options(page_origin)
+    )
+    async with uvicorn_serving(app) as origin:
+        yield Servers(page_origin, f"{origin}/multiplex")
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def starlette_servers(
+    page_origin: str, services: Services
+) -> AsyncIterator[Servers]:
+    """The ASGI driver mounted in Starlette at ``/multiplex`` (the prefix is
+    the mount's ``root_path``), Starlette running the lifespan."""
+    sockjs = SockJSASGI(services.server, **sockjs_options(page_origin))
+    app = Starlette(routes=[Mount("/multiplex", app=sockjs)], lifespan=sockjs.lifespan)
+    async with uvicorn_serving(app) as origin:
+        yield Servers(page_origin, f"{origin}/multiplex")
+
+
+DRIVERS = {
+    "aiohttp": "servers",
+    "uvicorn": "uvicorn_servers",
+    "starlette": "starlette_servers",
+}
+"""Each driver of the same SockJS endpoint, by the fixture that serves it;
+a server starts with the first test that asks for it."""
+
+
+@pytest.fixture
+def driver_servers(request: pytest.FixtureRequest, driver: str) -> Servers:
+    """The servers of the test's ``driver`` parameter (a key of :data:`DRIVERS`)."""
+    servers: Servers = request.getfixturevalue(DRIVERS[driver])
+    return servers
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")

@@ -1,10 +1,12 @@
-"""Both browser clients, on every SockJS transport and a native WebSocket.
+"""Both browser clients, on every SockJS transport and a native WebSocket,
+against every driver of our SockJS endpoint (aiohttp; ASGI under uvicorn,
+alone and mounted in Starlette).
 
 Each test loads one page and runs the whole story on one connection:
-greetings and replies, payloads and names that need care, fifty channels,
-a channel closed by the server, one closed by the client, then the socket
-closed under the rest. The page records what the client saw; the server's
-channels say what the server saw.
+greetings and replies, payloads (up to 300 KiB) and names that need care,
+fifty channels, a channel closed by the server, one closed by the client,
+then the socket closed under the rest. The page records what the client
+saw; the server's channels say what the server saw.
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ from playwright.async_api import Page
 
 from websocket_multiplex import CloseReason
 
-from .conftest import NUMBERED, ODD, WEIRD, Servers, Services, wait_closed, wait_for
+from .conftest import (
+    DRIVERS,
+    NUMBERED,
+    ODD,
+    WEIRD,
+    Servers,
+    Services,
+    wait_closed,
+    wait_for,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -33,7 +44,7 @@ TRANSPORTS = [
     "native",  # a plain WebSocket on <prefix>/websocket, no SockJS framing
 ]
 
-PAYLOADS = [
+TRICKY = [
     "a,b,,c,",
     ",leading comma",
     "",
@@ -44,8 +55,40 @@ PAYLOADS = [
     '{"json": [1, 2, {"k": "v,w"}], "s": "\\"esc\\""}',
     "backslash \\ \\n \\u0041 %41 %u0041",
     "line\u2028separator\u2029paragraph",
-    "x" * 5000,
 ]
+"""Payloads full of what the framing and the transports must escape."""
+
+
+def repeated(size: int) -> str:
+    """``size`` characters of :data:`TRICKY` over and over: every escape,
+    in one message larger than a read, a poll and ``response_limit``."""
+    chunk = "|".join(TRICKY)
+    return (chunk * (size // len(chunk) + 1))[:size]
+
+
+PAYLOADS = [*TRICKY, "x" * 5000, repeated(64 * 1024), repeated(300 * 1024)]
+
+
+def differences(got: list[str], sent: list[str]) -> list[str]:
+    """How ``got`` differs from ``sent``, briefly: a failure must not print
+    370 KiB of text."""
+    if len(got) != len(sent):
+        return [f"{len(got)} messages of {[len(g) for g in got]} characters"]
+    found = []
+    for i, (g, s) in enumerate(zip(got, sent, strict=True)):
+        if g != s:
+            at = first_difference(g, s)
+            around = slice(max(at - 20, 0), at + 20)
+            found.append(
+                f"payload {i} ({len(s)} characters): {len(g)} arrived, differing "
+                f"at {at}: {g[around]!r} for {s[around]!r}"
+            )
+    return found
+
+
+def first_difference(a: str, b: str) -> int:
+    pairs = enumerate(zip(a, b, strict=False))
+    return next((i for i, (x, y) in pairs if x != y), min(len(a), len(b)))
 
 
 def expected_greetings() -> dict[str, list[str]]:
@@ -86,9 +129,11 @@ async def open_everything(
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("driver", DRIVERS)
 async def test_client_over_transport(
-    page: Page, servers: Servers, services: Services, client: str, transport: str
+    page: Page, driver_servers: Servers, services: Services, client: str, transport: str
 ) -> None:
+    servers = driver_servers
     ours = client == "ours"
     await page.goto(f"{servers.page_origin}/{client}.html")
     token = uuid.uuid4().hex
@@ -132,7 +177,7 @@ async def test_client_over_transport(
     if ours:
         assert services.received[on_server["queue"]] == ["early 1", "early, 2"]
 
-    # -- payloads full of commas, quotes, newlines, emoji, </script> -------------
+    # -- payloads full of commas, quotes, newlines, emoji, </script>; 300 KiB ----
     await page.evaluate(
         "(payloads) => payloads.forEach(p => harness.send('echo', p))", PAYLOADS
     )
@@ -142,8 +187,8 @@ async def test_client_over_transport(
         len(PAYLOADS),
         what="the echo of every payload",
     )
-    assert await page.evaluate("harness.messages('echo')") == PAYLOADS
-    assert services.received[on_server["echo"]] == PAYLOADS
+    assert differences(await page.evaluate("harness.messages('echo')"), PAYLOADS) == []
+    assert differences(services.received[on_server["echo"]], PAYLOADS) == []
 
     # -- the client closes one channel ----------------------------------------------
     await page.evaluate("""() => {

@@ -174,7 +174,7 @@ def parse_server_frame(frame: str) -> ServerFrame:
         return ServerFrame("a", tuple(m for m in value if isinstance(m, str)))
     if kind == "c" and isinstance(value, list) and len(value) == 2:
         code, reason = value
-        if isinstance(code, int) and isinstance(reason, str):
+        if type(code) is int and isinstance(reason, str):  # not a bool
             return ServerFrame("c", code=code, reason=reason)
     raise BrokenFraming(f"not a SockJS frame: {frame[:40]!r}")
 
