@@ -4,7 +4,8 @@ A :class:`TokenBucket` holds what a rate allows; :class:`FramePace` applies
 ``Limits.frame_rate`` to the frames one connection's carrier hands over,
 and says when the carrier must pause: to let other connections have the
 event loop (every :data:`FRAMES_PER_TURN` frames), or until the rate
-allows more. The asyncio layer only carries the pauses out.
+allows more. The asyncio layer only counts frames and carries the pauses
+out.
 """
 
 from __future__ import annotations
@@ -51,30 +52,29 @@ class TokenBucket:
 class FramePace:
     """The pace of one connection's incoming frames (``Limits.frame_rate``).
 
-    The carrier reports each batch with :meth:`took`; when it returns
-    ``False``, the carrier asks :meth:`pause` how long to wait before it
-    hands over more (``0.0``: just let the event loop run once). A batch
-    is never split: it may overdraw the bucket, and the next pause repays
-    the overdraft.
+    The carrier asks for a :meth:`budget`, hands over that many frames
+    without asking again (it counts them down itself: one subtraction a
+    frame), then asks :meth:`pause` how long to wait before the next
+    budget (``0.0``: just let the event loop run once). A batch is never
+    split: it may overdraw the budget, and the next pause repays the
+    overdraft.
     """
 
-    __slots__ = ("_bucket", "_since_pause")
+    __slots__ = ("_bucket",)
 
     def __init__(self, limits: Limits) -> None:
         self._bucket = TokenBucket(limits.frame_rate, limits.max_message_frames)
-        self._since_pause = 0
 
-    def took(self, frames: int) -> bool:
-        """Count ``frames`` handled; ``False``: pause before the next ones."""
-        bucket = self._bucket
-        bucket.tokens -= frames
-        self._since_pause += frames
-        return bucket.tokens >= 0 and self._since_pause < FRAMES_PER_TURN
+    def budget(self) -> int:
+        """Frames that may be handed over before the next :meth:`pause`: no
+        more than one turn's worth, nor than the rate has saved up."""
+        return max(1, min(FRAMES_PER_TURN, int(self._bucket.tokens)))
 
-    def pause(self, now: float) -> float:
-        """Seconds to wait before handing over more frames."""
-        self._since_pause = 0
+    def pause(self, used: int, now: float) -> float:
+        """``used`` frames went since the last budget: seconds to wait
+        before the next one."""
         bucket = self._bucket
+        bucket.tokens -= used
         bucket.refill(now)
         if bucket.tokens >= 0:
             return 0.0

@@ -91,10 +91,10 @@ async def test_a_backlog_holds_the_carrier_until_the_recipient_is_ready() -> Non
 async def test_binary_messages_count_toward_the_pace() -> None:
     recorder = Recorder()
     inlet = Inlet(recorder, Limits(frame_rate=10.0, max_message_frames=5))
-    pauses = [inlet.ignored() for _ in range(6)]
-    assert pauses[:5] == [None] * 5
-    assert pauses[5] is not None
-    await asyncio.wait_for(pauses[5], TIMEOUT)  # type: ignore[arg-type]
+    pauses = [inlet.ignored() for _ in range(5)]  # the burst: then ask
+    assert pauses[:4] == [None] * 4
+    assert pauses[4] is not None
+    await asyncio.wait_for(pauses[4], TIMEOUT)  # type: ignore[arg-type]
     assert recorder.received == []
 
 

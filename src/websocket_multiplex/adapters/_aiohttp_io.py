@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from typing import Final
 
 from aiohttp import WSMsgType, hdrs, web
 
-from ..asyncio.websocket import CLOSE_GRACE
+from ..asyncio.websocket import CLOSE_GRACE, MessageHandler
 from ..request import Headers, RequestInfo
 from ..sockjs.http import HeaderList, Request, Response
 
@@ -210,48 +211,41 @@ class AiohttpWebSocket:
         self._ws = ws
         self._socket = socket
         self._reader: asyncio.Task[object] | None = None
-        self._in_receive = False
         self._read_ended = False
         self._stopping = False
         # Made only when close() needs them: a server holds many idle sockets.
         self._reader_stopped: asyncio.Future[None] | None = None
         self._closed: asyncio.Event | None = None
 
-    async def receive(self) -> str | bytes | None:
-        if self._stopping:
-            self._stop()
-            return None
-        if self._reader is None:
-            self._reader = asyncio.current_task()
-        self._in_receive = True
+    async def read(self, handle: MessageHandler) -> None:
+        # While it waits for the next message, this frame would hold on to
+        # the last one (kilobytes per idle connection): hence the del.
+        self._reader = reader = asyncio.current_task()
+        receive = self._ws.receive
         try:
-            message = await self._ws.receive()
+            while True:
+                message = await receive()
+                kind = message.type
+                if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+                    pause = handle(message.data)
+                    del message
+                    if pause is not None:
+                        await pause
+                elif kind in _ENDS or kind is WSMsgType.ERROR:
+                    return
         except asyncio.CancelledError:
-            reader = self._reader
-            if self._stopping and reader is not None and reader.uncancel() == 0:
-                self._stop()
-                return None
-            raise  # not (only) ours: aiohttp's, or the server's
+            if not self._stopping or (reader is not None and reader.uncancel()):
+                raise  # not (only) ours: aiohttp's, or the server's
         finally:
-            self._in_receive = False
-        kind = message.type
-        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-            return message.data  # type: ignore[no-any-return]
-        if kind in _ENDS or kind is WSMsgType.ERROR:
-            self._stop()
-            return None
-        return b""  # ping, pong, continuation: nothing to deliver
+            self._read_ended = True
+            stopped = self._reader_stopped
+            if stopped is not None and not stopped.done():
+                stopped.set_result(None)
 
-    def _stop(self) -> None:
-        self._read_ended = True
-        stopped = self._reader_stopped
-        if stopped is not None and not stopped.done():
-            stopped.set_result(None)
-
-    async def send(self, text: str) -> None:
+    def send(self, text: str) -> Awaitable[None]:
         if self._ws.closed:
             raise ConnectionError("the WebSocket is closed")
-        await self._ws.send_str(text)
+        return self._ws.send_str(text)
 
     async def close(self, code: int, reason: str) -> None:
         if self._closed is not None:  # one close at a time, and once
@@ -274,9 +268,7 @@ class AiohttpWebSocket:
             return
         self._stopping = True
         stopped = self._reader_stopped = asyncio.get_running_loop().create_future()
-        if self._in_receive:
-            reader.cancel()
-        # Bounded: a reader busy elsewhere stops at its next receive().
+        reader.cancel()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CLOSE_GRACE):
                 await stopped

@@ -54,7 +54,7 @@ from typing import Any, Final
 from ..asyncio.server import MultiplexServer
 from ..asyncio.sockjs import SockJSEndpoint
 from ..asyncio.sockjs_connection import SockJSApplication, SockJSHandler
-from ..asyncio.websocket import serve_websocket
+from ..asyncio.websocket import MessageHandler, serve_websocket
 from ..limits import DEFAULT_LIMITS, Limits
 from ..request import Headers, RequestInfo
 from ..sockjs.http import HeaderList, Request, Response, not_found, origin_allowed
@@ -127,18 +127,19 @@ class ASGIWebSocket:
     def closed(self) -> bool:
         return self._closed
 
-    async def receive(self) -> str | bytes | None:
-        message = await self._receive()
-        kind = message["type"]
-        if kind == "websocket.receive":
-            text = message.get("text")
-            if text is not None:
-                return text  # type: ignore[no-any-return]
-            return message.get("bytes") or b""
-        if kind == "websocket.disconnect":
-            self._closed = True
-            return None
-        return b""  # nothing this carrier knows: ignored
+    async def read(self, handle: MessageHandler) -> None:
+        receive = self._receive
+        while not self._closed:  # what comes after our close is for no one
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                text = message.get("text")
+                pause = handle(message.get("bytes") or b"" if text is None else text)
+                del message
+                if pause is not None:
+                    await pause
+            elif kind == "websocket.disconnect":
+                self._closed = True
 
     async def send(self, text: str) -> None:
         if self._closed:

@@ -77,12 +77,24 @@ class Inlet:
     once the carrier is gone.
     """
 
-    __slots__ = ("_loop", "_pace", "_receive", "recipient")
+    __slots__ = (
+        "_backlog",
+        "_granted",
+        "_left",
+        "_loop",
+        "_pace",
+        "_receive",
+        "recipient",
+    )
 
     def __init__(self, recipient: Recipient, limits: Limits) -> None:
         self.recipient = recipient
         self._receive = recipient.receive
+        self._backlog = recipient.backlog
         self._pace = FramePace(limits)
+        # Frames that may go before the pace is asked again, and how many
+        # it granted: counting down is all a frame costs here.
+        self._granted = self._left = self._pace.budget()
         self._loop = asyncio.get_running_loop()
 
     def feed(self, texts: Sequence[str]) -> Awaitable[None] | None:
@@ -94,21 +106,24 @@ class Inlet:
         receive = self._receive
         for text in texts:
             receive(text)
-        if not self._pace.took(len(texts)):
+        self._left -= len(texts)
+        if self._left <= 0:
             return self._pause()
-        return self.recipient.backlog()
+        return self._backlog()
 
     def feed_one(self, text: str) -> Awaitable[None] | None:
         """:meth:`feed` for a carrier whose messages are one frame each."""
         self._receive(text)
-        if not self._pace.took(1):
+        self._left -= 1
+        if self._left <= 0:
             return self._pause()
-        return self.recipient.backlog()
+        return self._backlog()
 
     def ignored(self) -> Awaitable[None] | None:
         """A carrier message with nothing to deliver (a binary one): it
         counts toward the pace all the same."""
-        if not self._pace.took(1):
+        self._left -= 1
+        if self._left <= 0:
             return self._pause()
         return None
 
@@ -123,19 +138,25 @@ class Inlet:
         await self.recipient.connection_lost()
 
     async def _pause(self) -> None:
-        await asyncio.sleep(self._pace.pause(self._loop.time()))
-        backlog = self.recipient.backlog()
+        await self._wait_for_pace()
+        backlog = self._backlog()
         if backlog is not None:
             await backlog
 
+    async def _wait_for_pace(self) -> None:
+        pace = self._pace
+        await asyncio.sleep(pace.pause(self._granted - self._left, self._loop.time()))
+        self._granted = self._left = pace.budget()
+
     async def _deliver_sliced(self, texts: Sequence[str]) -> None:
-        receive, pace = self._receive, self._pace
+        receive = self._receive
         for start in range(0, len(texts), FRAMES_PER_TURN):
             piece = texts[start : start + FRAMES_PER_TURN]
             for text in piece:
                 receive(text)
-            if not pace.took(len(piece)):
-                await asyncio.sleep(pace.pause(self._loop.time()))
-        backlog = self.recipient.backlog()
+            self._left -= len(piece)
+            if self._left <= 0:
+                await self._wait_for_pace()
+        backlog = self._backlog()
         if backlog is not None:
             await backlog

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
 
 from ..exceptions import BrokenFraming
@@ -24,10 +24,12 @@ from ..sockjs.frames import (
     close_frame,
     decode_client_message,
     messages_frame,
+    only_message,
 )
 from .transport import Inlet, Recipient, Transport
 
 __all__ = [
+    "MessageHandler",
     "RawWebSocketCarrier",
     "SockJSWebSocketCarrier",
     "WebSocket",
@@ -40,15 +42,21 @@ CLOSE_GRACE: Final = 5.0
 """Seconds a client has to answer our close frame before its socket goes."""
 
 
+MessageHandler = Callable[[str | bytes], Awaitable[None] | None]
+"""What a carrier does with each message: returns what to await before the
+next one is read, if anything."""
+
+
 class WebSocket(Protocol):
     """An accepted WebSocket as a driver offers it."""
 
-    async def receive(self) -> str | bytes | None:
-        """The next message; ``None`` once the socket is closing or closed
-        (also when :meth:`close` is called while this waits)."""
+    async def read(self, handle: MessageHandler) -> None:
+        """Call ``handle`` with every message, text or binary, awaiting what
+        it returns before reading on, until the socket ends or :meth:`close`
+        stops the reading."""
         ...
 
-    async def send(self, text: str) -> None:
+    def send(self, text: str) -> Awaitable[None]:
         """Send a text message; raise ``ConnectionError`` once closed."""
         ...
 
@@ -106,15 +114,12 @@ class RawWebSocketCarrier:
 
     async def read(self, inlet: Inlet) -> None:
         """Hand every message to ``inlet`` until the socket ends."""
-        ws = self._ws
-        while True:
-            message = await ws.receive()
-            if message is None:
-                return
-            pause = inlet.feed_one(message) if type(message) is str else inlet.ignored()
-            del message  # an idle connection must not hold its last message
-            if pause is not None:
-                await pause
+        feed_one, ignored = inlet.feed_one, inlet.ignored
+
+        def handle(message: str | bytes) -> Awaitable[None] | None:
+            return feed_one(message) if type(message) is str else ignored()
+
+        await self._ws.read(handle)
 
 
 class SockJSWebSocketCarrier(RawWebSocketCarrier):
@@ -163,24 +168,23 @@ class SockJSWebSocketCarrier(RawWebSocketCarrier):
 
     async def read(self, inlet: Inlet) -> None:
         ws, limit = self._ws, self._max_messages
-        while True:
-            message = await ws.receive()
-            if message is None:
-                return
+        feed, feed_one, ignored = inlet.feed, inlet.feed_one, inlet.ignored
+
+        def handle(message: str | bytes) -> Awaitable[None] | None:
             if type(message) is not str:  # not SockJS framing: ignored
-                pause = inlet.ignored()
-            else:
-                try:
-                    texts = decode_client_message(
-                        message, max_messages=limit, websocket=True
-                    )
-                except BrokenFraming as exc:
-                    await ws.close(*_refusal(exc))
-                    return  # as sockjs-node answers broken framing
-                pause = inlet.feed(texts)
-            del message
-            if pause is not None:
-                await pause
+                return ignored()
+            text = only_message(message)  # the common case, without decoding
+            if text is not None:
+                return feed_one(text)
+            try:
+                texts = decode_client_message(
+                    message, max_messages=limit, websocket=True
+                )
+            except BrokenFraming as exc:  # closed, as sockjs-node answers it
+                return ws.close(*_refusal(exc))
+            return feed(texts)
+
+        await ws.read(handle)
 
     def _schedule_heartbeat(self) -> None:
         loop = asyncio.get_running_loop()

@@ -40,6 +40,7 @@ __all__ = [
     "htmlfile_prelude",
     "jsonp_chunk",
     "messages_frame",
+    "only_message",
     "parse_server_frame",
     "quote",
     "xhr_chunk",
@@ -113,11 +114,9 @@ def decode_client_message(
     """
     if websocket and not data:
         return []
-    if data[:2] == '["' and data[-2:] == '"]' and len(data) > 3:
-        text = data[2:-2]
-        # One message with nothing escaped: exactly what json.loads gives.
-        if text.isprintable() and '"' not in text and "\\" not in text:
-            return [text]
+    text = only_message(data)
+    if text is not None:
+        return [text]
     if not data:
         raise BrokenFraming("Payload expected.")
     try:
@@ -133,6 +132,19 @@ def decode_client_message(
     if websocket:
         return [value] if isinstance(value, str) else []
     raise BrokenFraming("Payload expected.")
+
+
+def only_message(data: str) -> str | None:
+    """The message of ``data`` when it holds exactly one and nothing in it
+    is escaped (``["text"]``, what a client sends most of the time), read
+    without decoding; ``None`` for anything else: then
+    :func:`decode_client_message` decodes it. What it returns is exactly
+    what ``json.loads`` gives."""
+    if data[:2] == '["' and data[-2:] == '"]' and len(data) > 3:
+        text = data[2:-2]
+        if text.isprintable() and '"' not in text and "\\" not in text:
+            return text
+    return None
 
 
 def encode_client_message(messages: Sequence[str]) -> str:
