@@ -7,13 +7,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn
 from aiohttp import web
 
 from websocket_multiplex import MultiplexServer, SockJSHandler
@@ -21,6 +18,8 @@ from websocket_multiplex.adapters import uvicorn as sockjs_uvicorn
 from websocket_multiplex.adapters.aiohttp import SOCKJS_ENDPOINTS, add_sockjs_endpoint
 from websocket_multiplex.adapters.asgi import SockJSASGI
 from websocket_multiplex.asyncio.sockjs import SockJSEndpoint
+
+from ..servers import uvicorn_running
 
 DRIVERS = ["aiohttp", "uvicorn"]
 TIMEOUT = 5.0
@@ -77,20 +76,5 @@ async def _uvicorn(
 ) -> AsyncIterator[Served]:
     app = SockJSASGI(target, prefix=prefix, **options)
     config = sockjs_uvicorn.config(app, log_config=None, log_level="warning")
-    server = uvicorn.Server(config)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    serving = asyncio.create_task(server.serve(sockets=[listener]))
-    async with asyncio.timeout(TIMEOUT):
-        while not server.started:
-            if serving.done():
-                serving.result()  # it failed to start: say why
-            await asyncio.sleep(0.01)
-    port = listener.getsockname()[1]
-    try:
+    async with uvicorn_running(config) as port:
         yield Served(f"http://127.0.0.1:{port}{prefix}", app.endpoint)
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(TIMEOUT):
-            await serving
-        listener.close()

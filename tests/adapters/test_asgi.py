@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -35,22 +34,11 @@ from websocket_multiplex.testing import (
     connect_in_memory,
 )
 
+from ..servers import uvicorn_running
 from .carriers import RawWebSocketCarrier
 
 TIMEOUT = 5.0
 ASGIApp = Callable[..., Awaitable[None]]
-
-
-class _Uvicorn(uvicorn.Server):
-    """uvicorn.Server that says when it is listening, instead of a flag to poll."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
 
 
 @contextlib.asynccontextmanager
@@ -61,30 +49,14 @@ async def uvicorn_serving(app: ASGIApp, **options: Any) -> AsyncIterator[str]:
     """
     config = uvicorn.Config(
         app,
-        host="127.0.0.1",
-        port=0,
         ws="wsproto",
         lifespan="on",
         log_config=None,
         log_level="warning",
         **options,
     )
-    server = _Uvicorn(config)
-    serving = asyncio.create_task(server.serve())
-    ready = asyncio.create_task(server.ready.wait())
-    async with asyncio.timeout(TIMEOUT):
-        await asyncio.wait([serving, ready], return_when=asyncio.FIRST_COMPLETED)
-    if not server.ready.is_set():
-        ready.cancel()
-        await serving
-        raise RuntimeError("uvicorn did not start")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    async with uvicorn_running(config) as port:
         yield f"ws://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(TIMEOUT):
-            await serving
 
 
 async def next_item(queue: asyncio.Queue[Any]) -> Any:

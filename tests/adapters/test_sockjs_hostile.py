@@ -30,7 +30,6 @@ from urllib.parse import quote as url_quote
 
 import aiohttp
 import pytest
-import uvicorn
 from aiohttp import web
 from yarl import URL
 
@@ -41,6 +40,7 @@ from websocket_multiplex.adapters.uvicorn import config as uvicorn_config
 from websocket_multiplex.asyncio.sockjs import SockJSEndpoint
 from websocket_multiplex.sockjs.session import SessionState
 
+from ..servers import uvicorn_running
 from .carriers import RawWebSocketCarrier, SockJSXhrPollingCarrier, wait_until
 
 PREFIX = "/mx"
@@ -141,51 +141,22 @@ async def serve_aiohttp(services: Services, **options: Any) -> AsyncIterator[Ser
         await runner.cleanup()
 
 
-class _Uvicorn(uvicorn.Server):
-    """uvicorn.Server that says when it is listening."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
 @contextlib.asynccontextmanager
 async def serve_asgi(services: Services, **options: Any) -> AsyncIterator[Served]:
     options.setdefault("disconnect_delay", IDLE)
     app = SockJSASGI(services.server, prefix=PREFIX, limits=services.limits, **options)
-    server = _Uvicorn(
-        uvicorn_config(
-            app,
-            "127.0.0.1",
-            0,
-            ws="wsproto",
-            lifespan="on",
-            log_config=None,
-            log_level="warning",
-            timeout_graceful_shutdown=TIMEOUT,
-        )
+    config = uvicorn_config(
+        app,
+        ws="wsproto",
+        lifespan="on",
+        log_config=None,
+        log_level="warning",
+        timeout_graceful_shutdown=TIMEOUT,
     )
-    serving = asyncio.create_task(server.serve())
-    ready = asyncio.create_task(server.ready.wait())
-    async with asyncio.timeout(TIMEOUT):
-        await asyncio.wait([serving, ready], return_when=asyncio.FIRST_COMPLETED)
-    if not server.ready.is_set():
-        ready.cancel()
-        await serving
-        raise RuntimeError("uvicorn did not start")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    served = Served(f"http://127.0.0.1:{port}{PREFIX}", app.endpoint, services)
-    try:
+    async with uvicorn_running(config) as port:
+        served = Served(f"http://127.0.0.1:{port}{PREFIX}", app.endpoint, services)
         yield served
         await let_idle_sessions_end(served, options)
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(2 * TIMEOUT):
-            await serving
 
 
 @pytest.fixture(params=["aiohttp", "asgi"])

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-import uvicorn
 from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
@@ -44,6 +42,8 @@ from websocket_multiplex import Channel, CloseReason, Connection, MultiplexServe
 from websocket_multiplex.adapters import uvicorn as uvicorn_adapter
 from websocket_multiplex.adapters.aiohttp import add_client_routes, add_sockjs_endpoint
 from websocket_multiplex.adapters.asgi import SockJSASGI
+
+from ..servers import uvicorn_running
 
 HERE = Path(__file__).parent
 NODE = HERE.parent / "node"
@@ -273,18 +273,6 @@ def sockjs_options(page_origin: str) -> dict[str, Any]:
     }
 
 
-class _Uvicorn(uvicorn.Server):
-    """uvicorn.Server that says when it is listening, instead of a flag to poll."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
 @contextlib.asynccontextmanager
 async def uvicorn_serving(app: Any, timeout: float = 10.0) -> AsyncIterator[str]:
     """Serve ``app`` under uvicorn, configured by our adapter, in this event
@@ -299,24 +287,8 @@ async def uvicorn_serving(app: Any, timeout: float = 10.0) -> AsyncIterator[str]
         access_log=False,
         timeout_graceful_shutdown=5,
     )
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    server = _Uvicorn(config)
-    serving = asyncio.create_task(server.serve(sockets=[listening]))
-    ready = asyncio.create_task(server.ready.wait())
-    async with asyncio.timeout(timeout):
-        await asyncio.wait([serving, ready], return_when=asyncio.FIRST_COMPLETED)
-    if not server.ready.is_set():
-        ready.cancel()
-        await serving  # raises what stopped it, if anything did
-        raise RuntimeError("uvicorn stopped before it listened")
-    try:
-        yield f"http://127.0.0.1:{listening.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(timeout):
-            await serving
-        listening.close()
+    async with uvicorn_running(config) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")

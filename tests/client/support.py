@@ -31,6 +31,8 @@ from websocket_multiplex.adapters.asgi import MultiplexASGI
 from websocket_multiplex.asyncio.client import Backoff, ClientState
 from websocket_multiplex.demo import demo_server
 
+from ..servers import uvicorn_running
+
 TIMEOUT = 5.0
 FAST = Backoff(initial=0.05, maximum=0.2)
 NODE_DIR = Path(__file__).parent.parent / "node"
@@ -149,43 +151,18 @@ async def cut_connections(server: MultiplexServer) -> int:
     return len(connections)
 
 
-class _Uvicorn(uvicorn.Server):
-    """A uvicorn.Server that says when it listens, instead of a flag to poll."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
 @contextlib.asynccontextmanager
 async def uvicorn_serving(server: MultiplexServer) -> AsyncIterator[int]:
     """Serve ``server`` with the ASGI adapter under uvicorn; yield the port."""
     config = uvicorn.Config(
         MultiplexASGI(server),
-        host="127.0.0.1",
-        port=0,
         ws="wsproto",
         lifespan="off",
         log_config=None,
         log_level="warning",
     )
-    runner = _Uvicorn(config)
-    serving = asyncio.create_task(runner.serve())
-    ready = asyncio.create_task(runner.ready.wait())
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            await asyncio.wait([serving, ready], return_when=asyncio.FIRST_COMPLETED)
-        assert runner.ready.is_set(), "uvicorn did not start"
-        yield runner.servers[0].sockets[0].getsockname()[1]
-    finally:
-        ready.cancel()
-        runner.should_exit = True
-        async with asyncio.timeout(TIMEOUT):
-            await serving
+    async with uvicorn_running(config) as port:
+        yield port
 
 
 # -- processes --------------------------------------------------------------------

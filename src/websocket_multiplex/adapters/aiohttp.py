@@ -26,9 +26,9 @@ from aiohttp import hdrs, web
 
 from ..asyncio.server import MultiplexServer
 from ..asyncio.sockjs import SockJSEndpoint
-from ..asyncio.sockjs_connection import SockJSApplication, SockJSHandler
+from ..asyncio.sockjs_connection import SockJSHandler, application_for
 from ..asyncio.websocket import serve_websocket
-from ..limits import DEFAULT_LIMITS, Limits
+from ..limits import Limits
 from ..sockjs.http import origin_allowed
 from ..sockjs.options import DEFAULT_SOCKJS_URL, SockJSOptions
 from ._aiohttp_io import Exchange, accept_websocket, request_info
@@ -134,7 +134,7 @@ def add_sockjs_endpoint(
     if not isinstance(sockjs_url, str):
         script = _read_sockjs_client(sockjs_url)
         sockjs_url = f"{prefix}/sockjs.min.js"
-    served, limits = _application(server, limits)
+    served, limits = application_for(server, limits)
     options = SockJSOptions.of(
         allowed_origins=allowed_origins,
         disabled_transports=disabled_transports,
@@ -177,15 +177,6 @@ def add_sockjs_endpoint(
 
     app.on_cleanup.append(cleanup)
     return routes
-
-
-def _application(
-    server: MultiplexServer | SockJSHandler, limits: Limits | None
-) -> tuple[MultiplexServer | SockJSApplication, Limits]:
-    if isinstance(server, MultiplexServer):
-        return server, limits or server.limits
-    limits = limits or DEFAULT_LIMITS
-    return SockJSApplication(server, limits=limits), limits
 
 
 def _read_sockjs_client(path: os.PathLike[str]) -> bytes:

@@ -53,9 +53,9 @@ from typing import Any, Final
 
 from ..asyncio.server import MultiplexServer
 from ..asyncio.sockjs import SockJSEndpoint
-from ..asyncio.sockjs_connection import SockJSApplication, SockJSHandler
+from ..asyncio.sockjs_connection import SockJSHandler, application_for
 from ..asyncio.websocket import MessageHandler, serve_websocket
-from ..limits import DEFAULT_LIMITS, Limits
+from ..limits import Limits
 from ..request import Headers, RequestInfo
 from ..sockjs.http import HeaderList, Request, Response, not_found, origin_allowed
 from ..sockjs.options import DEFAULT_SOCKJS_URL, SockJSOptions
@@ -229,12 +229,7 @@ class SockJSASGI:
         jsessionid: bool = False,
         limits: Limits | None = None,
     ) -> None:
-        if isinstance(server, MultiplexServer):
-            self.served: MultiplexServer | SockJSApplication = server
-            limits = limits or server.limits
-        else:
-            limits = limits or DEFAULT_LIMITS
-            self.served = SockJSApplication(server, limits=limits)
+        self.served, limits = application_for(server, limits)
         self.prefix = prefix.rstrip("/")
         options = SockJSOptions.of(
             allowed_origins=allowed_origins,

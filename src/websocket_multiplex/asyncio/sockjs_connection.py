@@ -26,10 +26,17 @@ from ..exceptions import ConnectionClosed
 from ..limits import DEFAULT_LIMITS, Limits
 from ..request import RequestInfo
 from .inbox import wake_all
+from .server import MultiplexServer
 from .throttle import LogThrottle
 from .transport import Transport
 
-__all__ = ["SessionInbox", "SockJSApplication", "SockJSConnection", "SockJSHandler"]
+__all__ = [
+    "SessionInbox",
+    "SockJSApplication",
+    "SockJSConnection",
+    "SockJSHandler",
+    "application_for",
+]
 
 logger = logging.getLogger("websocket_multiplex")
 
@@ -304,3 +311,15 @@ class SockJSApplication:
         for stuck in pending:
             stuck.cancel()
             await asyncio.wait([stuck], timeout=self.handler_timeout)
+
+
+def application_for(
+    server: MultiplexServer | SockJSHandler, limits: Limits | None
+) -> tuple[MultiplexServer | SockJSApplication, Limits]:
+    """What serves an endpoint's sessions, and its limits: the multiplexer
+    itself (and its limits unless others are given), or a
+    :class:`SockJSApplication` running the plain handler ``server``."""
+    if isinstance(server, MultiplexServer):
+        return server, limits or server.limits
+    limits = limits or DEFAULT_LIMITS
+    return SockJSApplication(server, limits=limits), limits
