@@ -693,7 +693,7 @@ class Endpoint:
         origins = [value for name, value in pairs if name.lower() == "origin"]
         origin = ", ".join(origins) if origins else None
         request = Request(method, path, query, Headers(pairs), upgrade)
-        found = route(request, self.options, self.limits, lambda: 42)
+        found = route(request, self.options, self.limits, lambda: 42, 1_800_000_000.0)
         expected = self.expected(method, path, query, origin, upgrade)
         if isinstance(found, Route):
             assert found == expected, (line, found, expected)

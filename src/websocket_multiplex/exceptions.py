@@ -89,5 +89,10 @@ class BrokenFraming(RemoteProtocolError, ValueError):
 
     Its text is what the server answers (sockjs-node's wording, e.g.
     ``Broken JSON encoding.``): an HTTP transport replies 500 with it, a
-    WebSocket closes.
+    WebSocket closes. ``frames`` is how many messages it held, when it was
+    refused for holding too many (else 0).
     """
+
+    def __init__(self, text: str, frames: int = 0) -> None:
+        super().__init__(text)
+        self.frames = frames

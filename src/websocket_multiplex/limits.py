@@ -73,13 +73,14 @@ class Limits:
     """Seconds a connection may stay above ``write_limit`` before it is
     closed with code 4008, reason ``slow client``."""
 
-    max_message_size: int = 4 << 20
+    max_message_size: int = (1 << 20) + (1 << 16)
     """Bytes of one message from a client, before it is decoded: a
     WebSocket message, or the body of a SockJS ``xhr_send`` or
     ``jsonp_send``. A larger WebSocket message closes the connection with
     1009; a larger body is answered 413 (and sockjs-client then closes
-    the session). It holds ``max_frame_size`` characters of text from the
-    Basic Multilingual Plane, JSON-quoted."""
+    the session). 1 MiB and 64 KiB: a ``max_frame_size`` frame of plain
+    text, JSON-quoted, fits; so does the CPU it takes to decode the
+    worst such message (some 45 ms), which every other client waits for."""
 
     max_message_frames: int = 65_536
     """Frames in one SockJS message (the JSON array of an ``xhr_send`` or
@@ -99,11 +100,11 @@ class Limits:
     turn, so that a message packed with frames never stalls the others."""
 
     max_sessions: int = 10_000
-    """SockJS sessions open at once on one endpoint's HTTP transports
-    (those a session id names between requests; a WebSocket session lives
-    as long as its socket). A request that would open one more is answered
-    503 until one ends; sessions a client stops polling end after
-    ``disconnect_delay``."""
+    """SockJS sessions open at once on one endpoint, over every transport
+    (the HTTP ones, whose session lives between requests, and the
+    WebSockets, SockJS-framed or raw). A request or handshake that would
+    open one more is answered 503 (``Retry-After``) until one ends;
+    sessions a client stops polling end after ``disconnect_delay``."""
 
     max_session_id_length: int = 64
     """Characters of a SockJS server or session id in a URL (any but ``/``

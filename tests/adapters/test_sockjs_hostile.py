@@ -879,9 +879,9 @@ FEW_SESSIONS = Limits(max_sessions=3)
 async def test_the_session_cap_refuses_with_503_then_recovers(serve: Serve) -> None:
     """With ``max_sessions=3`` and three sessions open, a fourth gets 503
     with a Retry-After and a sentence saying why, on every receiving
-    transport, and opens nothing; the sessions already open go on, and so
-    do WebSockets (not capped). Once one session's client stops polling
-    and it expires, a new one opens."""
+    transport and to a WebSocket handshake (raw or SockJS-framed), and
+    opens nothing; the sessions already open go on. Once one session's
+    client stops polling and it expires, a new one opens."""
     services = Services(FEW_SESSIONS)
     async with serve(services) as served, client() as http:
         sessions = served.endpoint.sessions
@@ -913,7 +913,10 @@ async def test_the_session_cap_refuses_with_503_then_recovers(serve: Serve) -> N
             "404 Error: Page not found\n",
         )
         assert len(sessions) == 3 and URL(fourth).name not in sessions
-        await websocket_echo(served, "WebSockets are not capped")
+        for path in ("/websocket", "/000/abcdefgh/websocket"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(served.ws_url + path)
+            assert refused.value.status == 503, path
 
         # The open sessions still work; the last one's client then stops.
         for session, held in zip(three, holding, strict=True):
@@ -931,6 +934,19 @@ async def test_the_session_cap_refuses_with_503_then_recovers(serve: Serve) -> N
             await post(http, f"{session}/xhr_send", packed(["msg,echo,bye"]))
             async with asyncio.timeout(TIMEOUT):
                 assert await held == ["msg,echo,bye"]
+    # The WebSockets count too, while they live, and leave room when gone.
+    services = Services(FEW_SESSIONS)
+    async with serve(services) as served, client() as http:
+        sockets = [
+            await http.ws_connect(served.ws_url + "/websocket") for _ in range(3)
+        ]
+        async with http.post(f"{served.new_session()}/xhr") as response:
+            assert response.status == 503
+        await sockets.pop().close()
+        await wait_until(lambda: served.endpoint.websockets == 2)
+        assert await post(http, f"{served.new_session()}/xhr") == (200, "o\n")
+        for ws in sockets:
+            await ws.close()
 
 
 # -- 6. long session ids --------------------------------------------------------------

@@ -46,6 +46,7 @@ WS_OFF = SockJSOptions(response_limit=4096, websocket=False)
 COOKIES = SockJSOptions(response_limit=4096, jsessionid=True)
 LIMITS = Limits()
 ENTROPY = 3_141_592_653
+NOW = 1_800_000_000.0  # the wall clock the responses are made at
 NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
 FORM = (("Content-Type", "application/x-www-form-urlencoded"),)
 GO_AWAY = 'c[3000,"Go away!"]'
@@ -74,7 +75,7 @@ def answer(
 ) -> Route | Response:
     """What route() makes of a request below the prefix."""
     request = make_request(method, path, query=query, headers=headers, upgrade=upgrade)
-    return route(request, options, limits, lambda: ENTROPY)
+    return route(request, options, limits, lambda: ENTROPY, NOW)
 
 
 class Reply:
@@ -147,7 +148,7 @@ class Endpoint:
         headers: Iterable[tuple[str, str]] = (),
     ) -> Reply:
         request = make_request(method, path, query=query, headers=headers)
-        found = route(request, self.options, LIMITS, lambda: ENTROPY)
+        found = route(request, self.options, LIMITS, lambda: ENTROPY, NOW)
         if isinstance(found, Response):
             return Reply.of(found)
         assert not found.kind.websocket
@@ -387,7 +388,7 @@ def test_InfoTest_entropy() -> None:
     request = make_request("GET", "/info")
     entropies = []
     for _ in range(2):
-        found = route(request, ECHO, LIMITS, lambda: next(numbers))
+        found = route(request, ECHO, LIMITS, lambda: next(numbers), NOW)
         assert isinstance(found, Response)
         entropies.append(json.loads(found.body)["entropy"])
     assert entropies == [0, 2**32 - 1]
@@ -1053,13 +1054,13 @@ def every_response() -> list[tuple[str, HeaderList]]:
                 request.upgrade,
             )
             for each in (request, request_with_origin):
-                found = route(each, options, LIMITS, lambda: ENTROPY)
+                found = route(each, options, LIMITS, lambda: ENTROPY, NOW)
                 if isinstance(found, Response):
                     label = f"{each.method} {each.path} -> {found.status}"
                     headers.append((label, found.headers))
     for method, transport, query in RECEIVING_URLS:
         request = make_request(method, f"/0/0/{transport}", query=query)
-        found = route(request, COOKIES, LIMITS, lambda: ENTROPY)
+        found = route(request, COOKIES, LIMITS, lambda: ENTROPY, NOW)
         assert isinstance(found, Route)
         headers.append((transport, receiving_response(found, request, COOKIES)[1]))
     for kind in (Kind.XHR_SEND, Kind.JSONP_SEND):
@@ -1236,3 +1237,10 @@ def test_options_refuse_unknown_transports_and_bad_numbers() -> None:
     assert options.allowed_origins == frozenset({"a"})
     assert not options.offers("jsonp")
     assert options.offers("xhr")
+
+
+def test_expires_is_a_year_after_the_given_clock() -> None:
+    """The core reads no clock: Expires comes from the ``now`` it is given."""
+    found = route(Request("GET", "/iframe.html"), ECHO, LIMITS, lambda: ENTROPY, 0.0)
+    assert isinstance(found, Response)
+    assert dict(found.headers)["Expires"] == "Fri, 01 Jan 1971 00:00:00 GMT"

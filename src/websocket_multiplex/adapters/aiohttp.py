@@ -19,13 +19,12 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
-from pathlib import Path
 from typing import Final, Protocol
 
 from aiohttp import hdrs, web
 
 from ..asyncio.server import MultiplexServer
-from ..asyncio.sockjs import SockJSEndpoint
+from ..asyncio.sockjs import LOCAL_SCRIPT, SockJSEndpoint, read_sockjs_client
 from ..asyncio.sockjs_connection import SockJSHandler, application_for
 from ..asyncio.websocket import serve_websocket
 from ..limits import Limits
@@ -132,8 +131,8 @@ def add_sockjs_endpoint(
     prefix = prefix.rstrip("/")
     script = None
     if not isinstance(sockjs_url, str):
-        script = _read_sockjs_client(sockjs_url)
-        sockjs_url = f"{prefix}/sockjs.min.js"
+        script = read_sockjs_client(sockjs_url)
+        sockjs_url = prefix + LOCAL_SCRIPT
     served, limits = application_for(server, limits)
     options = SockJSOptions.of(
         allowed_origins=allowed_origins,
@@ -146,7 +145,7 @@ def add_sockjs_endpoint(
         sockjs_url=sockjs_url,
         compress=compress,
     )
-    endpoint = SockJSEndpoint(served, options, limits)
+    endpoint = SockJSEndpoint(served, options, limits, script=script)
     app.setdefault(SOCKJS_ENDPOINTS, {})[prefix] = endpoint
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -164,8 +163,6 @@ def add_sockjs_endpoint(
         return exchange.response
 
     routes = []
-    if script is not None:
-        routes.append(app.router.add_get(sockjs_url, _serve_script(script)))
     routes.append(app.router.add_route(hdrs.METH_ANY, prefix or "/", handle))
     routes.append(
         app.router.add_route(hdrs.METH_ANY, f"{prefix}/{{tail:.*}}", handle, name=name)
@@ -177,23 +174,6 @@ def add_sockjs_endpoint(
 
     app.on_cleanup.append(cleanup)
     return routes
-
-
-def _read_sockjs_client(path: os.PathLike[str]) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ValueError(
-            f"sockjs_url {os.fspath(path)!r} cannot be read ({exc.strerror}): give "
-            "the path of sockjs-client 1.x's dist/sockjs.min.js, or a URL as a str"
-        ) from None
-
-
-def _serve_script(script: bytes) -> Handler:
-    async def serve_script(_request: web.Request) -> web.StreamResponse:
-        return web.Response(body=script, content_type="text/javascript")
-
-    return serve_script
 
 
 # -- plain WebSocket -----------------------------------------------------------

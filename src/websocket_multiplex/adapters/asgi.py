@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -52,7 +53,7 @@ from collections.abc import (
 from typing import Any, Final
 
 from ..asyncio.server import MultiplexServer
-from ..asyncio.sockjs import SockJSEndpoint
+from ..asyncio.sockjs import LOCAL_SCRIPT, SockJSEndpoint, read_sockjs_client
 from ..asyncio.sockjs_connection import SockJSHandler, application_for
 from ..asyncio.websocket import MessageHandler, serve_websocket
 from ..limits import Limits
@@ -210,8 +211,10 @@ class SockJSASGI:
     SockJS handler. ``prefix`` is where the endpoint lives below the app's
     ``root_path`` (``""`` when it is mounted at its own path). The options
     are those of :func:`~websocket_multiplex.adapters.aiohttp.add_sockjs_endpoint`
-    (:class:`~websocket_multiplex.sockjs.SockJSOptions`); ``sockjs_url``
-    must be a URL here. ``limits`` defaults to the multiplexer's.
+    (:class:`~websocket_multiplex.sockjs.SockJSOptions`); a
+    :class:`~pathlib.Path` as ``sockjs_url`` is served at
+    ``<prefix>/sockjs.min.js``; ``compress`` is for the ASGI server to
+    apply (:mod:`.uvicorn` does). ``limits`` defaults to the multiplexer's.
     """
 
     def __init__(
@@ -219,7 +222,7 @@ class SockJSASGI:
         server: MultiplexServer | SockJSHandler,
         *,
         prefix: str = "",
-        sockjs_url: str = DEFAULT_SOCKJS_URL,
+        sockjs_url: str | os.PathLike[str] = DEFAULT_SOCKJS_URL,
         allowed_origins: Iterable[str] | None = None,
         heartbeat_delay: float = 25.0,
         disconnect_delay: float = 5.0,
@@ -227,9 +230,18 @@ class SockJSASGI:
         websocket: bool = True,
         disabled_transports: Iterable[str] = (),
         jsessionid: bool = False,
+        compress: bool = False,
         limits: Limits | None = None,
     ) -> None:
         self.served, limits = application_for(server, limits)
+        script = None
+        if not isinstance(sockjs_url, str):
+            script = read_sockjs_client(sockjs_url)
+            # Relative to iframe.html: below the prefix, wherever it is mounted.
+            sockjs_url = LOCAL_SCRIPT.lstrip("/")
+        self.compress = compress
+        """Whether to accept permessage-deflate: the ASGI server's to do
+        (``adapters.uvicorn`` reads it)."""
         self.prefix = prefix.rstrip("/")
         options = SockJSOptions.of(
             allowed_origins=allowed_origins,
@@ -242,7 +254,7 @@ class SockJSASGI:
             sockjs_url=sockjs_url,
         )
         self.limits = limits
-        self.endpoint = SockJSEndpoint(self.served, options, limits)
+        self.endpoint = SockJSEndpoint(self.served, options, limits, script=script)
         self._lifespan = _Lifespan(self.close)
         self.lifespan = self._lifespan.lifespan
 
@@ -452,6 +464,10 @@ class MultiplexASGI:
         )
         self._lifespan = _Lifespan(server.close)
         self.lifespan = self._lifespan.lifespan
+
+    async def close(self) -> None:
+        """Close the multiplexer (every channel says goodbye)."""
+        await self.server.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -21,7 +21,13 @@
 * WebSocket upgrades for ``GET`` requests only (:class:`H11Protocol`), so
   that the endpoint answers the others itself (405, as SockJS requires);
   uvicorn hands any request that asks for an upgrade to its WebSocket
-  implementation, which refuses it with a body and a type of its own.
+  implementation, which refuses it with a body and a type of its own;
+* a shutdown that closes the application first, while uvicorn still
+  listens (:class:`Server`): uvicorn stops listening, then waits for every
+  request to end, and only then sends the lifespan's shutdown, so held
+  SockJS requests (streams, polls) would keep it waiting and polling
+  clients could never fetch their goodbyes; and a bounded graceful
+  shutdown (``timeout_graceful_shutdown``, 30 s).
 
 Any other uvicorn option passes through (``ssl_keyfile``, ``ws_ping_interval``...).
 This module imports uvicorn: ``pip install 'uvicorn[standard]'``.
@@ -29,6 +35,9 @@ This module imports uvicorn: ``pip install 'uvicorn[standard]'``.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -36,7 +45,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol as _UvicornH11Protocol
 
 from ..limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["H11Protocol", "config", "run"]
+__all__ = ["H11Protocol", "Server", "config", "run", "server"]
+
+logger = logging.getLogger("websocket_multiplex")
 
 
 class H11Protocol(_UvicornH11Protocol):
@@ -66,10 +77,53 @@ def config(
     settings: dict[str, Any] = {
         "http": H11Protocol,
         "ws_max_size": limits.max_message_size,
-        "ws_per_message_deflate": False,
+        "ws_per_message_deflate": bool(getattr(app, "compress", False)),
+        "timeout_graceful_shutdown": 30,
         **options,
     }
     return uvicorn.Config(app, host=host, port=port, **settings)
+
+
+class Server(uvicorn.Server):
+    """``uvicorn.Server`` that awaits ``close`` (the application's: every
+    session says goodbye) before uvicorn's own shutdown, while it still
+    listens, as :func:`websocket_multiplex.adapters.aiohttp.serve` does."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__(config)
+        self._close = close
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        if self._close is not None:
+            close, self._close = self._close, None
+            try:
+                async with asyncio.timeout(self.config.timeout_graceful_shutdown):
+                    await close()
+            except Exception:  # TimeoutError too: uvicorn's shutdown goes on
+                logger.exception("closing the application before shutdown failed")
+        await super().shutdown(sockets)
+
+
+def server(
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    limits: Limits | None = None,
+    close: Callable[[], Awaitable[None]] | None = None,
+    **options: Any,
+) -> Server:
+    """A :class:`Server` for ``app`` (see :func:`config`), to ``await
+    server.serve()`` in a running loop. ``close`` defaults to the app's
+    ``close`` (``SockJSASGI`` and ``MultiplexASGI`` have one); for an app
+    that wraps them (a Starlette or FastAPI app), pass theirs."""
+    if close is None:
+        close = getattr(app, "close", None)
+    return Server(config(app, host, port, limits=limits, **options), close)
 
 
 def run(
@@ -78,7 +132,8 @@ def run(
     port: int = 8080,
     *,
     limits: Limits | None = None,
+    close: Callable[[], Awaitable[None]] | None = None,
     **options: Any,
 ) -> None:
-    """Serve ``app`` with uvicorn until SIGINT or SIGTERM (see :func:`config`)."""
-    uvicorn.Server(config(app, host, port, limits=limits, **options)).run()
+    """Serve ``app`` with uvicorn until SIGINT or SIGTERM (see :func:`server`)."""
+    server(app, host, port, limits=limits, close=close, **options).run()

@@ -523,8 +523,10 @@ class Connection:
             # The carrier is gone even if its adapter has not said so yet.
             logger.debug("%r: write failed: %s", self, exc)
             self._lose()
-        except Exception:
-            logger.exception("%r: the transport failed to send", self)
+        except Exception:  # a bug in a carrier; input may cause it every time
+            self._log.exception(
+                logger, "transport failed", "%r: the transport failed to send", self
+            )
             self._lose()
         finally:
             self._outbox.clear()

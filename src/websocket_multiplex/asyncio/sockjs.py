@@ -21,7 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
+import time
+from collections.abc import Awaitable, Iterator
+from pathlib import Path
 from typing import Final, Protocol
 
 from ..exceptions import BrokenFraming, LocalProtocolError
@@ -48,7 +52,13 @@ from .throttle import LogThrottle
 from .transport import Inlet, Recipient, Transport
 from .websocket import WebSocket, serve_websocket, sockjs_close_code
 
-__all__ = ["Application", "HTTPExchange", "SockJSEndpoint"]
+__all__ = [
+    "LOCAL_SCRIPT",
+    "Application",
+    "HTTPExchange",
+    "SockJSEndpoint",
+    "read_sockjs_client",
+]
 
 logger = logging.getLogger("websocket_multiplex")
 
@@ -119,6 +129,21 @@ class HTTPExchange(Protocol):
 
 _TOO_MANY: Final = "Too many sessions: the server is full, try again later."
 
+LOCAL_SCRIPT: Final = "/sockjs.min.js"
+"""Where an endpoint given a local copy of sockjs-client serves it."""
+
+
+def read_sockjs_client(path: os.PathLike[str]) -> bytes:
+    """A local sockjs-client, for an endpoint to serve at :data:`LOCAL_SCRIPT`
+    (machines whose browsers cannot reach the CDN)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(
+            f"sockjs_url {os.fspath(path)!r} cannot be read ({exc.strerror}): give "
+            "the path of sockjs-client 1.x's dist/sockjs.min.js, or a URL as a str"
+        ) from None
+
 
 class SockJSEndpoint:
     """One SockJS endpoint: its sessions, and the answer to every request.
@@ -130,13 +155,31 @@ class SockJSEndpoint:
     """
 
     def __init__(
-        self, app: Application, options: SockJSOptions, limits: Limits
+        self,
+        app: Application,
+        options: SockJSOptions,
+        limits: Limits,
+        *,
+        script: bytes | None = None,
     ) -> None:
         self.app = app
+        self._script = None
+        if script is not None:  # a local sockjs-client, cached like iframe.html
+            self._script = Response(
+                200,
+                (
+                    ("Content-Type", "text/javascript; charset=UTF-8"),
+                    ("Cache-Control", "public, max-age=31536000"),
+                    ("X-Content-Type-Options", "nosniff"),
+                ),
+                script,
+            )
         self.options = options
         self.limits = limits
         self.sessions: dict[str, HTTPSession] = {}
         """The sessions of the HTTP transports, by id."""
+        self.websockets = 0
+        """WebSocket sessions open now (SockJS-framed and raw)."""
         self.log_throttle = LogThrottle()
         self._endings: set[asyncio.Task[None]] = set()
 
@@ -156,7 +199,15 @@ class SockJSEndpoint:
 
     async def _handle(self, exchange: HTTPExchange) -> None:
         request = exchange.request
-        found = route(request, self.options, self.limits, _entropy)
+        script = self._script
+        if (
+            script is not None
+            and request.path == LOCAL_SCRIPT
+            and request.method == "GET"
+        ):
+            await exchange.respond(script)
+            return
+        found = route(request, self.options, self.limits, _entropy, time.time())
         if isinstance(found, Response):
             await exchange.respond(found)
         elif request.upgrade and not found.kind.websocket:
@@ -178,8 +229,9 @@ class SockJSEndpoint:
     # -- WebSockets -----------------------------------------------------------
 
     async def _websocket(self, found: Route, exchange: HTTPExchange) -> None:
-        if self.app.closing:
-            await exchange.respond(error_response(503, "server shutting down"))
+        refusal = self._refuse_new_session()
+        if refusal is not None:
+            await exchange.respond(refusal)
             return
         ws = await exchange.upgrade()
         if ws is None:
@@ -187,9 +239,17 @@ class SockJSEndpoint:
         heartbeat = (
             self.options.heartbeat_delay if found.kind is Kind.WEBSOCKET else None
         )
-        await serve_websocket(
-            ws, exchange.info, self.app.accept, self.limits, sockjs_heartbeat=heartbeat
-        )
+        self.websockets += 1  # counted against max_sessions while it lives
+        try:
+            await serve_websocket(
+                ws,
+                exchange.info,
+                self.app.accept,
+                self.limits,
+                sockjs_heartbeat=heartbeat,
+            )
+        finally:
+            self.websockets -= 1
 
     # -- receiving requests ---------------------------------------------------
 
@@ -217,7 +277,7 @@ class SockJSEndpoint:
     def _refuse_new_session(self) -> Response | None:
         if self.app.closing:
             return error_response(503, "server shutting down")
-        if len(self.sessions) >= self.limits.max_sessions:
+        if len(self.sessions) + self.websockets >= self.limits.max_sessions:
             self.log_throttle.warning(
                 logger,
                 "max_sessions",
@@ -238,17 +298,25 @@ class SockJSEndpoint:
         if session is None or session.state is SessionState.CLOSED:
             await exchange.respond(not_found())
             return
+        with session.sending():  # no expiry while the body comes and goes in
+            await exchange.respond(await self._take(found, exchange, session))
+
+    async def _take(
+        self, found: Route, exchange: HTTPExchange, session: HTTPSession
+    ) -> Response:
+        """Read, decode and deliver what a sending request carries; the answer."""
         body = await exchange.read_body(self.limits.max_message_size)
         if body is None:
-            await exchange.respond(error_response(413, "Payload too large."))
-            return
+            return error_response(413, "Payload too large.")
+        await session.paced()  # what its earlier messages cost comes first
         try:
             texts = decode_send(found, exchange.request, body, self.limits)
         except BrokenFraming as exc:
-            await exchange.respond(error_response(500, str(exc)))
-            return
-        await session.deliver(texts)
-        await exchange.respond(sent_response(found, exchange.request, self.options))
+            session.charge(exc.frames)  # a refused message costs all the same
+            return error_response(500, str(exc))
+        if not await session.deliver(texts, exchange):
+            return not_found()  # the session ended meanwhile: nothing taken
+        return sent_response(found, exchange.request, self.options)
 
     # -- sessions' ends -------------------------------------------------------
 
@@ -268,6 +336,21 @@ class SockJSEndpoint:
 
 def _entropy() -> int:
     return secrets.randbits(32)
+
+
+async def _unless_gone(work: Awaitable[None], exchange: HTTPExchange) -> None:
+    """Await ``work``, stopped if the client of ``exchange`` goes away first."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(exchange.disconnected())
+    try:
+        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        _discard(watch)
+        if not task.done():
+            _discard(task)
+            await asyncio.wait([task])
+    if task.done() and not task.cancelled():
+        task.result()  # what it raised
 
 
 def _discard(task: asyncio.Future[None]) -> None:
@@ -476,22 +559,42 @@ class HTTPSession:
         self._wake_holder()
         await _settles(holder.left, _NOTICE)
 
-    async def deliver(self, texts: list[str]) -> None:
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[None]:
+        """A sending request is under way: the session does not expire
+        before it is done (a paced delivery may outlast disconnect_delay)."""
+        self._core.sending()
+        try:
+            yield
+        finally:
+            self._core.sent(self._loop.time())
+            self._arm()
+
+    async def paced(self) -> None:
+        """Wait until the session's frame pace allows more."""
+        if self._inlet is not None:
+            await self._inlet.owed()
+
+    def charge(self, frames: int) -> None:
+        """Count ``frames`` against the pace without delivering them."""
+        if self._inlet is not None:
+            self._inlet.charge(frames)
+
+    async def deliver(self, texts: list[str], exchange: HTTPExchange) -> bool:
         """Hand what a sending request carried to the application, one
-        sending request after the other, at the inlet's pace."""
-        if not texts or self._inlet is None:
-            return
+        sending request after the other, at the inlet's pace; the delivery
+        stops if the sending request's client goes away meanwhile (the
+        application may not be reading). Returns whether the session could
+        take them (it is still open)."""
         if self._sending is None:
             self._sending = asyncio.Lock()
-        core = self._core
-        core.sending()
-        try:
-            async with self._sending:
-                if core.accepts_messages:
-                    await self._inlet.deliver(texts)
-        finally:
-            core.sent(self._loop.time())
-            self._arm()
+        async with self._sending:
+            inlet = self._inlet  # after the wait: the session may have ended
+            if inlet is None or not self._core.accepts_messages:
+                return self._core.state is SessionState.CLOSING
+            if texts:
+                await _unless_gone(inlet.deliver(texts), exchange)
+            return True
 
     # -- time, and the end ----------------------------------------------------
 
@@ -534,11 +637,13 @@ class HTTPSession:
         self._endpoint.ended(self, None if inlet is None else inlet.recipient)
 
     def forget(self) -> None:
-        """Leave the endpoint's table and stop the timer."""
+        """Leave the endpoint's table, stop the timer, and end the session
+        (its expiry did, or the endpoint is closing)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._endpoint.forget(self)
+        self._core.end()
         if self._inlet is not None:
             self._ended()
 

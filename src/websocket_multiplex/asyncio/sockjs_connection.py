@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Final, Self
 
@@ -43,6 +44,9 @@ logger = logging.getLogger("websocket_multiplex")
 LOST: Final = (1006, "connection lost")
 """What a connection the client left says it was closed with."""
 GOING_AWAY: Final = (1001, "server shutting down")
+SLOW: Final = (4008, "slow client")
+"""What a connection whose client stays behind for ``slow_client_timeout``
+is closed with (``Limits.slow_client_timeout``, as for multiplexed ones)."""
 
 
 class SessionInbox:
@@ -68,7 +72,7 @@ class SessionInbox:
     def __init__(self, limits: Limits, ended: Callable[[], Awaitable[None]]) -> None:
         self._limits = limits
         self._ended = ended
-        self._messages: list[str] = []
+        self._messages: deque[str] = deque()
         self._size = 0
         self._waiter: asyncio.Future[None] | None = None
         self._room: asyncio.Future[None] | None = None  # the carrier waits on it
@@ -111,7 +115,7 @@ class SessionInbox:
                     await self._waiter
             finally:
                 self._waiter = None
-        text = self._messages.pop(0)
+        text = self._messages.popleft()
         self._size -= len(text)
         if self._room is not None and self._has_room():
             room, self._room = self._room, None
@@ -152,15 +156,21 @@ class SockJSConnection:
 
     When the handler leaves ``Limits.max_queue`` messages (or
     ``max_queue_size`` characters) unread, the server stops reading from
-    the client until the handler catches up: the client is slowed down,
-    never cut off.
+    the client until the handler catches up (a message packed with frames
+    is stopped between two slices of 256): the client is slowed down, not
+    cut off. A client that reads slower than the handler sends makes
+    :meth:`send` wait; after ``Limits.slow_client_timeout`` it is closed
+    (4008, ``slow client``).
     """
 
-    __slots__ = ("_inbox", "_transport")
+    __slots__ = ("_inbox", "_slow_after", "_transport")
 
-    def __init__(self, transport: Transport, inbox: SessionInbox) -> None:
+    def __init__(
+        self, transport: Transport, inbox: SessionInbox, limits: Limits = DEFAULT_LIMITS
+    ) -> None:
         self._transport = transport
         self._inbox = inbox
+        self._slow_after = limits.slow_client_timeout
 
     def __repr__(self) -> str:
         close = self._inbox.close
@@ -188,10 +198,14 @@ class SockJSConnection:
         if close is not None:
             raise ConnectionClosed(*close)
         try:
-            await self._transport.send(text)
+            async with asyncio.timeout(self._slow_after):
+                await self._transport.send(text)
         except ConnectionError:
             self._inbox.closed_with(*LOST)
             raise ConnectionClosed(*LOST) from None
+        except TimeoutError:  # the client stopped reading: as slow clients go
+            await self.close(*SLOW)
+            raise ConnectionClosed(*SLOW) from None
 
     async def close(self, code: int = 1000, reason: str = "Normal closure") -> None:
         """Close the session: the client gets what was sent, then the close
@@ -268,7 +282,7 @@ class SockJSApplication:
             await self._finish(connection)
 
         inbox = SessionInbox(self.limits, ended)
-        connection = SockJSConnection(transport, inbox)
+        connection = SockJSConnection(transport, inbox, self.limits)
         task = asyncio.get_running_loop().create_task(self._run(connection))
         self._tasks[connection] = task
         task.add_done_callback(lambda _: self._tasks.pop(connection, None))
@@ -289,6 +303,8 @@ class SockJSApplication:
             await self.handler(connection)
         except asyncio.CancelledError:
             raise
+        except ConnectionClosed:  # sent on a closed session: it was over
+            return
         except Exception:
             self._log.exception(
                 logger, "sockjs handler failed", "SockJS handler failed"

@@ -127,6 +127,17 @@ class Inlet:
             return self._pause()
         return None
 
+    def charge(self, frames: int) -> None:
+        """Count ``frames`` toward the pace without delivering any (a
+        message refused for holding too many costs what it would have)."""
+        self._left -= frames
+
+    def owed(self) -> Awaitable[None]:
+        """Wait until the pace allows more (at once if it does)."""
+        if self._left <= 0:
+            return self._wait_for_pace()
+        return _done()
+
     async def deliver(self, texts: Sequence[str]) -> None:
         """:meth:`feed`, and wait for what it returns."""
         pause = self.feed(texts)
@@ -157,6 +168,10 @@ class Inlet:
             self._left -= len(piece)
             if self._left <= 0:
                 await self._wait_for_pace()
-        backlog = self._backlog()
-        if backlog is not None:
-            await backlog
+            backlog = self._backlog()  # between slices too: bounds the inbox
+            if backlog is not None:
+                await backlog
+
+
+async def _done() -> None:
+    """Nothing to wait for."""

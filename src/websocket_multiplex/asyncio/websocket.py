@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
 
@@ -37,6 +38,8 @@ __all__ = [
     "serve_websocket",
     "sockjs_close_code",
 ]
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 CLOSE_GRACE: Final = 5.0
 """Seconds a client has to answer our close frame before its socket goes."""
@@ -78,6 +81,13 @@ def fit_close_reason(reason: str) -> str:
     return reason.encode()[:123].decode(errors="ignore")
 
 
+def _well_formed(text: str) -> str:
+    """``text`` with its lone surrogates as U+FFFD, which UTF-8 can carry:
+    what a browser's ``WebSocket.send`` does with them. (SockJS's JSON
+    carries them escaped; a plain WebSocket has no way to.)"""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def sockjs_close_code(code: int) -> int:
     """SockJS leaves applications 1000 and 3000-4999; other codes become 3000."""
     return code if code == 1000 or 3000 <= code <= 4999 else 3000
@@ -96,12 +106,18 @@ class RawWebSocketCarrier:
         return self._request
 
     async def send(self, text: str) -> None:
-        await self._ws.send(text)
+        try:
+            await self._ws.send(text)
+        except UnicodeEncodeError:  # a lone surrogate, from a SockJS peer
+            await self._ws.send(_well_formed(text))
 
     async def send_many(self, texts: list[str]) -> None:
         send = self._ws.send
         for text in texts:
-            await send(text)
+            try:
+                await send(text)
+            except UnicodeEncodeError:
+                await send(_well_formed(text))
 
     async def close(self, code: int, reason: str) -> None:
         await self._ws.close(code, fit_close_reason(reason))
@@ -139,6 +155,7 @@ class SockJSWebSocketCarrier(RawWebSocketCarrier):
         self._max_messages = limits.max_message_frames
         self._heartbeat: asyncio.TimerHandle | None = None
         self._sent_since_beat = False
+        self._beating: asyncio.Task[None] | None = None
         self._closing = False
 
     async def send(self, text: str) -> None:
@@ -196,7 +213,7 @@ class SockJSWebSocketCarrier(RawWebSocketCarrier):
         if self._closing:
             return
         if not self._sent_since_beat:
-            loop.create_task(self._send_heartbeat())
+            self._beating = loop.create_task(self._send_heartbeat())  # kept
         self._sent_since_beat = False
         self._schedule_heartbeat()
 

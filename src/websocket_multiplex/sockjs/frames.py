@@ -126,7 +126,8 @@ def decode_client_message(
     if isinstance(value, list):
         if len(value) > max_messages:
             raise BrokenFraming(
-                f"Too many messages: {len(value)} in one, at most {max_messages}."
+                f"Too many messages: {len(value)} in one, at most {max_messages}.",
+                len(value),
             )
         return [item for item in value if isinstance(item, str)]
     if websocket:

@@ -167,9 +167,11 @@ def route(
     options: SockJSOptions,
     limits: Limits,
     entropy: Callable[[], int],
+    now: float,
 ) -> Route | Response:
     """Decide what ``request`` gets. ``entropy()`` is a random 32-bit
-    number, for ``/info``."""
+    number, for ``/info``; ``now`` the wall clock (seconds since the
+    epoch), for the ``Expires`` of what is cached."""
     if not origin_allowed(request.origin, options.allowed_origins):
         return Response(403, (("Content-Type", _TEXT), _NOSNIFF), b"origin not allowed")
     path, method = request.path, request.method
@@ -177,13 +179,13 @@ def route(
         return _only(method, ("GET",)) or _greeting()
     if path in ("/info", "/info/"):
         if method == "OPTIONS":
-            return _preflight(request, options, "OPTIONS, GET")
+            return _preflight(request, options, "OPTIONS, GET", now)
         return _only(method, ("OPTIONS", "GET")) or _info(request, options, entropy())
     if _IFRAME.fullmatch(path):
-        return _only(method, ("GET",)) or _iframe(request, options)
+        return _only(method, ("GET",)) or _iframe(request, options, now)
     if path in ("/websocket", "/websocket/"):
         refused = _only(method, ("GET",))
-        return refused or _websocket(request, options, Route(Kind.RAW_WEBSOCKET))
+        return refused or _websocket(request, options, Route(Kind.RAW_WEBSOCKET), now)
     match = _SESSION_PATH.fullmatch(path)
     if match is None:
         return not_found()
@@ -193,12 +195,12 @@ def route(
     if methods is None or too_long or not _offered(transport, options):
         return not_found()
     if method == "OPTIONS" and "OPTIONS" in methods:
-        return _preflight(request, options, "OPTIONS, POST")
+        return _preflight(request, options, "OPTIONS, POST", now)
     refused = _only(method, methods)
     if refused is not None:
         return refused
     if transport == "websocket":
-        return _websocket(request, options, Route(Kind.WEBSOCKET, session_id))
+        return _websocket(request, options, Route(Kind.WEBSOCKET, session_id), now)
     kind = Kind(transport)
     if kind in (Kind.HTMLFILE, Kind.JSONP):
         return _with_callback(request, kind, session_id)
@@ -234,10 +236,10 @@ def not_found() -> Response:
 
 
 def _websocket(
-    request: Request, options: SockJSOptions, found: Route
+    request: Request, options: SockJSOptions, found: Route, now: float
 ) -> Route | Response:
     if not options.offers_websocket:
-        return Response(404, (*_cache_for(), _NOSNIFF))
+        return Response(404, (*_cache_for(now), _NOSNIFF))
     if not request.upgrade:
         return error_response(400, "Not a valid websocket request")
     return found
@@ -278,8 +280,8 @@ def _cors(request: Request) -> HeaderList:
     return tuple(headers)
 
 
-def _cache_for() -> HeaderList:
-    expires = datetime.now(UTC) + timedelta(seconds=_YEAR)
+def _cache_for(now: float) -> HeaderList:
+    expires = datetime.fromtimestamp(now, UTC) + timedelta(seconds=_YEAR)
     return (
         ("Cache-Control", f"public, max-age={_YEAR}"),
         ("Expires", expires.strftime("%a, %d %b %Y %H:%M:%S GMT")),
@@ -337,11 +339,13 @@ def _info(request: Request, options: SockJSOptions, entropy: int) -> Response:
     return Response(200, headers, body)
 
 
-def _preflight(request: Request, options: SockJSOptions, methods: str) -> Response:
+def _preflight(
+    request: Request, options: SockJSOptions, methods: str, now: float
+) -> Response:
     headers = (
         *_jsessionid(request, options),
         *_cors(request),
-        *_cache_for(),
+        *_cache_for(now),
         ("Access-Control-Allow-Methods", methods),
         ("Access-Control-Max-Age", str(_YEAR)),
         _NOSNIFF,
@@ -370,15 +374,15 @@ def _iframe_page(sockjs_url: str) -> bytes:
     ).encode()
 
 
-def _iframe(request: Request, options: SockJSOptions) -> Response:
+def _iframe(request: Request, options: SockJSOptions, now: float) -> Response:
     """The page the iframe transports load; strongly cacheable, by ETag."""
     page = _iframe_page(options.sockjs_url)
     etag = f'"{hashlib.md5(page, usedforsecurity=False).hexdigest()}"'
     if request.headers.get("if-none-match") == etag:
-        return Response(304, (*_cache_for(), ("ETag", etag), _NOSNIFF))
+        return Response(304, (*_cache_for(now), ("ETag", etag), _NOSNIFF))
     headers = (
         ("Content-Type", "text/html; charset=UTF-8"),
-        *_cache_for(),
+        *_cache_for(now),
         ("ETag", etag),
         _NOSNIFF,
     )

@@ -67,6 +67,16 @@ class SockJSOptions:
     _offered: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for name in ("websocket", "jsessionid", "compress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(
+                    f"SockJSOptions.{name} must be True or False, "
+                    f"not {getattr(self, name)!r}"
+                )
+        if not isinstance(self.sockjs_url, str):
+            raise TypeError(
+                f"SockJSOptions.sockjs_url must be a str, not {self.sockjs_url!r}"
+            )
         unknown = set(self.disabled_transports) - RECEIVING_TRANSPORTS
         if unknown:
             raise ValueError(

@@ -289,6 +289,12 @@ class Session:
         self._beat_due = False
         self._expires_at = now + self.disconnect_delay
 
+    def end(self) -> None:
+        """Over, whatever its state (the endpoint is closing): late requests
+        get the close frame, sends raise."""
+        if self.state is not SessionState.CLOSED:
+            self._end()
+
     def _end(self) -> None:
         if self.state is not SessionState.CLOSING:
             self._close_frame = INTERRUPTED
