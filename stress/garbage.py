@@ -94,7 +94,7 @@ SOCKJS_JUNK = [
     ("null", "echoes"),
     (json.dumps(["msg,echo," + "\ud800"]), "echoes"),
 ]
-# The same over xhr_send (sockjs 0.13 decodes it): broken JSON is a 500.
+# The same over xhr_send: broken JSON, or JSON that is not an array, is a 500.
 XHR_SEND_JUNK = [
     ("not json", "500 echoes"),
     ("[" * 10_000, "500 echoes"),
@@ -265,8 +265,8 @@ class Garbage:
             not wrong,
             wrong or "as expected",
         )
-        # JSON that is not a list made sockjs 0.13 raise in remote_messages
-        # (a traceback per request); the adapter answers 500 first.
+        # JSON that is not a list made aio-libs sockjs 0.13 raise (a
+        # traceback per request); none may be logged.
         report.check("xhr_send junk logs no traceback", logged == 0, f"{logged} logged")
 
     async def xhr_send_junk(self, text: str) -> str:

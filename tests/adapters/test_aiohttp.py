@@ -76,7 +76,7 @@ async def test_conformance_plain_websocket_route() -> None:
         await runner.cleanup()
 
 
-# -- the gaps of sockjs 0.13 this adapter closes -----------------------------
+# -- what aio-libs sockjs 0.13 got wrong, and this endpoint does not ---------
 
 
 class Recorder:
@@ -545,9 +545,9 @@ async def test_run_app_serves_until_sigterm_in_a_subprocess(tmp_path: Path) -> N
 async def test_xhr_send_of_json_that_is_not_an_array_is_refused_quietly(
     recorder: tuple[Recorder, str], body: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """sockjs 0.13 iterated over any JSON (a traceback per request for a
-    number, characters as messages for a string); like sockjs-node, the
-    adapter answers "Payload expected." and the session goes on."""
+    """aio-libs sockjs 0.13 iterated over any JSON (a traceback per request
+    for a number, characters as messages for a string); like sockjs-node,
+    the endpoint answers "Payload expected." and the session goes on."""
     rec, url = recorder
     carrier = await SockJSXhrPollingCarrier.connect(url)
     try:

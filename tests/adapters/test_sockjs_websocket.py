@@ -1,10 +1,9 @@
-"""SockJS's websocket transport as we serve it (adapters/_websocket.py).
+"""SockJS's websocket transport as we serve it (asyncio/websocket.py).
 
-``<prefix>/<server>/<session>/websocket`` is ours, not aio-libs ``sockjs``'s:
-these tests speak it over real sockets on 127.0.0.1 the way sockjs-client
-does, and check the framing (sockjs-protocol 0.3: ``o``, ``h``, ``a[...]``,
-``c[code,"reason"]``), hostile input, the heartbeat, closing and
-permessage-deflate. Every wait is bounded.
+``<prefix>/<server>/<session>/websocket``: these tests speak it over real
+sockets on 127.0.0.1 the way sockjs-client does, and check the framing
+(sockjs-protocol 0.3: ``o``, ``h``, ``a[...]``, ``c[code,"reason"]``),
+hostile input, the heartbeat, closing and permessage-deflate. Every wait is bounded.
 """
 
 from __future__ import annotations

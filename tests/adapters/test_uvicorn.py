@@ -7,6 +7,9 @@ rewrites what is sent: a POST asking for an upgrade, an HTTP/1.0 client.
 from __future__ import annotations
 
 import asyncio
+import socket
+
+import aiohttp
 
 from websocket_multiplex import Limits, SockJSConnection
 from websocket_multiplex.adapters import uvicorn as sockjs_uvicorn
@@ -82,3 +85,38 @@ def test_config_takes_the_limits_and_declines_deflate() -> None:
     assert config.ws_per_message_deflate is False
     assert config.http is sockjs_uvicorn.H11Protocol
     assert sockjs_uvicorn.config(app, ws_max_size=99).ws_max_size == 99
+
+
+async def test_a_shutdown_says_goodbye_to_held_requests_first() -> None:
+    """uvicorn alone would stop listening, then wait for every request to
+    end (a held stream never does) before the lifespan's shutdown: forever,
+    and no goodbye. The adapter's Server closes the application first."""
+
+    async def echo(connection: SockJSConnection) -> None:
+        async for message in connection:
+            await connection.send(message)
+
+    app = SockJSASGI(echo, prefix="/echo")
+    server = sockjs_uvicorn.server(app, log_config=None, log_level="warning")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    async with asyncio.timeout(TIMEOUT):
+        while not server.started:
+            await asyncio.sleep(0.01)
+    port = listener.getsockname()[1]
+    async with aiohttp.ClientSession() as http:
+        stream = await http.post(
+            f"http://127.0.0.1:{port}/echo/000/abcdef/xhr_streaming"
+        )
+        async with asyncio.timeout(TIMEOUT):
+            assert (await stream.content.readline()).startswith(b"hhhh")
+            assert await stream.content.readline() == b"o\n"
+        server.should_exit = True
+        async with asyncio.timeout(TIMEOUT):
+            assert (
+                await stream.content.readline() == b'c[3000,"server shutting down"]\n'
+            )
+            assert await stream.content.readline() == b""  # the stream ended
+            await serving
+    listener.close()
