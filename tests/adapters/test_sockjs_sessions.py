@@ -405,7 +405,9 @@ async def test_connection_and_channels_are_freed_after_a_websocket_disconnect(
     assert len(live_channels(rec.server)) == 2  # the scan does see them
     assert rec.connections[0]() is not None
     await carrier.close()
-    await wait_until(lambda: not rec.server.connections, timeout=TIMEOUT)
+    # The handler learns of the close in its own task, after the server
+    # forgot the connection: wait for both.
+    await wait_until(lambda: not rec.server.connections and rec.closed, timeout=TIMEOUT)
     assert rec.closed == [CloseReason.CONNECTION_LOST]
     await assert_freed(rec)
 
@@ -419,7 +421,7 @@ async def test_connection_and_channels_are_freed_when_a_poller_goes_away() -> No
         await open_two_channels(carrier)
         assert len(live_channels(rec.server)) == 2
         await carrier.close()
-        await wait_until(lambda: not rec.server.connections, timeout=12)
+        await wait_until(lambda: not rec.server.connections and rec.closed, timeout=12)
         assert rec.closed == [CloseReason.CONNECTION_LOST]
         await assert_freed(rec)
 

@@ -31,12 +31,15 @@ _DISCONNECT_POLL: Final = 1.0  # seconds between two looks at a held request
 _ENDS: Final = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
 
 
-def request_info(request: web.BaseRequest) -> RequestInfo:
-    """Copy what a service may need from an aiohttp request."""
+def request_info(
+    request: web.BaseRequest, headers: Headers | None = None
+) -> RequestInfo:
+    """Copy what a service may need from an aiohttp request (``headers``:
+    its headers, if they were copied already)."""
     return RequestInfo(
         path=request.path,
         query_string=request.rel_url.raw_query_string,  # as sent, like ASGI
-        headers=Headers(request.headers.items()),
+        headers=Headers(request.headers.items()) if headers is None else headers,
         remote_address=request.remote,
     )
 
@@ -84,7 +87,7 @@ class Exchange:
     @property
     def info(self) -> RequestInfo:
         if self._info is None:
-            self._info = request_info(self._aiohttp)
+            self._info = request_info(self._aiohttp, self._request.headers)
         return self._info
 
     async def read_body(self, limit: int) -> bytes | None:

@@ -79,8 +79,9 @@ _HTTP_BODY: Final = b"This endpoint speaks WebSocket (websocket-multiplex).\n"
 _NO_BODY: Final = frozenset({204, 304})
 
 
-def request_from_scope(scope: Scope) -> RequestInfo:
-    """Copy what a service may know about the client out of an ASGI scope.
+def request_from_scope(scope: Scope, headers: Headers | None = None) -> RequestInfo:
+    """Copy what a service may know about the client out of an ASGI scope
+    (``headers``: the scope's, if they were read already).
 
     Header names and values are bytes in ASGI; HTTP allows only Latin-1 in
     them, so that is how they are decoded (as the ASGI spec advises).
@@ -89,7 +90,7 @@ def request_from_scope(scope: Scope) -> RequestInfo:
     return RequestInfo(
         path=scope.get("path", "/"),
         query_string=scope.get("query_string", b"").decode("latin-1"),
-        headers=_headers(scope),
+        headers=_headers(scope) if headers is None else headers,
         remote_address=client[0] if client else None,
     )
 
@@ -301,6 +302,8 @@ class _HTTPExchange:
     """One ``http`` scope, as an
     :class:`~websocket_multiplex.asyncio.sockjs.HTTPExchange`."""
 
+    _upgrade = False  # a websocket scope's asks for an upgrade
+
     def __init__(self, scope: Scope, receive: Receive, send: Send, path: str | None):
         self._scope = scope
         self._receive = receive
@@ -310,7 +313,7 @@ class _HTTPExchange:
             path or "",
             scope.get("query_string", b"").decode("latin-1"),
             _headers(scope),
-            False,
+            self._upgrade,
         )
         self._info: RequestInfo | None = None
         self._body_read = False
@@ -323,7 +326,7 @@ class _HTTPExchange:
     @property
     def info(self) -> RequestInfo:
         if self._info is None:
-            self._info = request_from_scope(self._scope)
+            self._info = request_from_scope(self._scope, self._request.headers)
         return self._info
 
     async def read_body(self, limit: int) -> bytes | None:
@@ -392,15 +395,10 @@ class _HTTPExchange:
 class _WebSocketExchange(_HTTPExchange):
     """A ``websocket`` scope: it upgrades, or is refused before it does."""
 
+    _upgrade = True
+
     def __init__(self, scope: Scope, receive: Receive, send: Send, path: str | None):
         super().__init__(scope, receive, send, path)
-        self._request = Request(
-            "GET",
-            path or "",
-            scope.get("query_string", b"").decode("latin-1"),
-            _headers(scope),
-            True,
-        )
         self._denial = "websocket.http.response" in scope.get("extensions", {})
 
     async def read_body(self, limit: int) -> bytes | None:

@@ -572,8 +572,9 @@ class HTTPSession:
 
     async def paced(self) -> None:
         """Wait until the session's frame pace allows more."""
-        if self._inlet is not None:
-            await self._inlet.owed()
+        owed = None if self._inlet is None else self._inlet.owed()
+        if owed is not None:
+            await owed
 
     def charge(self, frames: int) -> None:
         """Count ``frames`` against the pace without delivering them."""

@@ -132,11 +132,11 @@ class Inlet:
         message refused for holding too many costs what it would have)."""
         self._left -= frames
 
-    def owed(self) -> Awaitable[None]:
-        """Wait until the pace allows more (at once if it does)."""
+    def owed(self) -> Awaitable[None] | None:
+        """What to await until the pace allows more; ``None`` if it does."""
         if self._left <= 0:
             return self._wait_for_pace()
-        return _done()
+        return None
 
     async def deliver(self, texts: Sequence[str]) -> None:
         """:meth:`feed`, and wait for what it returns."""
@@ -171,7 +171,3 @@ class Inlet:
             backlog = self._backlog()  # between slices too: bounds the inbox
             if backlog is not None:
                 await backlog
-
-
-async def _done() -> None:
-    """Nothing to wait for."""
