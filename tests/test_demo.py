@@ -15,6 +15,8 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, async_playwright
 
+from .support.net import free_port
+
 SOCKJS_CLIENT = (
     Path(__file__).parent / "node/node_modules/sockjs-client/dist/sockjs.min.js"
 )
@@ -22,12 +24,6 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def run_demo(*extra: str) -> tuple[asyncio.subprocess.Process, str]:

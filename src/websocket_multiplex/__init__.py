@@ -29,12 +29,16 @@ from .asyncio import (
     Subscription,
     Transport,
 )
-from .asyncio.client import ChannelGap, DisconnectCause, Disconnection
 from .events import CloseReason
 from .exceptions import (
     BrokenFraming,
+    BrokerUnavailable,
     ChannelClosed,
+    ChannelGap,
+    ConcurrentReceive,
     ConnectionClosed,
+    DisconnectCause,
+    Disconnection,
     InvalidFrame,
     LocalProtocolError,
     MultiplexError,
@@ -51,6 +55,7 @@ __all__ = [
     "Authorizer",
     "Backoff",
     "BrokenFraming",
+    "BrokerUnavailable",
     "Channel",
     "ChannelClosed",
     "ChannelGap",
@@ -58,6 +63,7 @@ __all__ = [
     "ClientChannel",
     "ClientState",
     "CloseReason",
+    "ConcurrentReceive",
     "Connection",
     "ConnectionClosed",
     "DisconnectCause",

@@ -62,7 +62,7 @@ def notice_code(notice: str) -> int | None:
     """The code a notice starts with (``"404 no such service"``: 404), or
     ``None`` if it starts with none."""
     code, _, _ = notice.partition(" ")
-    return int(code) if code.isdigit() and len(code) <= 4 else None
+    return int(code) if code.isascii() and code.isdigit() and len(code) <= 4 else None
 
 
 class CloseCode(enum.IntEnum):
@@ -73,6 +73,9 @@ class CloseCode(enum.IntEnum):
     """The server is shutting down."""
     PROTOCOL_ERROR = 1002
     """SockJS framing was broken."""
+    MESSAGE_TOO_BIG = 1009
+    """A SockJS message held more frames than ``Limits.max_message_frames``,
+    or a WebSocket message was longer than ``Limits.max_message_size``."""
     APPLICATION = 3000
     """SockJS's stand-in for a code it does not carry (and for a plain
     SockJS handler that failed)."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .codes import NO_SUCH_SERVICE
+
 __all__ = [
     "ChannelClosedEvent",
     "ChannelOpened",
@@ -56,7 +58,7 @@ class ChannelRefused:
     """A ``sub`` the server will not honour, and the notice that says why."""
 
     topic: str
-    notice: str = "404 no such service"
+    notice: str = NO_SUCH_SERVICE
 
 
 @dataclass(slots=True)

@@ -6,9 +6,10 @@
      ├── ChannelClosed            the channel is closed; ``reason`` says why
      ├── ConnectionClosed         a plain SockJS connection is closed
      ├── ChannelGap               a reconnection cut a client channel's stream
-     │                            (in :mod:`websocket_multiplex.asyncio.client`)
+     ├── BrokerUnavailable        the fan-out broker cannot take a publish now
      ├── LocalProtocolError       you used the API in a way it cannot honour
-     │    └── ServiceNotFound     no service is registered under that name
+     │    ├── ServiceNotFound     no service is registered under that name
+     │    └── ConcurrentReceive   a second task waits on one channel's receive
      └── RemoteProtocolError      the peer sent something the protocol forbids
           ├── InvalidFrame        one carrier message is not a multiplex frame
           └── BrokenFraming       one SockJS message is not what SockJS allows
@@ -16,16 +17,28 @@
 Remote errors never escape the server: an invalid frame is counted and
 ignored, as PROTOCOL.md requires. Local errors point at a bug in the calling
 code, so their messages say what to do instead.
+
+:class:`Disconnection` (with :class:`DisconnectCause`) is the value that
+tells how a client's connection ended: :class:`ChannelGap` carries it, and
+so does ``MultiplexClient.disconnection``.
 """
 
 from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
 
 from .events import CloseReason
 
 __all__ = [
     "BrokenFraming",
+    "BrokerUnavailable",
     "ChannelClosed",
+    "ChannelGap",
+    "ConcurrentReceive",
     "ConnectionClosed",
+    "DisconnectCause",
+    "Disconnection",
     "InvalidFrame",
     "LocalProtocolError",
     "MultiplexError",
@@ -68,12 +81,104 @@ class ConnectionClosed(MultiplexError):
         self.reason = reason
 
 
+class DisconnectCause(enum.Enum):
+    """Who or what ended a connection: see :class:`Disconnection`."""
+
+    APPLICATION = "application"
+    """``client.close()``."""
+    SERVER = "server"
+    """The server closed it: a WebSocket close frame or SockJS ``c[...]``."""
+    LOST = "lost"
+    """No close from the server: a reset, a missed pong, a broken frame."""
+    GAVE_UP = "gave up"
+    """Reconnection ran out of attempts (``Backoff.max_attempts``)."""
+
+
+@dataclass(frozen=True)
+class Disconnection:
+    """How a connection ended, as data: ``client.disconnection``.
+
+    ``code`` and ``reason`` are what the server closed with (``SERVER``
+    only); ``attempts`` counts the failed reconnection attempts
+    (``GAVE_UP``); ``error`` is the exception that ended a ``LOST``
+    connection or the last failed attempt, if there was one. ``str()`` of
+    it is the text ``on_state`` receives.
+    """
+
+    cause: DisconnectCause
+    code: int | None = None
+    reason: str = ""
+    attempts: int = 0
+    error: BaseException | None = None
+
+    def __str__(self) -> str:
+        if self.cause is DisconnectCause.APPLICATION:
+            return "closed by the application"
+        if self.cause is DisconnectCause.SERVER:
+            return f"closed by the server: {self.code} {self.reason}".rstrip()
+        if self.cause is DisconnectCause.GAVE_UP:
+            plural = "" if self.attempts == 1 else "s"
+            return f"gave up after {self.attempts} reconnection attempt{plural}"
+        if self.error is not None:
+            return f"the connection was lost: {self.error!r}"
+        return "the connection was lost"
+
+
+class ChannelGap(MultiplexError):
+    """Raised by a client channel's ``receive`` where a reconnection cut its
+    stream.
+
+    Only for channels opened with ``report_gaps=True``. Every message
+    received before it came over the old connection, every one after it
+    over the new one; messages sent by either side while the connection
+    was down (including sends that had not reached the server) may be
+    lost, as the protocol has no replay. The channel is open and
+    subscribed again: receive on. ``reconnections`` is how many
+    reconnections this one point stands for (more than 1 when the
+    connection dropped again before any new message arrived), and
+    ``disconnection`` how the last lost connection ended.
+    """
+
+    def __init__(
+        self, name: str, disconnection: Disconnection, reconnections: int
+    ) -> None:
+        super().__init__(
+            f"channel {name!r}: messages may have been lost here ({disconnection})"
+        )
+        self.name = name
+        self.disconnection = disconnection
+        self.reconnections = reconnections
+
+
+class BrokerUnavailable(MultiplexError):
+    """The broker cannot take a publish now (e.g. Redis is down and the
+    outage buffer is full). The message was not published."""
+
+
 class LocalProtocolError(MultiplexError):
     """The calling code asked for something the protocol cannot do."""
 
 
 class ServiceNotFound(LocalProtocolError, LookupError):
     """No service is registered under the requested name."""
+
+
+class ConcurrentReceive(LocalProtocolError):
+    """A second task called ``receive`` on a channel while one already waits.
+
+    A channel's messages go to one reader, in order: with two waiting, which
+    one gets the next message would be a race, and each would see only part
+    of the stream. Read the channel from one task and hand the messages to
+    the others yourself (an :class:`asyncio.Queue` each, say). ``name`` is
+    the channel's service name.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"channel {name!r} is already being received from: "
+            "read it from one task only and share the messages yourself"
+        )
+        self.name = name
 
 
 class RemoteProtocolError(MultiplexError):

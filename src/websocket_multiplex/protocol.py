@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .codes import TOO_LARGE, TOO_MANY_CHANNELS
 from .events import (
     ChannelClosedEvent,
     ChannelOpened,
@@ -141,14 +142,14 @@ class ServerProtocol:
         if len(self._open) >= limits.max_channels:
             self.counters.hit("max_channels")
             self.counters.refused_subscriptions += 1
-            return ChannelRefused(topic, "429 too many channels")
+            return ChannelRefused(topic, TOO_MANY_CHANNELS)
         self._open.add(topic)
         return ChannelOpened(topic)
 
     def _oversized(self, kind: str, topic: str) -> Event | None:
         self.counters.hit("max_frame_size")
         if kind == MSG and topic in self._open:
-            return LimitExceeded("max_frame_size", topic, "413 message too large")
+            return LimitExceeded("max_frame_size", topic, TOO_LARGE)
         return None
 
     def send(self, topic: str, payload: str) -> str:

@@ -1,10 +1,18 @@
 """Test doubles at the library's own seam, and a conformance check for adapters.
 
-:func:`memory_transport_pair` gives a server-side :class:`Transport` and the
-client end of an in-memory carrier, so services can be tested without a
-network. :func:`check_adapter_conformance` runs the protocol contract
-against any running adapter through a caller-supplied client connector; the
-project's tests run it against every adapter over real sockets.
+:func:`connect_in_memory` opens a connection to a
+:class:`~websocket_multiplex.MultiplexServer` with no network in between:
+the server side is a :class:`MemoryTransport`, the client end a
+:class:`MemoryClient`, a :class:`~websocket_multiplex.asyncio.client.Carrier`
+like the network ones. Drive it with raw frames to test services frame by
+frame, or hand it to a client to test them as an application would::
+
+    client = MultiplexClient(lambda: connect_in_memory(server))
+    await client.start()
+
+:func:`check_adapter_conformance` runs the protocol contract against any
+running adapter through a caller-supplied client connector; the project's
+tests run it against every adapter over real sockets.
 """
 
 from __future__ import annotations
@@ -12,9 +20,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
 
 from .asyncio.channel import Channel
+from .asyncio.client import Carrier
 from .asyncio.connection import Connection
 from .asyncio.server import MultiplexServer
 from .request import RequestInfo
@@ -52,25 +60,30 @@ class MemoryTransport:
             self.to_client.put_nowait(None)
 
 
-@runtime_checkable
-class ClientCarrier(Protocol):
-    """The client end of any carrier, as the conformance check needs it."""
-
-    async def send(self, text: str) -> None: ...
-
-    async def receive(self) -> str | None:
-        """The next message, or ``None`` once the server closed the carrier."""
-        ...
-
-    async def close(self) -> None: ...
+ClientCarrier = Carrier
+"""The client end of any carrier: the client's own
+:class:`~websocket_multiplex.asyncio.client.Carrier`, under the name this
+module had for it."""
 
 
 class MemoryClient:
-    """Client end of :func:`connect_in_memory`: raw frames in and out."""
+    """Client end of :func:`connect_in_memory`: a :class:`Carrier` in memory.
+
+    ``send`` hands a frame to the server's connection, ``receive`` returns
+    what the server sent, and ``None`` once it closed the carrier; then
+    ``close_frame`` is the ``(code, reason)`` it closed with, as for a
+    WebSocket. ``close`` is the client going away. A frame sent after the
+    server closed is dropped, as bytes in flight would be.
+    """
 
     def __init__(self, connection: Connection, transport: MemoryTransport) -> None:
         self.connection = connection
         self.transport = transport
+
+    @property
+    def close_frame(self) -> tuple[int, str] | None:
+        """The ``(code, reason)`` the server closed with, or ``None``."""
+        return self.transport.closed_with
 
     async def send(self, text: str) -> None:
         self.connection.receive(text)
@@ -86,21 +99,25 @@ class MemoryClient:
 async def connect_in_memory(
     server: MultiplexServer, request: RequestInfo | None = None
 ) -> MemoryClient:
-    """Open a connection to ``server`` with no network in between."""
+    """Open a connection to ``server`` with no network in between.
+
+    ``request`` is what the server's handlers see of the client (headers,
+    query, address). Each call is a new connection, so a
+    :class:`~websocket_multiplex.MultiplexClient` given
+    ``lambda: connect_in_memory(server)`` reconnects in memory too.
+    """
     transport = MemoryTransport(request or RequestInfo())
     return MemoryClient(server.accept(transport), transport)
 
 
-async def _expect(carrier: ClientCarrier, expected: str, timeout: float) -> None:
+async def _expect(carrier: Carrier, expected: str, timeout: float) -> None:
     async with asyncio.timeout(timeout):
         got = await carrier.receive()
     if got != expected:
         raise AssertionError(f"expected {expected!r} from the server, got {got!r}")
 
 
-async def _collect(
-    carrier: ClientCarrier, count: int, timeout: float
-) -> list[str | None]:
+async def _collect(carrier: Carrier, count: int, timeout: float) -> list[str | None]:
     async with asyncio.timeout(timeout):
         return [await carrier.receive() for _ in range(count)]
 
@@ -128,7 +145,7 @@ def conformance_server() -> MultiplexServer:
 
 
 async def check_adapter_conformance(
-    connect: Callable[[], Awaitable[ClientCarrier]], timeout: float = 5.0
+    connect: Callable[[], Awaitable[Carrier]], timeout: float = 5.0
 ) -> None:
     """Check an adapter serving :func:`conformance_server` keeps the contract.
 

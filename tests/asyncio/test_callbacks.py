@@ -11,6 +11,7 @@ import asyncio
 import gc
 import inspect
 import logging
+import time
 import warnings
 import weakref
 from collections.abc import Coroutine
@@ -30,6 +31,7 @@ from websocket_multiplex import (
     RequestInfo,
     Subscription,
 )
+from websocket_multiplex.asyncio.callbacks import SLOW_CALLBACK
 from websocket_multiplex.testing import MemoryClient, connect_in_memory
 
 from .helpers import TIMEOUT, frame, frames, nothing_sent, settle
@@ -976,4 +978,113 @@ async def test_the_inbox_limit_still_applies_to_async_callbacks() -> None:
     for i in range(50):
         client.connection.receive(f"msg,echo,{i}")
     assert await frames(client, 2) == ["err,echo,503 channel overloaded", "uns,echo"]
+    await client.close()
+
+
+# -- isolation: a slow on_message delays others by at most one callback --------
+
+
+def busy() -> None:
+    """Keep the CPU busy past SLOW_CALLBACK, as CPU-bound code does."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < 2 * SLOW_CALLBACK:
+        pass
+
+
+async def test_a_slow_service_delays_another_by_at_most_one_callback() -> None:
+    """Twenty messages for a service whose on_message is slow, then one for a
+    fast one, all read in one go: the fast one is called after one slow
+    callback, not twenty; the slow one still gets all of its, in order."""
+    server = MultiplexServer()
+    calls: list[str] = []
+    done = asyncio.Event()
+
+    class Slow(ChannelHandler):
+        def on_message(self, data: str) -> None:
+            busy()
+            calls.append(f"slow {data}")
+            if data == "19":
+                done.set()
+
+    class Fast(ChannelHandler):
+        def on_message(self, data: str) -> None:
+            calls.append(f"fast {data}")
+
+    server.register("slow", Slow)
+    server.register("fast", Fast)
+    client = await connect_in_memory(server)
+    client.connection.receive("sub,slow")
+    client.connection.receive("sub,fast")
+    for i in range(20):
+        client.connection.receive(f"msg,slow,{i}")
+    client.connection.receive("msg,fast,x")
+    assert calls == ["slow 0", "fast x"]  # no yield yet: the rest wait in turn
+    async with asyncio.timeout(TIMEOUT):
+        await done.wait()
+    assert [call for call in calls if call.startswith("slow")] == [
+        f"slow {i}" for i in range(20)
+    ]
+    await client.close()
+
+
+async def test_a_slow_service_takes_one_turn_per_loop_iteration() -> None:
+    """While a slow service works through its backlog, a message for a fast
+    one that arrives meanwhile waits for one slow callback at most."""
+    server = MultiplexServer()
+    calls: list[str] = []
+    fast_called = asyncio.Event()
+
+    class Slow(ChannelHandler):
+        def on_message(self, data: str) -> None:
+            busy()
+            calls.append("slow")
+
+    class Fast(ChannelHandler):
+        def on_message(self, data: str) -> None:
+            calls.append("fast")
+            fast_called.set()
+
+    server.register("slow", Slow)
+    server.register("fast", Fast)
+    client = await connect_in_memory(server)
+    client.connection.receive("sub,slow")
+    client.connection.receive("sub,fast")
+    for i in range(10):
+        client.connection.receive(f"msg,slow,{i}")
+    await asyncio.sleep(0)  # one iteration: one more slow callback
+    before = calls.count("slow")
+    client.connection.receive("msg,fast,x")
+    async with asyncio.timeout(TIMEOUT):
+        await fast_called.wait()
+    assert calls.count("slow") == before  # called at once, before the next turn
+    assert before < 10
+    await client.close()
+
+
+async def test_a_service_that_caught_up_is_called_at_once_again() -> None:
+    """Slow once, then fast: once its backlog is gone, its messages are
+    handled as they arrive again, with no yield in between."""
+    server = MultiplexServer()
+    calls: list[str] = []
+    caught_up = asyncio.Event()
+
+    class OnceSlow(ChannelHandler):
+        def on_message(self, data: str) -> None:
+            if data == "slow":
+                busy()
+            calls.append(data)
+            if data == "a":
+                caught_up.set()
+
+    server.register("svc", OnceSlow)
+    client = await connect_in_memory(server)
+    client.connection.receive("sub,svc")
+    client.connection.receive("msg,svc,slow")
+    client.connection.receive("msg,svc,a")  # in turn: it was slow
+    assert calls == ["slow"]
+    async with asyncio.timeout(TIMEOUT):
+        await caught_up.wait()
+    assert calls == ["slow", "a"]
+    client.connection.receive("msg,svc,b")  # fast again: at once
+    assert calls == ["slow", "a", "b"]
     await client.close()

@@ -168,7 +168,9 @@ async def test_connection_lost_leaves_no_task_behind() -> None:
     await client.send("sub,echo")
     await client.close()
     leftover = asyncio.all_tasks() - before
-    assert {task for task in leftover if not task.done()} <= {client.connection._writer}
+    assert {task for task in leftover if not task.done()} <= {
+        client.connection._outbox._writer
+    }
     await settle()
     assert asyncio.all_tasks() - before == set()
 

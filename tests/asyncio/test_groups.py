@@ -75,7 +75,7 @@ async def test_messages_keep_publish_order_and_groups_are_left_on_close() -> Non
     await sender.send("uns,chat")
     await settle()
     assert await server.members("lobby") == []
-    assert server._groups == {}
+    assert server.groups._groups == {}
     await sender.close()
 
 
@@ -193,7 +193,7 @@ async def test_a_channel_closed_during_a_new_server_s_first_join_is_in_no_group(
     assert await item(outcome) == "closed"
     await settle()
     assert channel.groups == frozenset()
-    assert server._groups == {}
+    assert server.groups._groups == {}
     assert await server.members("lobby") == []
 
 
@@ -271,7 +271,7 @@ async def test_a_channel_that_closes_or_leaves_during_its_join_is_in_no_group(
         assert joined is None  # superseded by the leave() that came after it
     await settle()
     assert channel.groups == frozenset()
-    assert server._groups == {}
+    assert server.groups._groups == {}
     assert await server.members("lobby") == []
     assert broker._groups == set()  # a subscribe that landed late is undone
     if undo == "leave":  # the channel is still open, and hears nothing
@@ -424,8 +424,8 @@ async def test_a_join_that_failed_is_undone_and_can_be_tried_again(step: str) ->
         with pytest.raises(BrokerUnavailable):
             await channel.join("lobby")
     assert channel.groups == frozenset()
-    assert server._groups == {}
-    assert server._subscriptions == {}
+    assert server.groups._groups == {}
+    assert server.groups._subscriptions == {}
     assert broker._groups == set()
     assert await server.members("lobby") == []
     async with asyncio.timeout(TIMEOUT):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,18 +25,13 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Page
 
+from ..support.net import free_port
 from .conftest import Servers, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 TRANSPORTS = ["websocket", "xhr-polling", "native"]
 RECONNECT = {"reconnect": {"initialDelay": 100, "maxDelay": 400}}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

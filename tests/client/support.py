@@ -1,6 +1,6 @@
 """Peers for the client tests: our server in-process or as a process, the
-original node server, a TCP proxy that can cut connections, and an
-in-memory carrier at the client's own seam.
+original node server, and an in-memory carrier at the client's own seam
+(the TCP proxy that can cut connections is ``tests/support/proxy.py``).
 
 Everything listens on 127.0.0.1 only; every process started here is killed
 by whoever started it (the fixtures do it in their teardown).
@@ -13,7 +13,6 @@ import contextlib
 import json
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from websocket_multiplex import Channel, CloseReason, MultiplexServer
 from websocket_multiplex.adapters.aiohttp import add_sockjs_endpoint
 from websocket_multiplex.adapters.asgi import MultiplexASGI
 from websocket_multiplex.asyncio.client import Backoff, ClientState
+from websocket_multiplex.codes import CloseCode
 from websocket_multiplex.demo import demo_server
 
 from ..servers import uvicorn_running
@@ -40,12 +40,6 @@ REFERENCE_SERVER = NODE_DIR / "reference_server.js"
 WEIRD_NAMES_SERVER = Path(__file__).parent / "weird_names_server.js"
 WEIRD = "weird name,ü/%😀"
 PAYLOADS = ["a,b,,c", "😀 emoji, 日本", 'JSON {"k": [1, 2]}', "", "msg,ann,x", "%u0041"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run_in_own_loop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -147,7 +141,7 @@ async def cut_connections(server: MultiplexServer) -> int:
     """Close every carrier from the server side without ``uns`` frames."""
     connections = server.connections
     for connection in connections:
-        await connection.transport.close(3000, "cut by the test")
+        await connection.transport.close(CloseCode.APPLICATION, "cut by the test")
     return len(connections)
 
 
@@ -268,101 +262,6 @@ class NodeServer:
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()
-
-
-# -- a TCP proxy that can cut or stall connections --------------------------------
-
-
-class Proxy:
-    """Forwards 127.0.0.1:port to an upstream port, under the test's control.
-
-    ``abort()`` resets every connection at once (no close frame, no FIN);
-    ``stall()`` silently drops everything on the current connections, as a
-    dead peer or a pulled cable would; ``refuse`` makes new connections get
-    ``refuse(writer)`` instead of the upstream.
-    """
-
-    def __init__(self, upstream: int) -> None:
-        self.upstream = upstream
-        self.port = 0
-        self.connections = 0
-        self.refuse: Callable[[asyncio.StreamWriter], None] | None = None
-        self._pairs: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
-        self._stalled: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
-        self._accepted = asyncio.Event()
-
-    async def wait_connections(self, count: int) -> None:
-        """Wait until ``count`` connections were accepted in all."""
-        while self.connections < count:
-            self._accepted.clear()
-            await self._accepted.wait()
-
-    async def __aenter__(self) -> Proxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        self.abort()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def abort(self) -> None:
-        for client, upstream in self._pairs:
-            client.transport.abort()
-            upstream.transport.abort()
-        self._pairs.clear()
-
-    def stall(self) -> None:
-        for client, upstream in self._pairs:
-            self._stalled.update((client, upstream))
-
-    async def _accept(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        self.connections += 1
-        self._accepted.set()
-        if self.refuse is not None:
-            self.refuse(writer)
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(
-                "127.0.0.1", self.upstream
-            )
-        except OSError:
-            writer.transport.abort()
-            return
-        self._pairs.append((writer, up_writer))
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pump(source, sink))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter):  # type: ignore[no-untyped-def]
-        with contextlib.suppress(OSError):
-            while data := await source.read(1 << 16):
-                if sink not in self._stalled:
-                    sink.write(data)
-                    await sink.drain()
-        if sink not in self._stalled:
-            sink.close()
-
-
-def answer_503(writer: asyncio.StreamWriter) -> None:
-    writer.write(
-        b"HTTP/1.1 503 Service Unavailable\r\n"
-        b"Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    writer.close()
-
-
-def hang_up(writer: asyncio.StreamWriter) -> None:
-    writer.close()
 
 
 # -- the client's seam: carriers in memory ------------------------------------

@@ -22,6 +22,7 @@ from websocket_multiplex import (
     LocalProtocolError,
 )
 from websocket_multiplex.asyncio.client import Backoff, ClientState, MultiplexClient
+from websocket_multiplex.codes import GOING_AWAY, NO_SUCH_SERVICE, CloseCode
 
 from .support import (
     FAST,
@@ -109,6 +110,33 @@ async def test_second_receiver_is_refused() -> None:
     with pytest.raises(LocalProtocolError):
         await channel.receive(timeout=TIMEOUT)
     first.cancel()
+    await client.close()
+
+
+async def test_a_refusal_closes_the_channel_with_the_notice() -> None:
+    net = MemoryNetwork()
+    client = await started(net)
+    nope = await client.channel("nope")
+    net.current.feed(f"err,nope,{NO_SUCH_SERVICE}")
+    net.current.feed("uns,nope")
+    async with asyncio.timeout(TIMEOUT):
+        assert await nope.wait_closed() is CloseReason.REFUSED
+    assert nope.close_detail == NO_SUCH_SERVICE
+    assert client.channels == []
+    await client.close()
+
+
+async def test_a_server_going_away_keeps_the_channel_for_the_next_connection() -> None:
+    net = MemoryNetwork()
+    client = await started(net)
+    news = await client.channel("news")
+    net.current.feed(f"err,news,{GOING_AWAY}")
+    net.current.feed("uns,news")
+    net.current.peer_gone()
+    await reconnected(client)
+    assert net.current.sent == ["sub,news"]
+    assert not news.closed
+    assert client.channels == [news]
     await client.close()
 
 
@@ -249,13 +277,15 @@ async def test_states_from_connecting_to_closed_by_the_server() -> None:
     states = States()
     client = await started(net, reconnect=None, on_state=states)
     echo = await client.channel("echo")
-    net.current.close_frame = (3000, "go away now")  # type: ignore[attr-defined]
+    net.current.close_frame = (CloseCode.APPLICATION, "go away now")  # type: ignore[attr-defined]
     net.current.peer_gone()
     async with asyncio.timeout(TIMEOUT):
         assert await echo.wait_closed() is CloseReason.CONNECTION_LOST
     assert states.seen == [ClientState.CONNECTING, ClientState.OPEN, ClientState.CLOSED]
     assert states.reasons[-1] == "closed by the server: 3000 go away now"
-    server_close = Disconnection(DisconnectCause.SERVER, 3000, "go away now")
+    server_close = Disconnection(
+        DisconnectCause.SERVER, CloseCode.APPLICATION, "go away now"
+    )
     assert client.disconnection == server_close
     assert client.disconnection.cause is not DisconnectCause.GAVE_UP
 
@@ -309,6 +339,23 @@ async def test_a_waiting_receiver_learns_of_the_gap_at_once() -> None:
         await waiting
     net.current.feed("msg,a,after")
     assert await told.receive(TIMEOUT) == "after"
+    await client.close()
+
+
+async def test_a_gap_already_read_is_not_counted_again() -> None:
+    net = MemoryNetwork()
+    client = await started(net)
+    told = await client.channel("a", report_gaps=True)
+    for count in (1, 2):
+        net.current.peer_gone()
+        async with asyncio.timeout(TIMEOUT):
+            while client.reconnects < count:
+                await client.wait_for(ClientState.RECONNECTING)
+                await client.wait_for(ClientState.OPEN)
+        with pytest.raises(ChannelGap) as gap:
+            await told.receive(TIMEOUT)
+        assert gap.value.reconnections == 1
+    assert told.gaps == 2
     await client.close()
 
 

@@ -33,16 +33,15 @@ from websocket_multiplex.adapters.aiohttp import (
 from websocket_multiplex.asyncio.client import ClientState, MultiplexClient
 from websocket_multiplex.client import connect
 
+from ..support.proxy import Proxy, hang_up
 from .support import (
     FAST,
     PAYLOADS,
     TIMEOUT,
     WEIRD,
-    Proxy,
     Recorder,
     States,
     cut_connections,
-    hang_up,
     make_server,
     serving,
     sockjs_app,

@@ -2,9 +2,9 @@
 
 Our server runs either as a real process (``websocket-multiplex demo``),
 killed with SIGKILL and started again on the same port, or in this event
-loop behind a :class:`~.support.Proxy` that resets or silently drops the
-connections. After every outage, every channel must be subscribed again
-and answer: none may be left open but dead.
+loop behind a :class:`~tests.support.proxy.Proxy` that resets or silently
+drops the connections. After every outage, every channel must be subscribed
+again and answer: none may be left open but dead.
 """
 
 from __future__ import annotations
@@ -29,15 +29,13 @@ from websocket_multiplex.asyncio.client import (
 )
 from websocket_multiplex.client import connect
 
+from ..support.net import free_port
+from ..support.proxy import Proxy, answer_503, hang_up
 from .support import (
     FAST,
     TIMEOUT,
     Processes,
-    Proxy,
     States,
-    answer_503,
-    free_port,
-    hang_up,
     make_server,
     run_in_own_loop,
     serving,

@@ -21,6 +21,8 @@ from typing import NoReturn
 
 import pytest
 
+from ..support.net import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 CHAT_SERVER = ROOT / "examples" / "chat" / "server.py"
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx.conf"
@@ -54,12 +56,6 @@ def require_nginx() -> str:
     if not os.access(NGINX, os.X_OK):
         unavailable(f"nginx is not installed ({NGINX}): apt-get install nginx")
     return NGINX
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -7,11 +7,12 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
+
+from ..support.net import free_port
 
 REDIS_SERVER = shutil.which("redis-server")
 START_TIMEOUT = 10.0
@@ -22,13 +23,6 @@ def unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI is set: scripts/test.sh installs it)")
     pytest.skip(reason, allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class RedisServer:

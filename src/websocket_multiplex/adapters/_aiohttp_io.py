@@ -245,6 +245,17 @@ class AiohttpWebSocket:
             if stopped is not None and not stopped.done():
                 stopped.set_result(None)
 
+    def can_write_now(self) -> bool:
+        # Nothing buffered ahead: aiohttp writes an uncompressed message to
+        # the socket at once, and waits only when the buffer is full.
+        socket = self._socket
+        return (
+            isinstance(socket, asyncio.WriteTransport)
+            and not self._ws.closed
+            and not socket.is_closing()
+            and not socket.get_write_buffer_size()
+        )
+
     def send(self, text: str) -> Awaitable[None]:
         if self._ws.closed:
             raise ConnectionError("the WebSocket is closed")

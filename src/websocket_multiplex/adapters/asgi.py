@@ -129,6 +129,10 @@ class ASGIWebSocket:
     def closed(self) -> bool:
         return self._closed
 
+    def can_write_now(self) -> bool:
+        # ASGI says nothing of the server's buffer: every write may wait.
+        return False
+
     async def read(self, handle: MessageHandler) -> None:
         receive = self._receive
         while not self._closed:  # what comes after our close is for no one

@@ -2,18 +2,57 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import Protocol
 
 from ..events import CloseReason
 from ..exceptions import ChannelClosed
+from ..flow import Held
 from ..request import RequestInfo
 from .inbox import ReceivingChannel
 
-if TYPE_CHECKING:
-    from .connection import Connection
-    from .server import ChannelHandler
+__all__ = ["Channel", "ChannelOwner"]
 
-__all__ = ["Channel"]
+
+class ChannelOwner(Protocol):
+    """What a channel asks of its connection (a
+    :class:`~websocket_multiplex.Connection` implements it): send a frame,
+    offer one, close me, am I closed, and group membership."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def request(self) -> RequestInfo: ...
+
+    @property
+    def closed(self) -> bool:
+        """The carrier is gone (or going): nothing more is sent."""
+        ...
+
+    def send_frame(self, topic: str, data: str) -> Awaitable[None] | None:
+        """Send ``data`` on ``topic``; what to await, if anything."""
+        ...
+
+    def offer_frame(self, topic: str, data: str) -> None:
+        """Queue ``data`` on ``topic`` without waiting."""
+        ...
+
+    def close_channel(
+        self, channel: Channel, reason: CloseReason, notice: str | None = None
+    ) -> None:
+        """Close ``channel`` from the server side (``err`` if ``notice``, ``uns``)."""
+        ...
+
+    def member_id(self, topic: str) -> str:
+        """The id of the channel of ``topic`` in groups, across processes."""
+        ...
+
+    def groups_of(self, channel: Channel) -> frozenset[str]: ...
+
+    async def join(self, channel: Channel, group: str) -> None: ...
+
+    async def leave(self, channel: Channel, group: str) -> None: ...
 
 
 class Channel(ReceivingChannel):
@@ -26,26 +65,36 @@ class Channel(ReceivingChannel):
     :class:`~websocket_multiplex.ChannelClosed`.
     """
 
-    __slots__ = ("_callbacks", "_groups", "connection", "identity")
+    __slots__ = ("connection", "identity")
 
-    def __init__(self, connection: Connection, name: str, topic: str) -> None:
-        super().__init__(name, topic, connection._unread)
+    def __init__(
+        self, connection: ChannelOwner, name: str, topic: str, held: Held | None = None
+    ) -> None:
+        super().__init__(name, topic, held)
         self.connection = connection
         self.identity: object = None
         """What the authorizer set on the :class:`Subscription`, if any."""
-        self._groups: set[str] | None = None  # made on the first join
-        self._callbacks: ChannelHandler | None = None  # a task-free service
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]} on {self.connection!r}>"
+
+    @property
+    def request(self) -> RequestInfo:
+        """Headers, cookies, query and address of the client's connection."""
+        return self.connection.request
+
+    # -- groups ----------------------------------------------------------------
 
     @property
     def groups(self) -> frozenset[str]:
         """The groups this channel is a member of (a join still in progress
         included); it leaves them on close."""
-        return frozenset(self._groups or ())
+        return self.connection.groups_of(self)
 
     @property
     def member_id(self) -> str:
         """Names this channel in groups, across every server process."""
-        return f"{self.connection.server.process_id}/{self.connection.id}/{self.topic}"
+        return self.connection.member_id(self.topic)
 
     async def join(self, group: str) -> None:
         """Receive what is published to ``group``, from any process.
@@ -59,27 +108,13 @@ class Channel(ReceivingChannel):
         """
         if self._close_reason is not None:
             raise ChannelClosed(self.name, self._close_reason)
-        await self.connection.server._join(self, group)
+        await self.connection.join(self, group)
 
     async def leave(self, group: str) -> None:
         """Stop receiving ``group``; leaving a group one is not in does nothing."""
-        await self.connection.server._leave(self, group)
+        await self.connection.leave(self, group)
 
-    def _mark_closed(self, reason: CloseReason) -> None:
-        super()._mark_closed(reason)
-        if self._groups:
-            self.connection.server._forget(self)
-        callbacks, self._callbacks = self._callbacks, None
-        if callbacks is not None:
-            self.connection._call(self, callbacks.on_close, reason)
-
-    def __repr__(self) -> str:
-        return f"{super().__repr__()[:-1]} on {self.connection!r}>"
-
-    @property
-    def request(self) -> RequestInfo:
-        """Headers, cookies, query and address of the client's connection."""
-        return self.connection.request
+    # -- sending ---------------------------------------------------------------
 
     async def send(self, data: str) -> None:
         """Send ``data`` to the client on this channel.
@@ -91,14 +126,12 @@ class Channel(ReceivingChannel):
         if self._close_reason is not None:
             raise ChannelClosed(self.name, self._close_reason)
         connection = self.connection
-        if connection._lost:
+        if connection.closed:
             raise ChannelClosed(self.name, CloseReason.CONNECTION_LOST)
-        # Queued here rather than through a Connection coroutine: this runs
-        # for every message sent, and an await costs a coroutine.
-        connection._enqueue(connection._protocol.send(self.topic, data))
-        if connection._outbox_size > connection._limits.write_limit:
-            await connection._wait_writable()
-            if connection._lost:
+        pending = connection.send_frame(self.topic, data)
+        if pending is not None:
+            await pending
+            if connection.closed:
                 raise ChannelClosed(self.name, CloseReason.CONNECTION_LOST)
 
     def send_nowait(self, data: str) -> None:
@@ -114,9 +147,15 @@ class Channel(ReceivingChannel):
             raise TypeError(f"channels carry text: encode {type(data).__name__} first")
         if self._close_reason is not None:
             raise ChannelClosed(self.name, self._close_reason)
-        if self.connection._lost:
+        if self.connection.closed:
             raise ChannelClosed(self.name, CloseReason.CONNECTION_LOST)
-        self.connection._offer_frame(self.connection._protocol.send(self.topic, data))
+        self.connection.offer_frame(self.topic, data)
+
+    def offer(self, data: str) -> None:
+        """Send without waiting, for fan-out: a slow client is dropped
+        instead; nothing happens on a closed channel."""
+        if self._close_reason is None and not self.connection.closed:
+            self.connection.offer_frame(self.topic, data)
 
     def close_nowait(self, message: str | None = None) -> None:
         """:meth:`close` for plain code: ``message`` goes with
@@ -125,14 +164,7 @@ class Channel(ReceivingChannel):
             return
         if message is not None:
             self.send_nowait(message)
-        self.connection._close_channel(self, CloseReason.SERVER_CLOSED)
-
-    def _offer(self, data: str) -> None:
-        """Send without waiting, for fan-out: a slow client is dropped instead."""
-        if self._close_reason is None and not self.connection.closed:
-            self.connection._offer_frame(
-                self.connection._protocol.send(self.topic, data)
-            )
+        self.connection.close_channel(self, CloseReason.SERVER_CLOSED)
 
     async def close(self, message: str | None = None) -> None:
         """Close the channel, sending ``message`` first if given.
@@ -144,4 +176,4 @@ class Channel(ReceivingChannel):
             return
         if message is not None:
             await self.send(message)
-        self.connection._close_channel(self, CloseReason.SERVER_CLOSED)
+        self.connection.close_channel(self, CloseReason.SERVER_CLOSED)

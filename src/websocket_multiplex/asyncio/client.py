@@ -2,7 +2,9 @@
 
 This module knows carriers only through :class:`Carrier`; the network
 carriers (raw WebSocket, SockJS) and :func:`~websocket_multiplex.client.connect`
-live in :mod:`websocket_multiplex.client`, which imports aiohttp.
+live in :mod:`websocket_multiplex.client`, which imports aiohttp, and the
+in-memory one in :mod:`websocket_multiplex.testing`. A channel knows its
+client only through :class:`ClientChannelOwner`.
 """
 
 from __future__ import annotations
@@ -10,14 +12,21 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import random
 from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from ..backoff import Backoff  # re-exported from here
+from ..codes import NoticeCode, notice_code
 from ..events import ChannelClosedEvent, CloseReason, MessageReceived
-from ..exceptions import ChannelClosed, LocalProtocolError, MultiplexError
+from ..exceptions import (  # ChannelGap and Disconnection: re-exported from here
+    ChannelClosed,
+    ChannelGap,
+    DisconnectCause,
+    Disconnection,
+    LocalProtocolError,
+)
+from ..flow import Held, Ledger
 from ..protocol import ClientProtocol
 from .inbox import ReceivingChannel
 
@@ -26,6 +35,7 @@ __all__ = [
     "Carrier",
     "ChannelGap",
     "ClientChannel",
+    "ClientChannelOwner",
     "ClientState",
     "DisconnectCause",
     "Disconnection",
@@ -34,9 +44,8 @@ __all__ = [
 
 logger = logging.getLogger("websocket_multiplex.client")
 
-GOING_AWAY = "1001 "  # refusal notice of a server that is shutting down
 
-
+@runtime_checkable
 class Carrier(Protocol):
     """One client connection that carries text messages both ways.
 
@@ -79,49 +88,6 @@ class ClientState(enum.Enum):
     CLOSED = "closed"
 
 
-class DisconnectCause(enum.Enum):
-    """Who or what ended a connection: see :class:`Disconnection`."""
-
-    APPLICATION = "application"
-    """``client.close()``."""
-    SERVER = "server"
-    """The server closed it: a WebSocket close frame or SockJS ``c[...]``."""
-    LOST = "lost"
-    """No close from the server: a reset, a missed pong, a broken frame."""
-    GAVE_UP = "gave up"
-    """Reconnection ran out of attempts (``Backoff.max_attempts``)."""
-
-
-@dataclass(frozen=True)
-class Disconnection:
-    """How a connection ended, as data: ``client.disconnection``.
-
-    ``code`` and ``reason`` are what the server closed with (``SERVER``
-    only); ``attempts`` counts the failed reconnection attempts
-    (``GAVE_UP``); ``error`` is the exception that ended a ``LOST``
-    connection or the last failed attempt, if there was one. ``str()`` of
-    it is the text ``on_state`` receives.
-    """
-
-    cause: DisconnectCause
-    code: int | None = None
-    reason: str = ""
-    attempts: int = 0
-    error: BaseException | None = None
-
-    def __str__(self) -> str:
-        if self.cause is DisconnectCause.APPLICATION:
-            return "closed by the application"
-        if self.cause is DisconnectCause.SERVER:
-            return f"closed by the server: {self.code} {self.reason}".rstrip()
-        if self.cause is DisconnectCause.GAVE_UP:
-            plural = "" if self.attempts == 1 else "s"
-            return f"gave up after {self.attempts} reconnection attempt{plural}"
-        if self.error is not None:
-            return f"the connection was lost: {self.error!r}"
-        return "the connection was lost"
-
-
 def _ended(carrier: Carrier, error: BaseException | None) -> Disconnection:
     """How ``carrier`` ended, from its ``close_frame`` if it has one."""
     close_frame: tuple[int, str] | None = getattr(carrier, "close_frame", None)
@@ -129,31 +95,6 @@ def _ended(carrier: Carrier, error: BaseException | None) -> Disconnection:
         code, reason = close_frame
         return Disconnection(DisconnectCause.SERVER, code=code, reason=reason)
     return Disconnection(DisconnectCause.LOST, error=error)
-
-
-class ChannelGap(MultiplexError):
-    """Raised by ``receive`` where a reconnection cut the channel's stream.
-
-    Only for channels opened with ``report_gaps=True``. Every message
-    received before it came over the old connection, every one after it
-    over the new one; messages sent by either side while the connection
-    was down (including sends that had not reached the server) may be
-    lost, as the protocol has no replay. The channel is open and
-    subscribed again: receive on. ``reconnections`` is how many
-    reconnections this one point stands for (more than 1 when the
-    connection dropped again before any new message arrived), and
-    ``disconnection`` how the last lost connection ended.
-    """
-
-    def __init__(
-        self, name: str, disconnection: Disconnection, reconnections: int
-    ) -> None:
-        super().__init__(
-            f"channel {name!r}: messages may have been lost here ({disconnection})"
-        )
-        self.name = name
-        self.disconnection = disconnection
-        self.reconnections = reconnections
 
 
 class _GapMark(str):
@@ -174,26 +115,26 @@ class _GapMark(str):
         return mark
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Reconnection delays: exponential, capped, with full jitter.
+class ClientChannelOwner(Protocol):
+    """What a :class:`ClientChannel` asks of its client (a
+    :class:`MultiplexClient` implements it): the bounds of its inbox, send
+    a message, close me."""
 
-    Attempt ``n`` (from 0) waits a random time between 0 and
-    ``min(maximum, initial * factor ** n)`` seconds, so that clients cut
-    off together do not all come back at the same instant. After
-    ``max_attempts`` failed attempts in a row (``None``: never) the client
-    gives up and closes.
-    """
+    @property
+    def max_queue(self) -> int: ...
 
-    initial: float = 0.5
-    maximum: float = 30.0
-    factor: float = 2.0
-    max_attempts: int | None = None
+    @property
+    def max_queue_size(self) -> int: ...
 
-    def delay(self, attempt: int) -> float:
-        """How long to wait before attempt ``attempt`` (0 for the first)."""
-        ceiling = min(self.maximum, self.initial * self.factor ** min(attempt, 64))
-        return random.uniform(0, ceiling)
+    async def send_frame(self, topic: str, data: str) -> None:
+        """Send ``data`` on ``topic``, waiting out a reconnection; raise
+        ``ConnectionError`` once the client is closed for good."""
+        ...
+
+    async def close_channel(self, channel: ClientChannel, reason: CloseReason) -> None:
+        """Unsubscribe ``channel`` and mark it closed with ``reason`` (a
+        closed one: nothing)."""
+        ...
 
 
 class ClientChannel(ReceivingChannel):
@@ -214,18 +155,21 @@ class ClientChannel(ReceivingChannel):
 
     def __init__(
         self,
-        client: MultiplexClient,
+        owner: ClientChannelOwner,
         name: str,
         topic: str,
         *,
         report_gaps: bool = False,
     ) -> None:
-        super().__init__(name, topic)
+        share = Held(Ledger())  # what its inbox holds, for the owner's bounds
+        super().__init__(name, topic, share)
         self.gaps = 0
         """Reconnections this channel went through while open."""
-        self._client = client
+        self._owner = owner
+        self._share = share
         self._close_detail = ""
         self._report_gaps = report_gaps
+        self._open_gap: _GapMark | None = None  # queued last, and not read yet
 
     @property
     def report_gaps(self) -> bool:
@@ -241,17 +185,25 @@ class ClientChannel(ReceivingChannel):
         """
         message = await super().receive(timeout)
         if type(message) is _GapMark:
-            raise ChannelGap(self.name, message.disconnection, message.reconnections)
+            raise self._gap(message)
         return message
 
     async def __anext__(self) -> str:
-        inbox = self._inbox
-        if inbox and type(inbox[0]) is not _GapMark:  # no coroutine per message
-            return self._take()
-        try:
-            return await self.receive()  # waits, or turns a gap mark into ChannelGap
-        except ChannelClosed:
-            raise StopAsyncIteration from None
+        if not self.unread:
+            try:
+                return await self.receive()  # waits; raises a gap as ChannelGap
+            except ChannelClosed:
+                raise StopAsyncIteration from None
+        message = self.take()  # the common case: no coroutine per message
+        if type(message) is _GapMark:
+            raise self._gap(message)
+        return message
+
+    def _gap(self, mark: _GapMark) -> ChannelGap:
+        """What a gap mark just read stands for."""
+        if mark is self._open_gap:
+            self._open_gap = None
+        return ChannelGap(self.name, mark.disconnection, mark.reconnections)
 
     @property
     def close_detail(self) -> str:
@@ -262,18 +214,18 @@ class ClientChannel(ReceivingChannel):
         """Send ``data``; while reconnecting, wait for the new connection."""
         if not isinstance(data, str):
             raise TypeError(f"channels carry text: encode {type(data).__name__} first")
-        if self._close_reason is not None:
-            raise ChannelClosed(self.name, self._close_reason)
+        if (reason := self.close_reason) is not None:
+            raise ChannelClosed(self.name, reason)
         try:
-            await self._client._send(self._client._protocol.send(self.topic, data))
+            await self._owner.send_frame(self.topic, data)
         except ConnectionError:
-            if self._close_reason is not None:  # the client gave up meanwhile
-                raise ChannelClosed(self.name, self._close_reason) from None
+            if (reason := self.close_reason) is not None:  # the client gave up
+                raise ChannelClosed(self.name, reason) from None
             raise
 
     async def close(self) -> None:
         """Unsubscribe (``uns``); closing a closed channel does nothing."""
-        await self._client._close_channel(self, CloseReason.CLIENT_CLOSED)
+        await self._owner.close_channel(self, CloseReason.CLIENT_CLOSED)
 
     async def __aenter__(self) -> ClientChannel:
         return self
@@ -281,30 +233,37 @@ class ClientChannel(ReceivingChannel):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def _accept(self, payload: str) -> bool:
-        """Queue a message; ``False`` if the inbox is full."""
-        client, inbox = self._client, self._inbox
-        if len(inbox) >= client.max_queue or (
-            inbox and self._inbox_size + len(payload) > client.max_queue_size
+    # -- for the client (the owner), not the application ----------------------
+
+    def accept(self, payload: str) -> bool:
+        """Queue a message from the server; ``False`` if the inbox is full
+        (the owner then closes the channel with ``INBOX_FULL``)."""
+        owner, share = self._owner, self._share
+        if share.count >= owner.max_queue or (
+            share.count and share.size + len(payload) > owner.max_queue_size
         ):  # an empty inbox takes any message, as on the server
             return False
-        self._deliver(payload)
+        self.deliver(payload)
+        self._open_gap = None
         return True
 
-    def _close_with(self, reason: CloseReason, detail: str) -> None:
+    def mark_closed(self, reason: CloseReason, detail: str = "") -> None:
+        """The channel is closed; ``detail`` is the server's refusal notice."""
         self._close_detail = detail
-        self._mark_closed(reason)
+        super().mark_closed(reason)
 
-    def _reconnected(self, disconnection: Disconnection) -> None:
+    def reconnected(self, disconnection: Disconnection) -> None:
         """Count a gap and, if reported, mark its place in the inbox."""
         self.gaps += 1
         if not self._report_gaps:
             return
-        inbox = self._inbox
-        if inbox and type(last := inbox[-1]) is _GapMark:  # nothing in between
-            inbox[-1] = _GapMark(disconnection, last.reconnections + 1)
+        gap = self._open_gap
+        if gap is not None:  # no message since the last gap: one point for both
+            gap.disconnection = disconnection
+            gap.reconnections += 1
         else:
-            self._deliver(_GapMark(disconnection, 1))
+            self._open_gap = _GapMark(disconnection, 1)
+            self.deliver(self._open_gap)
 
 
 class _ChannelOpening:
@@ -456,6 +415,33 @@ class MultiplexClient:
     ) -> None:
         await self.close()
 
+    # -- for its channels (ClientChannelOwner), not the application -----------
+
+    async def send_frame(self, topic: str, data: str) -> None:
+        """Send ``data`` on the channel of ``topic``: what
+        :meth:`ClientChannel.send` does (call that instead). While
+        reconnecting, wait for the new connection; raise
+        ``ConnectionError`` once the client is closed for good."""
+        await self._send(self._protocol.send(topic, data))
+
+    async def close_channel(self, channel: ClientChannel, reason: CloseReason) -> None:
+        """Send ``uns`` for ``channel`` and mark it closed with ``reason``:
+        what :meth:`ClientChannel.close` does (call that instead). Closing
+        a closed channel does nothing; one closed while disconnected is
+        simply not subscribed again."""
+        if channel.closed:
+            return
+        frame = self._protocol.close(channel.topic)
+        del self._channels[channel.topic]
+        channel.mark_closed(reason)
+        carrier = self._carrier
+        if self._state is ClientState.OPEN and carrier is not None:
+            try:
+                async with self._send_lock:
+                    await carrier.send(frame)
+            except ConnectionError:
+                pass
+
     # -- internals -----------------------------------------------------------
 
     async def _send(self, frame: str) -> None:
@@ -497,17 +483,18 @@ class MultiplexClient:
             event = self._protocol.receive(text)
             if type(event) is MessageReceived:
                 channel = self._channels[event.topic]
-                if not channel._accept(event.payload):
+                if not channel.accept(event.payload):
                     logger.warning("%r: inbox full, closing the channel", channel)
-                    await self._close_channel(channel, CloseReason.INBOX_FULL)
+                    await self.close_channel(channel, CloseReason.INBOX_FULL)
             elif type(event) is ChannelClosedEvent:
-                if event.detail.startswith(GOING_AWAY) and self._backoff is not None:
+                going_away = notice_code(event.detail) == NoticeCode.GOING_AWAY
+                if going_away and self._backoff is not None:
                     # The server is restarting: keep the channel and
                     # subscribe it again once reconnected.
                     self._protocol.keep(event.topic)
                 else:
                     channel = self._channels.pop(event.topic)
-                    channel._close_with(event.reason, event.detail)
+                    channel.mark_closed(event.reason, event.detail)
 
     async def _reconnect(self, backoff: Backoff, ended: Disconnection) -> bool:
         """Reconnect and resubscribe; ``False`` once it gave up (and closed)."""
@@ -536,7 +523,7 @@ class MultiplexClient:
             self.reconnects += 1
             for channel in cut:
                 if not channel.closed:
-                    channel._reconnected(ended)
+                    channel.reconnected(ended)
             self._set_state(ClientState.OPEN, "reconnected")
             return True
         self._give_up(
@@ -559,7 +546,7 @@ class MultiplexClient:
 
     def _give_up(self, disconnection: Disconnection) -> None:
         for event in self._protocol.connection_lost():
-            self._channels.pop(event.topic)._mark_closed(event.reason)
+            self._channels.pop(event.topic).mark_closed(event.reason)
         self._closed_for_good(disconnection)
 
     def _closed_for_good(self, disconnection: Disconnection) -> None:
@@ -570,20 +557,6 @@ class MultiplexClient:
         carrier, self._carrier = self._carrier, None
         if carrier is not None:
             await carrier.close()
-
-    async def _close_channel(self, channel: ClientChannel, reason: CloseReason) -> None:
-        if channel.closed:
-            return
-        frame = self._protocol.close(channel.topic)
-        del self._channels[channel.topic]
-        channel._mark_closed(reason)
-        carrier = self._carrier
-        if self._state is ClientState.OPEN and carrier is not None:
-            try:  # a channel closed while disconnected is simply not resubscribed
-                async with self._send_lock:
-                    await carrier.send(frame)
-            except ConnectionError:
-                pass
 
     def _set_state(self, state: ClientState, reason: str) -> None:
         self._state = state

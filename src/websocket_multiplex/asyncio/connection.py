@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import inspect
+import enum
 import itertools
 import logging
-from collections.abc import Callable
-from operator import attrgetter
+from collections.abc import Awaitable
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from ..codes import FORBIDDEN, GOING_AWAY, OVERLOADED, SERVICE_FAILED, CloseCode
 from ..events import (
     ChannelClosedEvent,
     ChannelOpened,
@@ -21,30 +21,24 @@ from ..events import (
     MessageReceived,
 )
 from ..exceptions import ChannelClosed
+from ..flow import Ledger, Overflow
+from ..limits import Limits
 from ..protocol import ProtocolCounters, ServerProtocol
 from ..request import RequestInfo
-from .authorization import Subscription, authorized
+from .authorization import Authorizer, Subscription, authorized
+from .callbacks import TaskFreeServices
 from .channel import Channel
-from .inbox import Unread, wake_all
+from .groups import Groups
+from .outbox import Outbox
+from .services import Service, Services
 from .stats import ConnectionStats
+from .throttle import LogThrottle
 from .transport import Transport
 
-if TYPE_CHECKING:
-    from .server import ChannelHandler, MultiplexServer, Service
-
-__all__ = ["Connection"]
+__all__ = ["Connection", "ConnectionHost", "State"]
 
 logger = logging.getLogger("websocket_multiplex")
 _ids = itertools.count(1)
-_inbox_size = attrgetter("_inbox_size")
-
-# Refusal notices (docs/PROTOCOL-EXTENSIONS.md): "<code> <text>".
-# Our clients keep a channel closed with this notice and subscribe it again
-# once they have reconnected (a restart, not a refusal).
-GOING_AWAY = "1001 server shutting down"
-FORBIDDEN = "403 refused"
-SERVICE_FAILED = "500 service failed"
-OVERLOADED = "503 channel overloaded"
 
 # The handler task a piece of code runs in, seen through child tasks too
 # (gather, create_task), so that no wait ever waits on its own caller.
@@ -53,50 +47,81 @@ _current_handler: contextvars.ContextVar[asyncio.Task[None] | None] = (
 )
 
 
+class ConnectionHost(Protocol):
+    """What a connection asks of its server (a
+    :class:`~websocket_multiplex.MultiplexServer` implements it)."""
+
+    @property
+    def limits(self) -> Limits: ...
+    @property
+    def authorize(self) -> Authorizer | None: ...
+    @property
+    def handler_timeout(self) -> float: ...
+    @property
+    def close_timeout(self) -> float: ...
+    @property
+    def log_throttle(self) -> LogThrottle: ...
+    @property
+    def process_id(self) -> str: ...
+    @property
+    def registry(self) -> Services: ...
+    @property
+    def groups(self) -> Groups: ...
+
+    def retire(self, connection: Connection) -> None:
+        """``connection`` is closed: forget it, keep its totals."""
+        ...
+
+
+class State(enum.Enum):
+    """Where a connection is in its life."""
+
+    OPEN = "open"
+    CLOSING = "closing: saying goodbye, no new channel opens"
+    CLOSED = "closed: the carrier is gone or being dropped"
+
+
 class Connection:
     """The multiplexer's side of one carrier connection.
 
     Made by :meth:`MultiplexServer.accept`. Incoming frames are handled
     synchronously in :meth:`receive` (a message only lands in its channel's
     inbox), so a slow handler never delays the other channels; one that
-    falls too far behind loses its channel instead. Outgoing
-    frames go through one ordered queue drained by a writer task; senders
-    wait while it holds more than ``Limits.write_limit`` characters.
+    falls too far behind loses its channel instead (the ledger decides,
+    :mod:`websocket_multiplex.flow`). Outgoing frames go through one
+    ordered, bounded :class:`~websocket_multiplex.asyncio.outbox.Outbox`;
+    senders wait while it holds more than ``Limits.write_limit`` characters.
     """
 
-    def __init__(self, server: MultiplexServer, transport: Transport) -> None:
+    def __init__(self, server: ConnectionHost, transport: Transport) -> None:
         self.id = next(_ids)
         self.server = server
         self.transport = transport
         self.request: RequestInfo = transport.request
-        self._limits = server.limits
-        self._loop = asyncio.get_running_loop()
-        self._protocol = ServerProtocol(server._is_registered, server.limits)
-        self._aborting: asyncio.Task[None] | None = None
         self.stats = ConnectionStats()
+        self.state = State.OPEN
+        self._registry = server.registry
+        self._protocol = ServerProtocol(self._registry.is_registered, server.limits)
+        self._ledger = Ledger(server.limits)
         self._log = server.log_throttle  # for lines a client can cause at will
-        self._unread = Unread()  # characters in the inboxes of its channels
-        self._room = min(
-            server.limits.max_queue_size, server.limits.max_connection_queue_size
-        )
-        self._over_since: float | None = None  # when fan-out filled the outbox
         self._channels: dict[str, Channel] = {}
         self._handlers: set[asyncio.Task[None]] = set()
-        # A list, not a deque (760 bytes empty), and the events below made only
-        # when someone waits: a server holds many idle connections.
-        self._outbox: list[str] = []
-        self._outbox_size = 0
-        self._outbox_ready: asyncio.Future[None] | None = None
-        self._parked = False  # the writer waits for frames: all went out
-        self._writable: asyncio.Event | None = None  # senders wait above the limit
-        self._idle_waiters: list[asyncio.Future[None]] = []  # _flush callers
-        self._lost = False
-        self._closing = False  # close() has begun: no new channel opens
+        self._task_free: TaskFreeServices | None = None  # made when needed
+        self._aborting: asyncio.Task[None] | None = None
         self._finishing: asyncio.Task[None] | None = None
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        self._outbox = Outbox(
+            transport,
+            server.limits,
+            self._too_slow,
+            self._lose,
+            self._log,
+            self,
+            self.stats,
+        )
 
     def __repr__(self) -> str:
-        return f"<Connection #{self.id} from {self.request.remote_address}>"
+        address = self.request.remote_address
+        return f"<Connection #{self.id} from {address} {self.state.name}>"
 
     @property
     def channels(self) -> list[Channel]:
@@ -109,19 +134,30 @@ class Connection:
         return self._protocol.counters
 
     @property
+    def open_topics(self) -> frozenset[str]:
+        """The topics its protocol core counts as open."""
+        return self._protocol.open_topics
+
+    @property
     def closed(self) -> bool:
-        return self._lost
+        """The carrier is gone or being dropped: nothing more is sent."""
+        return self.state is State.CLOSED
+
+    @property
+    def queued(self) -> int:
+        """Characters queued for the client, not yet handed to the carrier."""
+        return self._outbox.size
 
     def backlog(self) -> None:
         """Never: a channel that falls behind is shed instead (so the
         carrier always reads on; see :class:`~websocket_multiplex.Recipient`)."""
         return None
 
-    # -- input, called by the adapter --------------------------------------
+    # -- input, called by the adapter ------------------------------------------
 
     def receive(self, text: str) -> None:
         """Handle one carrier message from the client."""
-        if self._lost or self._aborting is not None:
+        if self.state is State.CLOSED:
             return
         self.stats.chars_received += len(text)
         event = self._protocol.receive(text, monotonic())
@@ -130,77 +166,91 @@ class Connection:
         if type(event) is MessageReceived:
             channel = self._channels[event.topic]
             payload = event.payload
-            if channel._callbacks is not None:  # a task-free service
-                self._call(channel, channel._callbacks.on_message, payload)
+            overflow = self._ledger.admit(event.topic, channel.held, len(payload))
+            if overflow is None:
+                channel.deliver(payload)
+            elif not self._overflowed(overflow) or channel.closed:
                 return
-            inbox, unread, size = channel._inbox, self._unread, len(payload)
-            # Within the smaller size limit, both hold: the channel's unread
-            # characters are part of the connection's.
-            if len(inbox) < self._limits.max_queue and unread.size + size <= self._room:
-                inbox.append(payload)  # channel._deliver, inlined: every message
-                channel._inbox_size += size
-                unread.size += size
-                waiter = channel._waiter
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
             else:
-                self._overflow(channel, payload)
+                channel.deliver(payload)
+            if self._task_free is not None:
+                self._task_free.message(channel)
         elif type(event) is ChannelOpened:
             self._open_channel(event.topic)
         elif type(event) is ChannelClosedEvent:
-            self._channels.pop(event.topic)._mark_closed(event.reason)
+            self._closed(self._channels.pop(event.topic), event.reason)
         elif type(event) is ChannelRefused:
             for frame in self._protocol.refuse(event.topic, event.notice):
-                self._enqueue(frame)
+                self._outbox.put(frame)
         elif type(event) is LimitExceeded:
             self._limit_exceeded(event)
 
-    def _overflow(self, channel: Channel, payload: str) -> None:
-        """A message that may not fit: shed the channel that fell behind
-        (docs/LIMITS.md, "Incoming data"), or deliver it if it fits."""
-        limits, size = self._limits, len(payload)
-        if len(channel._inbox) >= limits.max_queue:
-            self._shed(channel, "max_queue")
-            return
-        if channel._inbox and channel._inbox_size + size > limits.max_queue_size:
-            self._shed(channel, "max_queue_size")
-            return
-        # Each turn frees a non-empty inbox, or sheds this channel and stops.
-        unread, total = self._unread, limits.max_connection_queue_size
-        while unread.size and unread.size + size > total and not self._lost:
-            fullest = max(self._channels.values(), key=_inbox_size, default=channel)
-            if not fullest._inbox_size:  # what is held is in closed channels
-                fullest = channel
-            self._shed(fullest, "max_connection_queue_size")
-            if fullest is channel:
-                return
-        if not channel.closed:  # an on_close called above may have closed it
-            channel._deliver(payload)
-
-    def _shed(self, channel: Channel, limit: str) -> None:
-        """Close a channel whose handler fell behind; free what it left unread."""
-        self._protocol.counters.hit(limit)
-        self._log.warning(
-            logger, limit, "%r: %s reached: shedding %r", self, limit, channel.name
-        )
-        channel._drop_unread()
-        self._close_channel(channel, CloseReason.INBOX_FULL, OVERLOADED)
+    def _overflowed(self, overflow: Overflow) -> bool:
+        """Shed what the ledger says to; whether to deliver the message."""
+        for shed in overflow.shed:
+            self._protocol.counters.hit(shed.limit)
+            channel = self._channels.get(shed.topic)
+            if channel is None:
+                continue
+            self._log.warning(
+                logger,
+                shed.limit,
+                "%r: %s reached: shedding %r",
+                self,
+                shed.limit,
+                channel.name,
+            )
+            channel.drop_unread()
+            self.close_channel(channel, CloseReason.INBOX_FULL, OVERLOADED)
+        return overflow.deliver and self.state is not State.CLOSED
 
     def _limit_exceeded(self, event: LimitExceeded) -> None:
         if event.topic is not None:
             channel = self._channels[event.topic]
-            self._close_channel(channel, CloseReason.LIMIT_EXCEEDED, event.notice)
+            self.close_channel(channel, CloseReason.LIMIT_EXCEEDED, event.notice)
         else:
             self._log.warning(logger, event.limit, "%r: %s exceeded", self, event.limit)
-            self._abort(4029, "too many subscriptions")
+            self._abort(CloseCode.TOO_MANY_SUBSCRIPTIONS, "too many subscriptions")
+
+    # -- the one way out -------------------------------------------------------
+
+    def _lose(self, reason: CloseReason = CloseReason.CONNECTION_LOST) -> None:
+        """The connection is over: every channel closes, nothing more is
+        sent, the server forgets it and its handlers are given their time."""
+        if self.state is State.CLOSED:
+            return
+        self.state = State.CLOSED
+        for event in self._protocol.connection_lost(reason):
+            self._closed(self._channels.pop(event.topic), event.reason)
+        self._outbox.stop()
+        self.server.retire(self)
+        self._finishing = asyncio.get_running_loop().create_task(
+            self._finish_handlers()
+        )
 
     def _abort(
         self, code: int, reason: str, why: CloseReason = CloseReason.LIMIT_EXCEEDED
-    ) -> None:
-        """Drop a client that broke a limit; no flush: it gets no more time."""
-        if self._aborting is None and not self._lost:
+    ) -> asyncio.Task[None] | None:
+        """Drop a client that broke a limit; no flush: it gets no more time.
+        Returns the carrier's close, under way."""
+        if self._aborting is None and self.state is not State.CLOSED:
             self._lose(why)
-            self._aborting = self._loop.create_task(self._close_carrier(code, reason))
+            self._aborting = asyncio.get_running_loop().create_task(
+                self._close_carrier(code, reason)
+            )
+        return self._aborting
+
+    def abort(self, code: int, reason: str, why: CloseReason) -> None:
+        """Drop the client at once (the server refuses it while closing)."""
+        self._abort(code, reason, why)
+
+    def _too_slow(self) -> Awaitable[None] | None:
+        """The outbox says the client reads too slowly: drop it (4008)."""
+        if self._aborting is None and self.state is not State.CLOSED:
+            self.stats.slow_client_closes += 1
+            self._log.warning(logger, "slow", "%r: slow client, closing", self)
+        aborting = self._abort(CloseCode.SLOW_CLIENT, "slow client")
+        return None if aborting is None else asyncio.shield(aborting)
 
     async def _close_carrier(self, code: int, reason: str) -> None:
         try:
@@ -220,26 +270,15 @@ class Connection:
         if _current_handler.get() not in self._handlers:
             await asyncio.shield(self._finishing)
 
-    def _lose(self, reason: CloseReason = CloseReason.CONNECTION_LOST) -> None:
-        """Everything that must happen at once when the carrier goes away."""
-        if self._lost:
-            return
-        self._lost = True
-        self._close_all(self._protocol.connection_lost(reason))
-        self._writer.cancel()
-        self.server._retire(self)
-        self._finishing = asyncio.get_running_loop().create_task(
-            self._finish_handlers()
-        )
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close from the server side: ``uns`` every channel, then the carrier."""
-        self._closing = True
+        if self.state is State.OPEN:
+            self.state = State.CLOSING
         for channel in list(self._channels.values()):
-            self._close_channel(channel, CloseReason.SHUTDOWN, GOING_AWAY)
+            self.close_channel(channel, CloseReason.SHUTDOWN, GOING_AWAY)
         try:
             async with asyncio.timeout(self.server.close_timeout):
-                await self._flush()
+                await self._outbox.flush()
         except TimeoutError:
             logger.info("%r: client not reading; closing without flushing", self)
         try:
@@ -247,26 +286,85 @@ class Connection:
         finally:
             await self.connection_lost()
 
-    # -- channels ------------------------------------------------------------
+    # -- for its channels (ChannelOwner) ---------------------------------------
+
+    def send_frame(self, topic: str, data: str) -> Awaitable[None] | None:
+        """Send ``data`` on the open channel ``topic``: what to await, if
+        anything (see :meth:`Outbox.send`)."""
+        return self._outbox.send(self._protocol.send(topic, data))
+
+    def offer_frame(self, topic: str, data: str) -> None:
+        """Queue ``data`` on ``topic`` without waiting (a slow client is
+        dropped instead)."""
+        self._outbox.put(self._protocol.send(topic, data))
+
+    def close_channel(
+        self, channel: Channel, reason: CloseReason, notice: str | None = None
+    ) -> None:
+        """Close one channel from the server side: ``uns``, after ``err`` if
+        there is a ``notice`` (docs/PROTOCOL-EXTENSIONS.md)."""
+        if channel.closed or self.state is State.CLOSED:
+            return
+        if reason is CloseReason.HANDLER_FAILED:
+            notice = SERVICE_FAILED
+        if notice is not None:
+            for frame in self._protocol.fail(channel.topic, notice):
+                self._outbox.put(frame)
+        else:
+            self._outbox.put(self._protocol.close(channel.topic))
+        del self._channels[channel.topic]
+        self._closed(channel, reason)
+
+    def member_id(self, topic: str) -> str:
+        return f"{self.server.process_id}/{self.id}/{topic}"
+
+    def groups_of(self, channel: Channel) -> frozenset[str]:
+        return self.server.groups.of(channel)
+
+    async def join(self, channel: Channel, group: str) -> None:
+        await self.server.groups.join(channel, group)
+
+    async def leave(self, channel: Channel, group: str) -> None:
+        await self.server.groups.leave(channel, group)
+
+    # -- channels --------------------------------------------------------------
+
+    def _closed(self, channel: Channel, reason: CloseReason) -> None:
+        """What follows the close of a channel, whoever closed it."""
+        self._ledger.closed(channel.topic)
+        channel.mark_closed(reason)
+        self.server.groups.forget(channel)
+        if self._task_free is not None:
+            self._task_free.closed(channel, reason)
 
     def _open_channel(self, topic: str) -> None:
-        service = self.server._service_for(topic)
-        assert service is not None  # the protocol asked _is_registered
-        channel = Channel(self, service.name, topic)
+        service = self._registry.for_topic(topic)
+        assert service is not None  # the protocol asked is_registered
+        channel = Channel(self, service.name, topic, self._ledger.open(topic))
         self._channels[topic] = channel
-        if self._closing:  # a sub that came while we flush the goodbyes
-            self._close_channel(channel, CloseReason.SHUTDOWN, GOING_AWAY)
+        if self.state is State.CLOSING:  # a sub that came during the goodbyes
+            self.close_channel(channel, CloseReason.SHUTDOWN, GOING_AWAY)
             return
         if service.callbacks is not None and (
             self.server.authorize is None and service.authorize is None
         ):
-            self._start_callbacks(service.callbacks, channel)
+            self._start_task_free(service, channel)
             return
         task = asyncio.get_running_loop().create_task(
             self._run_handler(service, channel), name=f"multiplex {channel.name!r}"
         )
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
+
+    def _start_task_free(self, service: Service, channel: Channel) -> None:
+        assert service.callbacks is not None
+        if self._task_free is None:
+            self._task_free = TaskFreeServices(self._callback_failed, self._log)
+        self._task_free.start(service.callbacks, channel)
+
+    def _callback_failed(self, channel: Channel) -> None:
+        self.stats.handler_failures += 1
+        self.close_channel(channel, CloseReason.HANDLER_FAILED)
 
     async def _run_handler(self, service: Service, channel: Channel) -> None:
         _current_handler.set(asyncio.current_task())
@@ -275,13 +373,13 @@ class Connection:
         finally:
             # Nothing reads the channel after this: what is left unread must
             # not count against the connection's max_connection_queue_size.
-            channel._drop_unread()
+            channel.drop_unread()
 
     async def _serve_channel(self, service: Service, channel: Channel) -> None:
         if not await self._authorize(service, channel):
             return
         if service.callbacks is not None:
-            self._start_callbacks(service.callbacks, channel)
+            self._start_task_free(service, channel)
             return
         reason = CloseReason.SERVER_CLOSED
         try:
@@ -295,7 +393,7 @@ class Connection:
             reason = CloseReason.HANDLER_FAILED
         if reason is CloseReason.HANDLER_FAILED:
             self.stats.handler_failures += 1
-        self._close_channel(channel, reason)
+        self.close_channel(channel, reason)
 
     def _handler_failed(self, service: Service, channel: Channel) -> None:
         # Input can make a handler fail on every message: keep the first
@@ -307,71 +405,6 @@ class Connection:
             channel.name,
             self,
         )
-
-    def _start_callbacks(self, cls: type[ChannelHandler], channel: Channel) -> None:
-        """Serve a task-free ChannelHandler: from now on its callbacks are
-        called as frames arrive. Messages that came during authorization
-        waited in the inbox."""
-        if channel.closed:
-            return
-        handler = channel._callbacks = self._made(cls, channel)
-        if handler is None or not self._call(channel, handler.on_open):
-            return
-        while channel._inbox and channel._callbacks is not None:
-            self._call(channel, handler.on_message, channel._take())
-
-    def _made(
-        self, cls: type[ChannelHandler], channel: Channel
-    ) -> ChannelHandler | None:
-        try:
-            return cls(channel)
-        except Exception:
-            self._callback_failed(channel, f"{cls.__name__}()")
-            return None
-
-    def _call(
-        self, channel: Channel, callback: Callable[..., object], *args: object
-    ) -> bool:
-        """Run one callback of a task-free service; a failure closes only its
-        channel (``err,T,500 service failed``), as a failing handler does."""
-        try:
-            result = callback(*args)
-        except ChannelClosed:
-            if channel.closed:  # its own channel closed under it: an end
-                return False
-            self._callback_failed(channel, callback.__qualname__)
-            return False
-        except Exception:
-            self._callback_failed(channel, callback.__qualname__)
-            return False
-        if result is None:
-            return True
-        if inspect.iscoroutine(result):
-            result.close()  # never awaited: say so once, below
-        self._log.log(
-            logger,
-            logging.ERROR,
-            f"callback returned: {callback.__qualname__}",
-            "%s returned %r: a task-free ChannelHandler's callbacks return "
-            "None; declare them async def to await things",
-            callback.__qualname__,
-            result,
-        )
-        self._callback_failed(channel, None)
-        return False
-
-    def _callback_failed(self, channel: Channel, what: str | None) -> None:
-        if what is not None:  # one traceback per callback per interval
-            self._log.exception(
-                logger,
-                f"callback failed: {what}",
-                "%s failed on channel %r of %r",
-                what,
-                channel.name,
-                self,
-            )
-        self.stats.handler_failures += 1
-        self._close_channel(channel, CloseReason.HANDLER_FAILED)
 
     async def _authorize(self, service: Service, channel: Channel) -> bool:
         """Messages that arrive meanwhile wait in the channel's inbox."""
@@ -394,29 +427,8 @@ class Connection:
             return True
         self.stats.authorization_refusals += 1
         self._log.info(logger, "refused", "%r: refused %r", self, channel.name)
-        self._close_channel(channel, CloseReason.REFUSED, FORBIDDEN)
+        self.close_channel(channel, CloseReason.REFUSED, FORBIDDEN)
         return False
-
-    def _close_channel(
-        self, channel: Channel, reason: CloseReason, notice: str | None = None
-    ) -> None:
-        """Close one channel from the server side: ``uns``, after ``err`` if
-        there is a ``notice`` (docs/PROTOCOL-EXTENSIONS.md)."""
-        if channel.closed or self._lost:
-            return
-        if reason is CloseReason.HANDLER_FAILED:
-            notice = SERVICE_FAILED
-        if notice is not None:
-            for frame in self._protocol.fail(channel.topic, notice):
-                self._enqueue(frame)
-        else:
-            self._enqueue(self._protocol.close(channel.topic))
-        del self._channels[channel.topic]
-        channel._mark_closed(reason)
-
-    def _close_all(self, events: list[ChannelClosedEvent]) -> None:
-        for event in events:
-            self._channels.pop(event.topic)._mark_closed(event.reason)
 
     async def _finish_handlers(self) -> None:
         if not self._handlers:
@@ -432,104 +444,3 @@ class Connection:
                 logger.error(
                     "%r: handler %s ignores cancellation", self, task.get_name()
                 )
-
-    # -- output ----------------------------------------------------------------
-
-    async def _wait_writable(self) -> None:
-        """Backpressure: wait until the writer drained the outbox, or drop a
-        client that stays too slow (Channel.send queues, then calls this)."""
-        if self._writable is None:
-            self._writable = asyncio.Event()
-        writable = self._writable
-        try:
-            async with asyncio.timeout(self._limits.slow_client_timeout):
-                await writable.wait()
-        except TimeoutError:
-            if self._aborting is None:
-                self.stats.slow_client_closes += 1
-                self._log.warning(logger, "slow", "%r: slow client, closing", self)
-            self._abort(4008, "slow client")
-            if self._aborting is not None:
-                await asyncio.shield(self._aborting)
-
-    def _offer_frame(self, frame: str) -> None:
-        """Queue without waiting (fan-out never waits for the slowest member).
-
-        A client that stays above ``write_limit`` for ``slow_client_timeout``,
-        or reaches four times it, is dropped as a slow client.
-        """
-        self._enqueue(frame)
-        size, limit = self._outbox_size, self._limits.write_limit
-        if size <= limit:
-            return
-        now = self._loop.time()
-        if self._over_since is None:
-            self._over_since = now
-        if (
-            size > 4 * limit
-            or now - self._over_since > self._limits.slow_client_timeout
-        ):
-            self.stats.slow_client_closes += 1
-            self._log.warning(logger, "slow", "%r: slow client, closing", self)
-            self._abort(4008, "slow client")
-
-    def _enqueue(self, frame: str) -> None:
-        self._outbox.append(frame)
-        self._outbox_size += len(frame)
-        self.stats.chars_sent += len(frame)
-        ready = self._outbox_ready
-        if ready is not None and not ready.done():
-            ready.set_result(None)
-
-    async def _flush(self) -> None:
-        """Wait until every queued frame went to the transport (or it failed)."""
-        if self._writer.done() or (self._parked and not self._outbox):
-            return
-        idle = self._loop.create_future()
-        self._idle_waiters.append(idle)
-        await asyncio.wait([idle, self._writer], return_when=asyncio.FIRST_COMPLETED)
-
-    def _writable_again(self) -> None:
-        self._over_since = None
-        if self._writable is not None:
-            self._writable.set()
-            self._writable = None
-
-    def _wake_idle_waiters(self) -> None:
-        waiters, self._idle_waiters = self._idle_waiters, []
-        wake_all(waiters)
-
-    async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        send_many = self.transport.send_many
-        try:
-            while True:
-                if not self._outbox:
-                    if self._idle_waiters:
-                        self._wake_idle_waiters()
-                    self._outbox_ready = loop.create_future()
-                    self._parked = True
-                    await self._outbox_ready
-                    self._parked = False
-                    continue
-                # Everything queued since the last write goes in one batch;
-                # the carrier's own flow control holds the writer back.
-                frames, self._outbox = self._outbox, []
-                self._outbox_size = 0
-                self._writable_again()
-                await send_many(frames)
-                del frames  # an idle connection must not hold its last batch
-        except (ConnectionError, RuntimeError) as exc:
-            # The carrier is gone even if its adapter has not said so yet.
-            logger.debug("%r: write failed: %s", self, exc)
-            self._lose()
-        except Exception:  # a bug in a carrier; input may cause it every time
-            self._log.exception(
-                logger, "transport failed", "%r: the transport failed to send", self
-            )
-            self._lose()
-        finally:
-            self._outbox.clear()
-            self._outbox_size = 0
-            self._writable_again()
-            self._wake_idle_waiters()

@@ -7,9 +7,10 @@ from collections.abc import Iterable
 from typing import Self
 
 from ..events import CloseReason
-from ..exceptions import ChannelClosed, LocalProtocolError
+from ..exceptions import ChannelClosed, ConcurrentReceive
+from ..flow import Held, Ledger
 
-__all__ = ["ReceivingChannel", "Unread", "wake_all"]
+__all__ = ["ReceivingChannel", "wake_all"]
 
 
 def wake_all(waiters: Iterable[asyncio.Future[None]]) -> None:
@@ -17,19 +18,6 @@ def wake_all(waiters: Iterable[asyncio.Future[None]]) -> None:
     for waiter in waiters:
         if not waiter.done():
             waiter.set_result(None)
-
-
-class Unread:
-    """Characters waiting in a group of inboxes: those of one connection.
-
-    Its channels share one, so that the connection can bound their total
-    (``Limits.max_connection_queue_size``) without summing them.
-    """
-
-    __slots__ = ("size",)
-
-    def __init__(self) -> None:
-        self.size = 0
 
 
 class ReceivingChannel:
@@ -44,27 +32,25 @@ class ReceivingChannel:
     # A server holds thousands of connections with several channels each:
     # slots, a list for the inbox (an empty deque takes 760 bytes, a list
     # 56; inboxes stay short) and futures made only when someone waits.
-    # The inbox's size in characters is kept beside it, and in the shared
-    # Unread, with an addition on arrival and a subtraction on reading.
+    # What the inbox holds is counted in its share of the connection's
+    # ledger (flow.Held), which decides what to shed.
     __slots__ = (
         "_close_reason",
         "_closed_waiters",
+        "_held",
         "_inbox",
-        "_inbox_size",
-        "_unread",
         "_waiter",
         "name",
         "topic",
     )
 
-    def __init__(self, name: str, topic: str, unread: Unread | None = None) -> None:
+    def __init__(self, name: str, topic: str, held: Held | None = None) -> None:
         self.name = name
         """The service name, unescaped."""
         self.topic = topic
         """The name as it travels on the wire (JavaScript ``escape()``)."""
         self._inbox: list[str] = []
-        self._inbox_size = 0
-        self._unread = Unread() if unread is None else unread
+        self._held = Held(Ledger()) if held is None else held
         self._waiter: asyncio.Future[None] | None = None
         self._close_reason: CloseReason | None = None
         self._closed_waiters: list[asyncio.Future[None]] | None = None
@@ -78,6 +64,11 @@ class ReceivingChannel:
         return self._close_reason is not None
 
     @property
+    def _inbox_size(self) -> int:
+        """Characters unread in this channel's inbox."""
+        return self._held.size
+
+    @property
     def close_reason(self) -> CloseReason | None:
         """Why the channel closed, or ``None`` while it is open."""
         return self._close_reason
@@ -87,17 +78,14 @@ class ReceivingChannel:
 
         With ``timeout``, raise ``TimeoutError`` after that many seconds.
         Only one task may wait at a time; a second raises
-        :class:`~websocket_multiplex.LocalProtocolError`.
+        :class:`~websocket_multiplex.ConcurrentReceive`.
         """
         inbox = self._inbox
         while not inbox:
             if self._close_reason is not None:
                 raise ChannelClosed(self.name, self._close_reason)
             if self._waiter is not None:
-                raise LocalProtocolError(
-                    f"channel {self.name!r} is already being received from: "
-                    "read it from one task only and share the messages yourself"
-                )
+                raise ConcurrentReceive(self.name)
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 if timeout is None:
@@ -107,18 +95,16 @@ class ReceivingChannel:
                         await self._waiter
             finally:
                 self._waiter = None
-        return self._take()
+        return self.take()
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> str:
         inbox = self._inbox
-        if inbox:  # the common case under load: _take, inlined; no wait
+        if inbox:  # the common case under load: no wait
             payload = inbox.pop(0)
-            size = len(payload)
-            self._inbox_size -= size
-            self._unread.size -= size
+            self._held.took(len(payload))
             return payload
         try:
             return await self.receive()
@@ -140,30 +126,39 @@ class ReceivingChannel:
         assert self._close_reason is not None
         return self._close_reason
 
-    def _deliver(self, payload: str) -> None:
+    # -- for the channel's owner (its connection, or its client) -------------
+
+    def deliver(self, payload: str) -> None:
+        """Add a message the ledger admitted, and wake the reader."""
         self._inbox.append(payload)
-        size = len(payload)
-        self._inbox_size += size
-        self._unread.size += size
+        self._held.arrived(len(payload))
         waiter = self._waiter  # _wake, inlined: once per message received
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _take(self) -> str:
+    @property
+    def held(self) -> Held:
+        """This inbox's share of its connection's ledger."""
+        return self._held
+
+    @property
+    def unread(self) -> bool:
+        """Whether a message waits in the inbox."""
+        return bool(self._inbox)
+
+    def take(self) -> str:
         """The next message of a non-empty inbox, without waiting."""
         payload = self._inbox.pop(0)
-        size = len(payload)
-        self._inbox_size -= size
-        self._unread.size -= size
+        self._held.took(len(payload))
         return payload
 
-    def _drop_unread(self) -> None:
+    def drop_unread(self) -> None:
         """Forget every unread message (a shed channel's): free them now."""
-        self._unread.size -= self._inbox_size
-        self._inbox_size = 0
+        self._held.drop()
         self._inbox.clear()
 
-    def _mark_closed(self, reason: CloseReason) -> None:
+    def mark_closed(self, reason: CloseReason) -> None:
+        """The channel is closed: wake whoever waits on it."""
         self._close_reason = reason
         waiters, self._closed_waiters = self._closed_waiters, None
         wake_all(waiters or ())

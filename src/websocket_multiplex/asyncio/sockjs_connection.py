@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Final, Self
 
+from ..codes import CloseCode
 from ..exceptions import ConnectionClosed
 from ..limits import DEFAULT_LIMITS, Limits
 from ..request import RequestInfo
@@ -43,8 +44,8 @@ logger = logging.getLogger("websocket_multiplex")
 
 LOST: Final = (1006, "connection lost")
 """What a connection the client left says it was closed with."""
-GOING_AWAY: Final = (1001, "server shutting down")
-SLOW: Final = (4008, "slow client")
+GOING_AWAY: Final = (CloseCode.GOING_AWAY, "server shutting down")
+SLOW: Final = (CloseCode.SLOW_CLIENT, "slow client")
 """What a connection whose client stays behind for ``slow_client_timeout``
 is closed with (``Limits.slow_client_timeout``, as for multiplexed ones)."""
 
@@ -309,9 +310,9 @@ class SockJSApplication:
             self._log.exception(
                 logger, "sockjs handler failed", "SockJS handler failed"
             )
-            code = (3000, "handler failed")
+            code = (CloseCode.APPLICATION, "handler failed")
         else:
-            code = (1000, "Normal closure")
+            code = (CloseCode.NORMAL, "Normal closure")
         try:
             await connection.close(*code)
         except Exception:  # the carrier may be half gone already

@@ -25,7 +25,7 @@ from ..limits import Limits
 from ..pacing import FRAMES_PER_TURN, FramePace
 from ..request import RequestInfo
 
-__all__ = ["Inlet", "Recipient", "Transport"]
+__all__ = ["Inlet", "Recipient", "Transport", "WritesNow"]
 
 
 @runtime_checkable
@@ -49,6 +49,18 @@ class Transport(Protocol):
 
     async def close(self, code: int, reason: str) -> None:
         """Close the carrier; its inlet then ends the recipient."""
+        ...
+
+
+@runtime_checkable
+class WritesNow(Protocol):
+    """A :class:`Transport` that can tell when a message would go out at
+    once: its sender then writes it in its own turn, with no task switch
+    (the round trip of a ping-pong). Optional; without it, every message
+    goes through the connection's writer task."""
+
+    def can_write_now(self) -> bool:
+        """Whether a message sent now would not wait (nothing buffered)."""
         ...
 
 

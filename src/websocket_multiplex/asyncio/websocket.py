@@ -16,6 +16,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
 
+from ..codes import CloseCode
 from ..exceptions import BrokenFraming
 from ..limits import Limits
 from ..request import RequestInfo
@@ -63,6 +64,11 @@ class WebSocket(Protocol):
         """Send a text message; raise ``ConnectionError`` once closed."""
         ...
 
+    def can_write_now(self) -> bool:
+        """Whether a message sent now would go out without waiting (nothing
+        is buffered ahead of it); ``False`` when the driver cannot tell."""
+        ...
+
     async def close(self, code: int, reason: str) -> None:
         """Close with ``code`` and ``reason`` (already fit to a close frame);
         bounded in time, safe to call from any task, more than once."""
@@ -90,7 +96,9 @@ def _well_formed(text: str) -> str:
 
 def sockjs_close_code(code: int) -> int:
     """SockJS leaves applications 1000 and 3000-4999; other codes become 3000."""
-    return code if code == 1000 or 3000 <= code <= 4999 else 3000
+    if code == CloseCode.NORMAL or CloseCode.APPLICATION <= code <= 4999:
+        return code
+    return CloseCode.APPLICATION
 
 
 class RawWebSocketCarrier:
@@ -110,6 +118,9 @@ class RawWebSocketCarrier:
             await self._ws.send(text)
         except UnicodeEncodeError:  # a lone surrogate, from a SockJS peer
             await self._ws.send(_well_formed(text))
+
+    def can_write_now(self) -> bool:
+        return self._ws.can_write_now()
 
     async def send_many(self, texts: list[str]) -> None:
         send = self._ws.send
@@ -160,6 +171,9 @@ class SockJSWebSocketCarrier(RawWebSocketCarrier):
 
     async def send(self, text: str) -> None:
         await self.send_many([text])
+
+    def can_write_now(self) -> bool:
+        return not self._closing and self._ws.can_write_now()
 
     async def send_many(self, texts: list[str]) -> None:
         if self._closing:
@@ -226,8 +240,8 @@ def _refusal(exc: BrokenFraming) -> tuple[int, str]:
     """How a SockJS WebSocket closes on a message it cannot take."""
     text = str(exc)
     if text.startswith("Too many"):
-        return 1009, fit_close_reason(text)  # "message too big"
-    return 1002, "Broken framing."  # sockjs-node's words
+        return CloseCode.MESSAGE_TOO_BIG, fit_close_reason(text)
+    return CloseCode.PROTOCOL_ERROR, "Broken framing."  # sockjs-node's words
 
 
 async def serve_websocket(

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ..exceptions import MultiplexError
+from ..exceptions import BrokerUnavailable  # defined with the error tree
 
 __all__ = ["Broker", "BrokerUnavailable", "Delivery", "InMemoryBroker"]
 
@@ -28,11 +28,6 @@ class Delivery:
 
 
 Deliver = Callable[[Delivery], None]
-
-
-class BrokerUnavailable(MultiplexError):
-    """The broker cannot take a publish now (e.g. Redis is down and the
-    outage buffer is full). The message was not published."""
 
 
 @runtime_checkable

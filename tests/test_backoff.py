@@ -11,7 +11,7 @@ import random
 import pytest
 
 from websocket_multiplex import Backoff
-from websocket_multiplex.asyncio import client as client_module
+from websocket_multiplex import backoff as backoff_module
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def top_of_range(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float]]:
         calls.append((low, high))
         return high
 
-    monkeypatch.setattr(client_module.random, "uniform", uniform)
+    monkeypatch.setattr(backoff_module.random, "uniform", uniform)
     return calls
 
 
@@ -51,14 +51,14 @@ def test_the_cap_holds_for_huge_attempt_numbers(
 
 
 def test_the_floor_is_zero(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module.random, "uniform", lambda low, high: low)
+    monkeypatch.setattr(backoff_module.random, "uniform", lambda low, high: low)
     assert Backoff().delay(5) == 0
 
 
 def test_full_jitter_spreads_delays_over_the_whole_range(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(client_module, "random", random.Random(1234))
+    monkeypatch.setattr(backoff_module, "random", random.Random(1234))
     backoff = Backoff(initial=0.5, maximum=4.0)
     for attempt in range(8):
         ceiling = min(4.0, 0.5 * 2**attempt)
@@ -69,3 +69,18 @@ def test_full_jitter_spreads_delays_over_the_whole_range(
         # together come back at different instants.
         assert min(delays) < ceiling * 0.1
         assert max(delays) > ceiling * 0.9
+
+
+def test_one_policy_whichever_way_it_is_imported() -> None:
+    from websocket_multiplex.asyncio import Backoff as from_asyncio
+    from websocket_multiplex.asyncio.client import Backoff as from_client
+
+    assert Backoff is backoff_module.Backoff is from_asyncio is from_client
+
+
+def test_a_backoff_is_a_value_safe_to_share_as_a_default() -> None:
+    backoff = Backoff(initial=0.1, maximum=5.0)
+    assert backoff == Backoff(initial=0.1, maximum=5.0)
+    assert backoff.max_attempts is None  # never gives up unless told to
+    with pytest.raises(AttributeError):
+        backoff.initial = 1.0  # type: ignore[misc]

@@ -1,0 +1,67 @@
+"""What the Redis broker writes: the names in Redis, the message format, and
+the URL in its log lines. Pure functions: no connection, no ``redis`` import.
+
+With the default prefix ``websocket-multiplex:``, group ``lobby`` is the
+pub/sub channel ``websocket-multiplex:group:lobby``, whose messages are
+the JSON object ``{"m": <message>, "x": <excluded member id or null>}``,
+and the presence sorted set ``websocket-multiplex:presence:lobby``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from ..broker import Delivery
+
+__all__ = ["Names", "decode", "encode", "redact"]
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """The Redis names of a group, under one ``prefix`` (``channel_prefix``)."""
+
+    prefix: str
+
+    def channel(self, group: str) -> str:
+        """The pub/sub channel that carries ``group``'s messages."""
+        return f"{self.prefix}group:{group}"
+
+    def key(self, group: str) -> str:
+        """The sorted set of ``group``'s members (see :mod:`.presence`)."""
+        return f"{self.prefix}presence:{group}"
+
+    def group(self, channel: bytes) -> str:
+        """The group whose messages ``channel`` carries (one we subscribed:
+        its name starts with :meth:`channel` of the empty group)."""
+        return channel.decode()[len(self.channel("")) :]
+
+
+def encode(delivery: Delivery) -> str:
+    """The wire format of one published message (ASCII-only JSON, so any
+    string round-trips, lone surrogates included)."""
+    return json.dumps({"m": delivery.message, "x": delivery.exclude})
+
+
+def decode(group: str, payload: bytes) -> Delivery | None:
+    """The :class:`Delivery` in ``payload``, or ``None`` if it is not ours."""
+    try:
+        fields = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(fields, dict):
+        return None
+    message, exclude = fields.get("m"), fields.get("x")
+    if isinstance(message, str) and (exclude is None or isinstance(exclude, str)):
+        return Delivery(group, message, exclude)
+    return None
+
+
+def redact(url: str) -> str:
+    """``url`` fit for a log line: the password, if any, replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, host = parts.username or "", parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
