@@ -124,7 +124,10 @@ class ServerModel:
         if op in "<~":
             self.receive(arg, self.now if op == "<" else None)
         elif op == "+":
-            self.now += int("0" + "".join(filter(str.isdigit, arg))[:6]) / 10
+            self.now += (
+                int("0" + "".join(c for c in arg if c.isascii() and c.isdigit())[:6])
+                / 10
+            )
         elif op == ">":
             topic, _, payload = arg.partition(",")
             frame = misuse(lambda: core.send(topic, payload), topic in self.open)

@@ -24,8 +24,9 @@ from .limits import DEFAULT_LIMITS, Limits
 __all__ = ["Held", "Ledger", "Output", "Overflow", "Shed", "Verdict"]
 
 SLOW_FACTOR = 4
-"""A client whose queue reaches this many times ``Limits.write_limit`` by
-frames nobody waits for (fan-out, refusals, goodbyes) is dropped at once."""
+"""A client whose queue goes above this many times ``Limits.write_limit``
+through frames nobody waits for (fan-out, refusals, goodbyes) is dropped
+at once."""
 
 
 class Held:
@@ -68,7 +69,7 @@ class Shed:
 @dataclass(frozen=True, slots=True)
 class Overflow:
     """What a message that did not fit costs: channels to shed first, and
-    whether the message may then be delivered."""
+    whether the message may then be delivered (it is counted if so)."""
 
     shed: tuple[Shed, ...]
     deliver: bool
@@ -108,8 +109,11 @@ class Ledger:
 
     def admit(self, topic: str, held: Held, size: int) -> Overflow | None:
         """A message of ``size`` characters came for ``topic``: ``None`` if
-        it fits (deliver it), else what to do."""
+        it fits (it is counted now: deliver it), else what to do."""
         if held.count < self._max_queue and self.size + size <= self._room:
+            held.count += 1  # held.arrived(size), inlined: every message
+            held.size += size
+            self.size += size
             return None
         return self._overflow(topic, held, size)
 
@@ -129,6 +133,7 @@ class Ledger:
             shed.append(self._shed(fullest_topic, fullest, "max_connection_queue_size"))
             if fullest is held:
                 return Overflow(tuple(shed), False)
+        held.arrived(size)
         return Overflow(tuple(shed), True)
 
     def _shed(self, topic: str, held: Held, limit: str) -> Shed:
@@ -177,7 +182,18 @@ class Output:
     def queued(self, size: int, now: float, waits: bool) -> Verdict:
         """``size`` more characters are queued at ``now``; ``waits``: their
         sender can wait (a handler's ``send``), else nothing holds it back."""
+        return Verdict.ROOM if self.add(size) else self.over(now, waits)
+
+    def add(self, size: int) -> bool:
+        """:meth:`queued` in two steps, so that the clock is read only when
+        needed: ``size`` more characters are queued; whether the queue is
+        still within ``write_limit`` (else ask :meth:`over`)."""
         self.size += size
+        return self.size <= self._limit
+
+    def over(self, now: float, waits: bool) -> Verdict:
+        """What a queue above ``write_limit`` at ``now`` means for a frame
+        whose sender can wait (``waits``: a handler's ``send``) or not."""
         if self.size <= self._limit:
             return Verdict.ROOM
         if self._over_since is None:

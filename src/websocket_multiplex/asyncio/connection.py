@@ -167,12 +167,11 @@ class Connection:
             channel = self._channels[event.topic]
             payload = event.payload
             overflow = self._ledger.admit(event.topic, channel.held, len(payload))
-            if overflow is None:
-                channel.deliver(payload)
-            elif not self._overflowed(overflow) or channel.closed:
+            if overflow is not None and not self._overflowed(
+                overflow, channel, len(payload)
+            ):
                 return
-            else:
-                channel.deliver(payload)
+            channel.append(payload)
             if self._task_free is not None:
                 self._task_free.message(channel)
         elif type(event) is ChannelOpened:
@@ -185,12 +184,13 @@ class Connection:
         elif type(event) is LimitExceeded:
             self._limit_exceeded(event)
 
-    def _overflowed(self, overflow: Overflow) -> bool:
-        """Shed what the ledger says to; whether to deliver the message."""
+    def _overflowed(self, overflow: Overflow, channel: Channel, size: int) -> bool:
+        """Shed what the ledger says to; whether to deliver the message to
+        ``channel`` (its ledger counted it then)."""
         for shed in overflow.shed:
             self._protocol.counters.hit(shed.limit)
-            channel = self._channels.get(shed.topic)
-            if channel is None:
+            shed_channel = self._channels.get(shed.topic)
+            if shed_channel is None:
                 continue
             self._log.warning(
                 logger,
@@ -198,11 +198,16 @@ class Connection:
                 "%r: %s reached: shedding %r",
                 self,
                 shed.limit,
-                channel.name,
+                shed_channel.name,
             )
-            channel.drop_unread()
-            self.close_channel(channel, CloseReason.INBOX_FULL, OVERLOADED)
-        return overflow.deliver and self.state is not State.CLOSED
+            shed_channel.drop_unread()
+            self.close_channel(shed_channel, CloseReason.INBOX_FULL, OVERLOADED)
+        if not overflow.deliver:
+            return False
+        if channel.closed or self.state is State.CLOSED:  # an on_close did it
+            channel.held.took(size)  # counted, but goes nowhere
+            return False
+        return True
 
     def _limit_exceeded(self, event: LimitExceeded) -> None:
         if event.topic is not None:
@@ -291,7 +296,10 @@ class Connection:
     def send_frame(self, topic: str, data: str) -> Awaitable[None] | None:
         """Send ``data`` on the open channel ``topic``: what to await, if
         anything (see :meth:`Outbox.send`)."""
-        return self._outbox.send(self._protocol.send(topic, data))
+        # With other messages still unread, their answers will follow this
+        # one: leave it to the writer's batch instead of writing it alone.
+        alone = not self._ledger.size
+        return self._outbox.send(self._protocol.send(topic, data), alone)
 
     def offer_frame(self, topic: str, data: str) -> None:
         """Queue ``data`` on ``topic`` without waiting (a slow client is

@@ -37,9 +37,9 @@ class ReceivingChannel:
     __slots__ = (
         "_close_reason",
         "_closed_waiters",
-        "_held",
         "_inbox",
         "_waiter",
+        "held",
         "name",
         "topic",
     )
@@ -50,7 +50,8 @@ class ReceivingChannel:
         self.topic = topic
         """The name as it travels on the wire (JavaScript ``escape()``)."""
         self._inbox: list[str] = []
-        self._held = Held(Ledger()) if held is None else held
+        self.held = Held(Ledger()) if held is None else held
+        """This inbox's share of its connection's ledger."""
         self._waiter: asyncio.Future[None] | None = None
         self._close_reason: CloseReason | None = None
         self._closed_waiters: list[asyncio.Future[None]] | None = None
@@ -66,7 +67,7 @@ class ReceivingChannel:
     @property
     def _inbox_size(self) -> int:
         """Characters unread in this channel's inbox."""
-        return self._held.size
+        return self.held.size
 
     @property
     def close_reason(self) -> CloseReason | None:
@@ -104,7 +105,7 @@ class ReceivingChannel:
         inbox = self._inbox
         if inbox:  # the common case under load: no wait
             payload = inbox.pop(0)
-            self._held.took(len(payload))
+            self.held.took(len(payload))
             return payload
         try:
             return await self.receive()
@@ -129,17 +130,17 @@ class ReceivingChannel:
     # -- for the channel's owner (its connection, or its client) -------------
 
     def deliver(self, payload: str) -> None:
-        """Add a message the ledger admitted, and wake the reader."""
+        """Add a message, counted in :attr:`held`, and wake the reader."""
+        self.held.arrived(len(payload))
+        self.append(payload)
+
+    def append(self, payload: str) -> None:
+        """Add a message its ledger counted already (it admitted it), and
+        wake the reader."""
         self._inbox.append(payload)
-        self._held.arrived(len(payload))
         waiter = self._waiter  # _wake, inlined: once per message received
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    @property
-    def held(self) -> Held:
-        """This inbox's share of its connection's ledger."""
-        return self._held
 
     @property
     def unread(self) -> bool:
@@ -149,12 +150,12 @@ class ReceivingChannel:
     def take(self) -> str:
         """The next message of a non-empty inbox, without waiting."""
         payload = self._inbox.pop(0)
-        self._held.took(len(payload))
+        self.held.took(len(payload))
         return payload
 
     def drop_unread(self) -> None:
         """Forget every unread message (a shed channel's): free them now."""
-        self._held.drop()
+        self.held.drop()
         self._inbox.clear()
 
     def mark_closed(self, reason: CloseReason) -> None:

@@ -101,11 +101,13 @@ class Outbox:
 
     # -- putting frames in -----------------------------------------------------
 
-    def send(self, frame: str) -> Awaitable[None] | None:
+    def send(self, frame: str, alone: bool = True) -> Awaitable[None] | None:
         """Queue ``frame`` for a sender that can wait: what to await, if
-        anything (room, while the queue is above ``write_limit``)."""
+        anything (room, while the queue is above ``write_limit``).
+        ``alone``: no other message of the connection waits to be answered,
+        so nothing would join the frame in a batch: it may go at once."""
         self._stats.chars_sent += len(frame)
-        if self._at_once(frame):
+        if alone and self._can_write_now is not None and self._at_once(frame):
             return None
         verdict = self._queue(frame, waits=True)
         if verdict is Verdict.FULL:
@@ -118,7 +120,7 @@ class Outbox:
         """Queue ``frame`` without waiting (fan-out, refusals, goodbyes, a
         task-free service): a client that cannot keep up is dropped instead."""
         self._stats.chars_sent += len(frame)
-        if self._at_once(frame):
+        if self._can_write_now is not None and self._at_once(frame):
             return
         if self._queue(frame, waits=False) is Verdict.SLOW:
             self._on_slow()
@@ -133,7 +135,6 @@ class Outbox:
             or self._this_turn
             or not output.idle
             or self._stopped
-            or self._writer.done()
             or not can_write_now()
         ):
             return False
@@ -163,23 +164,24 @@ class Outbox:
         finally:
             self._finishing_write = None
             self._output.writing = False
-            if self._frames:  # what came meanwhile: the writer's
-                ready = self._ready
-                if ready is not None and not ready.done():
-                    ready.set_result(None)
-            elif self._idle_waiters:
+            ready = self._ready
+            if self._frames and ready is not None:  # what came meanwhile
+                self._ready = None
+                ready.set_result(None)
+            elif not self._frames and self._idle_waiters:
                 self._wake_idle_waiters()
 
     def _queue(self, frame: str, waits: bool) -> Verdict:
-        if self._stopped or self._writer.done():  # gone: nothing goes out
+        if self._stopped:  # the carrier is gone: nothing goes out
             return Verdict.ROOM
         self._frames.append(frame)
-        output = self._output
-        if not output.writing:  # else whoever writes hands it on
-            ready = self._ready
-            if ready is not None and not ready.done():
-                ready.set_result(None)
-        return output.queued(len(frame), monotonic(), waits)
+        output, ready = self._output, self._ready
+        if ready is not None and not output.writing:  # else the writer hands it on
+            self._ready = None  # woken once: the next frames need not look
+            ready.set_result(None)
+        if output.add(len(frame)):
+            return Verdict.ROOM
+        return output.over(monotonic(), waits)
 
     async def _wait_writable(self) -> None:
         """Wait until the writer drained the queue, or say the client is
@@ -250,9 +252,11 @@ class Outbox:
                 if not self._frames or output.writing:  # one writer at a time
                     if self._idle_waiters and not output.writing:
                         self._wake_idle_waiters()
-                    self._ready = self._loop.create_future()
-                    await self._ready
-                    self._ready = None
+                    self._ready = ready = self._loop.create_future()
+                    try:
+                        await ready
+                    finally:
+                        self._ready = None
                     continue
                 # Everything queued since the last write goes in one batch;
                 # the carrier's own flow control holds the writer back.
