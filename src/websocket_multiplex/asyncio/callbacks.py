@@ -19,14 +19,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections import deque
 from collections.abc import Callable
 from time import perf_counter
 from typing import Final
 
 from ..events import CloseReason
 from ..exceptions import ChannelClosed
-from .channel import Channel
+from .channel import Channel, TaskFreeHandler
 from .services import ChannelHandler
 from .throttle import LogThrottle
 
@@ -47,9 +46,7 @@ class TaskFreeServices:
 
     __slots__ = (
         "_fail",
-        "_handlers",
         "_log",
-        "_queued",
         "_ready",
         "_scheduled",
         "_slow",
@@ -58,14 +55,14 @@ class TaskFreeServices:
     def __init__(self, fail: Callable[[Channel], None], log: LogThrottle) -> None:
         self._fail = fail
         self._log = log
-        self._handlers: dict[Channel, ChannelHandler] = {}
-        self._slow: set[Channel] = set()  # take turns
-        self._ready: deque[Channel] = deque()  # slow ones with messages, in turn
-        self._queued: set[Channel] = set()  # those in _ready
+        # Made when a callback is first slow: a server holds many idle
+        # connections (an empty deque takes 760 bytes, a set 216).
+        self._slow: set[Channel] | None = None  # take turns
+        self._ready: list[Channel] = []  # slow ones with messages, in turn
         self._scheduled = False
 
     def __contains__(self, channel: object) -> bool:
-        return channel in self._handlers
+        return isinstance(channel, Channel) and channel.callbacks is not None
 
     def start(self, cls: type[ChannelHandler], channel: Channel) -> None:
         """Serve ``channel`` with a new ``cls``: ``on_open`` now, then the
@@ -77,43 +74,47 @@ class TaskFreeServices:
         except Exception:
             self._failed(channel, f"{cls.__name__}()")
             return
-        self._handlers[channel] = handler
+        channel.callbacks = handler
         if self._call(channel, handler.on_open):
             self.message(channel)
 
     def message(self, channel: Channel) -> None:
         """Messages are in the inbox of ``channel``: call it now, or in turn."""
-        if channel in self._queued or channel not in self._handlers:
-            return  # in turn; or not started yet (authorizing), or closed
-        handlers, slow = self._handlers, self._slow
+        if channel.callbacks is None or channel in self._ready:
+            return  # not started yet (authorizing), or closed; or in turn
         while channel.unread:
-            if channel in slow:
+            slow = self._slow
+            if slow is not None and channel in slow:
                 self._take_turns(channel)
                 return
-            if not self._timed(channel, handlers[channel]) or channel not in handlers:
+            handler = channel.callbacks
+            if handler is None or not self._timed(channel, handler):
                 return
 
     def closed(self, channel: Channel, reason: CloseReason) -> None:
         """``channel`` closed: its ``on_close``, exactly once."""
-        handler = self._handlers.pop(channel, None)
-        self._slow.discard(channel)
+        handler, channel.callbacks = channel.callbacks, None
+        if self._slow is not None:
+            self._slow.discard(channel)
         if handler is not None:
             self._call(channel, handler.on_close, reason)
 
-    def _timed(self, channel: Channel, handler: ChannelHandler) -> bool:
+    def _timed(self, channel: Channel, handler: TaskFreeHandler) -> bool:
         """Call ``on_message`` with the next message; a slow one makes its
         channel take turns, a fast one lets it be called at once again."""
         started = perf_counter()
         ok = self._call(channel, handler.on_message, channel.take())
+        slow = self._slow
         if perf_counter() - started > SLOW_CALLBACK:
-            if ok and channel in self._handlers:
-                self._slow.add(channel)
-        else:
-            self._slow.discard(channel)
+            if ok and channel.callbacks is not None:
+                if slow is None:
+                    slow = self._slow = set()
+                slow.add(channel)
+        elif slow is not None:
+            slow.discard(channel)
         return ok
 
     def _take_turns(self, channel: Channel) -> None:
-        self._queued.add(channel)
         self._ready.append(channel)
         if not self._scheduled:
             self._scheduled = True
@@ -123,20 +124,15 @@ class TaskFreeServices:
         """One callback, of the channel whose turn it is; the next turn in
         the next iteration of the loop, after what it read meanwhile."""
         self._scheduled = False
-        ready, queued, handlers = self._ready, self._queued, self._handlers
+        ready = self._ready
         while ready:
-            channel = ready.popleft()
-            handler = handlers.get(channel)
+            channel = ready.pop(0)  # a short list: the slow channels only
+            handler = channel.callbacks
             if handler is None or not channel.unread:
-                queued.discard(channel)
                 continue
             ok = self._timed(channel, handler)
-            if ok and channel.unread and channel in handlers:
-                ready.append(channel)
-            else:
-                queued.discard(channel)
-                if ok and channel.unread:  # caught up: at once from now on
-                    self.message(channel)
+            if ok and channel.unread and channel.callbacks is not None:
+                ready.append(channel)  # its next turn, after the others'
             break
         if ready and not self._scheduled:
             self._scheduled = True

@@ -55,6 +55,14 @@ class ChannelOwner(Protocol):
     async def leave(self, channel: Channel, group: str) -> None: ...
 
 
+class TaskFreeHandler(Protocol):
+    """A task-free :class:`ChannelHandler` as its channel holds it."""
+
+    def on_open(self) -> Awaitable[None] | None: ...
+    def on_message(self, data: str) -> Awaitable[None] | None: ...
+    def on_close(self, reason: CloseReason) -> Awaitable[None] | None: ...
+
+
 class Channel(ReceivingChannel):
     """Behaves like a socket of its own, as the reference's channels do.
 
@@ -65,7 +73,7 @@ class Channel(ReceivingChannel):
     :class:`~websocket_multiplex.ChannelClosed`.
     """
 
-    __slots__ = ("connection", "identity")
+    __slots__ = ("callbacks", "connection", "identity")
 
     def __init__(
         self, connection: ChannelOwner, name: str, topic: str, held: Held | None = None
@@ -74,6 +82,9 @@ class Channel(ReceivingChannel):
         self.connection = connection
         self.identity: object = None
         """What the authorizer set on the :class:`Subscription`, if any."""
+        self.callbacks: TaskFreeHandler | None = None
+        """The task-free :class:`ChannelHandler` serving this channel, if
+        any (set by its connection)."""
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]} on {self.connection!r}>"

@@ -110,6 +110,8 @@ class Outbox:
         if alone and self._can_write_now is not None and self._at_once(frame):
             return None
         verdict = self._queue(frame, waits=True)
+        if verdict is None:  # room: every message of a busy connection
+            return None
         if verdict is Verdict.FULL:
             return self._wait_writable()
         if verdict is Verdict.SLOW:
@@ -171,16 +173,18 @@ class Outbox:
             elif not self._frames and self._idle_waiters:
                 self._wake_idle_waiters()
 
-    def _queue(self, frame: str, waits: bool) -> Verdict:
+    def _queue(self, frame: str, waits: bool) -> Verdict | None:
+        """Queue ``frame``: ``None`` while below ``write_limit``, else what
+        the core says of it."""
         if self._stopped:  # the carrier is gone: nothing goes out
-            return Verdict.ROOM
+            return None
         self._frames.append(frame)
         output, ready = self._output, self._ready
         if ready is not None and not output.writing:  # else the writer hands it on
             self._ready = None  # woken once: the next frames need not look
             ready.set_result(None)
         if output.add(len(frame)):
-            return Verdict.ROOM
+            return None
         return output.over(monotonic(), waits)
 
     async def _wait_writable(self) -> None:
