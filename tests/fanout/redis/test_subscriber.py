@@ -179,7 +179,11 @@ async def test_a_silent_connection_is_noticed_by_the_keep_alive(
         await eventually(refreshed)
         shared_proxy.stall()  # nothing comes back: no PONG by the next tick
         await eventually(it.down)
-        assert "the subscriber connection stopped answering" in caplog.text
+
+        async def logged() -> bool:  # once the session has ended, after down
+            return "the subscriber connection stopped answering" in caplog.text
+
+        await eventually(logged)
         await eventually(it.up)  # new connections get through again
         assert it.subscriber.session > session
 
