@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
 import sys
 import sysconfig
 from collections.abc import AsyncIterator
@@ -173,3 +174,58 @@ async def test_console_script_serves_on_the_defaults_and_stops_on_sigterm(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+# -- what a new user is told when the demo cannot start ---------------------------
+
+
+def run_demo_to_the_end(*args: str) -> tuple[int, str]:
+    """The demo command run to its end: its exit code and what it wrote."""
+    done = subprocess.run(
+        [sys.executable, "-m", "websocket_multiplex", "demo", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def assert_one_clear_line(output: str, *words: str) -> None:
+    assert "Traceback" not in output, output
+    for word in words:
+        assert word in output, output
+
+
+def test_a_port_in_use_says_so_and_names_the_option() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = run_demo_to_the_end("--port", str(port))
+    assert code == 1
+    assert_one_clear_line(output, f"127.0.0.1:{port}", "in use", "--port")
+    assert output.count("\n") == 1
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "abc"])
+def test_a_port_out_of_range_is_a_usage_error(port: str) -> None:
+    code, output = run_demo_to_the_end("--port", port)
+    assert code == 2
+    assert_one_clear_line(output, "--port", f"{port!r} is not a port", "0 to 65535")
+
+
+def test_an_unknown_host_says_what_to_give_instead() -> None:
+    code, output = run_demo_to_the_end(
+        "--host", "bogus.invalid", "--port", str(free_port())
+    )
+    assert code == 1
+    assert_one_clear_line(output, "'bogus.invalid'", "no such host", "--host")
+    assert output.count("\n") == 1
+
+
+def test_a_missing_sockjs_client_file_says_what_to_give(tmp_path: Path) -> None:
+    missing = tmp_path / "sockjs.min.js"
+    code, output = run_demo_to_the_end("--sockjs-url", str(missing))
+    assert code == 2
+    assert_one_clear_line(output, "--sockjs-url", str(missing), "sockjs.min.js")
+    assert output.count("\n") == 1

@@ -388,3 +388,29 @@ async def test_instance_topics_are_independent_channels_of_one_service() -> None
         "uns,nobody#1",
     ]
     await client.close()
+
+
+# -- misuse that is refused at once, with what to write instead ---------------------
+
+
+def test_the_channel_decorator_without_parentheses_says_how_to_write_it() -> None:
+    server = MultiplexServer()
+    with pytest.raises(LocalProtocolError, match=r'@mux.channel\("chat"\)'):
+
+        @server.channel  # type: ignore[arg-type]
+        async def chat(channel: Channel) -> None:
+            pass
+
+    assert server.services == []
+
+
+@pytest.mark.parametrize("authorize", [42, "yes", True])
+def test_an_authorizer_that_cannot_be_called_is_refused_at_once(
+    authorize: object,
+) -> None:
+    with pytest.raises(TypeError, match="authorize must be a function"):
+        MultiplexServer(authorize=authorize)  # type: ignore[arg-type]
+    server = MultiplexServer()
+    with pytest.raises(TypeError, match="authorize must be a function"):
+        server.register("x", echo, authorize=authorize)  # type: ignore[arg-type]
+    assert server.services == []

@@ -392,3 +392,40 @@ async def test_iteration_raises_the_gap_and_goes_on_after_it() -> None:
     assert seen == ["before", 1, "between", 2, "after"]
     assert told.gaps == 3
     await client.close()
+
+
+# -- misuse and waits that end: what the user is told ---------------------------
+
+
+async def test_an_opening_used_as_a_channel_says_to_await_it() -> None:
+    net = MemoryNetwork()
+    client = await started(net)
+    opening = client.channel("ann")
+    with pytest.raises(AttributeError, match=r"must be awaited.*await client.channel"):
+        opening.send  # noqa: B018 - the attribute is what fails
+    with pytest.raises(AttributeError, match="nothing_of_a_channel"):
+        opening.nothing_of_a_channel  # type: ignore[attr-defined]  # noqa: B018
+    channel = await opening  # it still opens as it should
+    assert net.current.sent == ["sub,ann"]
+    await channel.close()
+    await client.close()
+
+
+async def test_a_receive_that_times_out_names_the_channel_and_the_wait() -> None:
+    net = MemoryNetwork()
+    client = await started(net)
+    channel = await client.channel("ann")
+    with pytest.raises(
+        TimeoutError, match=r"no message on channel 'ann' within 0.01 s"
+    ):
+        await channel.receive(timeout=0.01)
+    await client.close()
+
+
+async def test_wait_for_that_times_out_says_the_state_it_is_in() -> None:
+    net = MemoryNetwork()
+    client = await started(net)
+    said = r"did not become CLOSED within 0\.01 s \(it is OPEN\)"
+    with pytest.raises(TimeoutError, match=said):
+        await client.wait_for(ClientState.CLOSED, timeout=0.01)
+    await client.close()

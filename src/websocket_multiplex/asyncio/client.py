@@ -284,6 +284,18 @@ class _ChannelOpening:
         assert self._channel is not None
         await self._channel.close()
 
+    def __getattr__(self, name: str) -> object:
+        # Only for what it lacks: a channel's send, receive... used on the
+        # opening itself, which must be awaited first.
+        if name.startswith("_") or not hasattr(ClientChannel, name):
+            raise AttributeError(name)
+        raise AttributeError(
+            f"client.channel(...) opens a channel and must be awaited before "
+            f"its {name!r} can be used: write `channel = await "
+            f'client.channel("name")` or `async with client.channel("name") '
+            f"as channel:`"
+        )
+
 
 class MultiplexClient:
     """Channels over one carrier connection, opened by ``open_carrier``.
@@ -386,10 +398,16 @@ class MultiplexClient:
         A state that lasts less than one event-loop turn may be missed; to
         see every change, pass ``on_state`` to the client instead.
         """
-        async with asyncio.timeout(timeout):
-            while self._state is not state:
-                self._state_changed.clear()
-                await self._state_changed.wait()
+        try:
+            async with asyncio.timeout(timeout):
+                while self._state is not state:
+                    self._state_changed.clear()
+                    await self._state_changed.wait()
+        except TimeoutError:
+            raise TimeoutError(
+                f"the client did not become {state.name} within {timeout:g} s "
+                f"(it is {self._state.name})"
+            ) from None
 
     async def close(self) -> None:
         """Close every channel and the carrier; no reconnection follows."""

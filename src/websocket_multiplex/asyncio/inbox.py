@@ -92,11 +92,20 @@ class ReceivingChannel:
                 if timeout is None:
                     await self._waiter
                 else:
-                    async with asyncio.timeout(timeout):
-                        await self._waiter
+                    await self._wait(timeout)
             finally:
                 self._waiter = None
         return self.take()
+
+    async def _wait(self, timeout: float) -> None:
+        assert self._waiter is not None
+        try:
+            async with asyncio.timeout(timeout):
+                await self._waiter
+        except TimeoutError:
+            raise TimeoutError(
+                f"no message on channel {self.name!r} within {timeout:g} s"
+            ) from None
 
     def __aiter__(self) -> Self:
         return self

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from ..codes import CloseCode
 from ..events import CloseReason
+from ..exceptions import LocalProtocolError
 from ..fanout.broker import Broker, InMemoryBroker, process_id
 from ..limits import DEFAULT_LIMITS, Limits
 from .authorization import Authorizer
@@ -63,7 +64,7 @@ class MultiplexServer:
         close_timeout: float = 10.0,
     ) -> None:
         self.limits = limits
-        self.authorize = authorize
+        self.authorize = _checked_authorizer(authorize)
         self.groups = Groups(broker if broker is not None else InMemoryBroker())
         """Group membership and fan-out (for connections and their channels)."""
         self.process_id = process_id()
@@ -88,7 +89,17 @@ class MultiplexServer:
     def channel(
         self, name: str, *, authorize: Authorizer | None = None
     ) -> Callable[[H], H]:
-        """Decorator: register an async function or a ChannelHandler class."""
+        """Decorator: register an async function or a ChannelHandler class::
+
+        @mux.channel("chat")
+        async def chat(channel): ...
+        """
+        if not isinstance(name, str):
+            raise LocalProtocolError(
+                "channel() takes the service's name: write "
+                '@mux.channel("chat") with the parentheses, or call '
+                "mux.register(name, handler)"
+            )
 
         def register(handler: H) -> H:
             self.register(name, handler, authorize=authorize)
@@ -109,7 +120,7 @@ class MultiplexServer:
         server-wide one; unless it returns ``True`` the client is refused
         with ``err,<topic>,403 refused`` then ``uns`` and no handler runs.
         """
-        return self.registry.register(name, handler, authorize)
+        return self.registry.register(name, handler, _checked_authorizer(authorize))
 
     def unregister(self, name: str) -> None:
         """Stop offering ``name`` to new subscriptions; open channels go on."""
@@ -195,3 +206,15 @@ class MultiplexServer:
                 *(c.close(code, reason) for c in connections), return_exceptions=True
             )
         await self.groups.close()
+
+
+def _checked_authorizer(authorize: Authorizer | None) -> Authorizer | None:
+    """``authorize`` if it can be called: refused at once rather than at
+    the first subscription, as a traceback and a 403."""
+    if authorize is not None and not callable(authorize):
+        raise TypeError(
+            "authorize must be a function taking a Subscription and returning "
+            f"True to accept it (plain or async), not {type(authorize).__name__} "
+            f"{authorize!r}"
+        )
+    return authorize
