@@ -16,6 +16,7 @@ import json
 import os
 import pty
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -459,3 +460,47 @@ def test_router() -> None:
         router.route("@nobody here")
     single = Router(["ann"])
     assert single.route("@bob x") == ("ann", "@bob x")
+
+
+# -- what a new user is told: one line, and the exit code --------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["ws://127.0.0.1:1/x", "-c", ""], "a channel needs the name of a service"),
+        (["ws://127.0.0.1:1/x", "-c", "a", "--wait", "abc"], "'abc' is not a number"),
+        (["ws://127.0.0.1:99999/x", "-c", "a"], "port is not a number from 0 to"),
+        (["127.0.0.1:9999", "-c", "a"], "is not a server's URL: give http(s)://"),
+    ],
+)
+async def test_bad_arguments_are_usage_errors(
+    cli: Start, args: list[str], said: str
+) -> None:
+    run = await cli(*args)
+    assert await run.exit_status() == 2
+    errors = "\n".join(run.stderr)
+    assert said in errors and "Traceback" not in errors
+
+
+async def test_a_refused_connection_says_so_without_ssl_default(cli: Start) -> None:
+    with contextlib.closing(socket.socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        run = await cli(f"ws://127.0.0.1:{port}/x", "-c", "ann")
+        assert await run.exit_status() == 1
+    errors = "\n".join(run.stderr)
+    assert f"127.0.0.1:{port}: Connection refused" in errors
+    assert "ssl:default" not in errors
+
+
+async def test_a_ws_url_that_is_not_the_websocket_says_which_to_give(
+    server: Server, cli: Start
+) -> None:
+    url = f"ws://127.0.0.1:{server.port}/multiplex"  # SockJS's prefix, as ws://
+    run = await cli(url, "-c", "ann", "--no-interactive", stdin=subprocess.DEVNULL)
+    assert await run.exit_status() == 1
+    errors = "\n".join(run.stderr)
+    assert "not a WebSocket handshake" in errors
+    assert "ws://HOST/multiplex/websocket" in errors
+    assert "http://HOST/multiplex" in errors

@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import threading
+import urllib.parse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -98,6 +99,7 @@ def add_connect_command(
     parser.add_argument(
         "url",
         metavar="URL",
+        type=_url,
         help="http(s)://HOST/PREFIX for SockJS (e.g. http://127.0.0.1:9999/"
         "multiplex), ws(s)://HOST/PATH for a plain WebSocket (e.g. "
         "ws://127.0.0.1:9999/multiplex/websocket)",
@@ -108,6 +110,7 @@ def add_connect_command(
         dest="channels",
         metavar="NAME",
         action="append",
+        type=_channel_name,
         required=True,
         help="open a channel to the service NAME; repeat for more channels",
     )
@@ -159,10 +162,61 @@ def add_connect_command(
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
     if math.isnan(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds (e.g. 2.5, or inf)"
+        )
     return value
+
+
+def _channel_name(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError(
+            "a channel needs the name of a service, e.g. -c chat"
+        )
+    return text
+
+
+def _url(text: str) -> str:
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a server's URL: give http(s)://HOST/PREFIX for "
+            "SockJS or ws(s)://HOST/PATH for a plain WebSocket"
+        )
+    try:
+        parts.port  # noqa: B018 - it checks the port
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: its port is not a number from 0 to 65535"
+        ) from None
+    return text
+
+
+def connect_failure(exc: BaseException) -> str:
+    """Why a connection could not be made, in the user's terms."""
+    import aiohttp
+
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        if exc.status == 200:
+            return (
+                "the server answered HTTP 200, not a WebSocket handshake: a "
+                "ws:// URL must be the WebSocket's own (e.g. "
+                "ws://HOST/multiplex/websocket); for SockJS give the http:// "
+                "prefix (e.g. http://HOST/multiplex)"
+            )
+        return f"the server refused the WebSocket handshake (HTTP {exc.status})"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"the server answered HTTP {exc.status} {exc.message}".rstrip()
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_error = exc.os_error
+        reason = os.strerror(os_error.errno) if os_error.errno else str(os_error)
+        return f"{exc.host}:{exc.port}: {reason}"
+    return str(exc) or type(exc).__name__
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -301,7 +355,7 @@ async def _session(args: argparse.Namespace, output: Output, interactive: bool) 
             on_state=on_state,
         )
     except Exception as exc:  # any failure to connect is the user's to see
-        output.error(f"cannot connect to {args.url}: {exc or type(exc).__name__}")
+        output.error(f"cannot connect to {args.url}: {connect_failure(exc)}")
         return 1
     labels = channel_labels(args.channels)
     tasks: list[asyncio.Future[Any]] = []
