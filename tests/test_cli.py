@@ -504,3 +504,27 @@ async def test_a_ws_url_that_is_not_the_websocket_says_which_to_give(
     assert "not a WebSocket handshake" in errors
     assert "ws://HOST/multiplex/websocket" in errors
     assert "http://HOST/multiplex" in errors
+
+
+@pytest.mark.parametrize("run_number", range(3))  # the same, every time
+async def test_a_server_shutdown_is_not_a_refusal_and_exits_1(
+    server: Server, cli: Start, run_number: int
+) -> None:
+    run = await cli(
+        server.websocket,
+        "-c",
+        "ann",
+        "-c",
+        "echo",
+        "--json",
+        "--no-reconnect",
+        "--wait",
+        "inf",
+    )
+    await run.json_until(has_records({"channel": "ann", "data": "Ann says hi!"}))
+    await server.mux.close()
+    assert await run.exit_status() == 1
+    records = [json.loads(line) for line in run.stdout]
+    closed = [record for record in records if record.get("event") == "closed"]
+    assert sorted(record["channel"] for record in closed) == ["ann", "echo"]
+    assert {record["reason"] for record in closed} == {"shutdown"}

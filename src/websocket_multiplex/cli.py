@@ -80,6 +80,7 @@ examples:
 _CLOSE_TEXT = {
     CloseReason.SERVER_CLOSED: "closed by the server",
     CloseReason.REFUSED: "refused",
+    CloseReason.SHUTDOWN: "closed: the server is shutting down",
     CloseReason.CONNECTION_LOST: "closed: the connection is gone",
     CloseReason.INBOX_FULL: "closed: too many unread messages",
 }
@@ -216,7 +217,10 @@ def connect_failure(exc: BaseException) -> str:
         os_error = exc.os_error
         reason = os.strerror(os_error.errno) if os_error.errno else str(os_error)
         return f"{exc.host}:{exc.port}: {reason}"
-    return str(exc) or type(exc).__name__
+    try:
+        return str(exc) or type(exc).__name__
+    except Exception:  # some of aiohttp's need the request they came from
+        return type(exc).__name__
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -359,6 +363,7 @@ async def _session(args: argparse.Namespace, output: Output, interactive: bool) 
         return 1
     labels = channel_labels(args.channels)
     tasks: list[asyncio.Future[Any]] = []
+    channels: dict[str, ClientChannel] = {}
     try:
         try:
             channels = {
@@ -389,7 +394,12 @@ async def _session(args: argparse.Namespace, output: Output, interactive: bool) 
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        lost = client.state is ClientState.CLOSED  # not by us: we close below
+        # Ended not by us (we close below): the connection is gone, or the
+        # server shut down, whichever the client saw first: 1 either way.
+        lost = client.state is ClientState.CLOSED or any(
+            channel.close_reason is CloseReason.SHUTDOWN
+            for channel in channels.values()
+        )
         await client.close()
     return 1 if lost else 0
 

@@ -19,6 +19,7 @@ this package's server and the original node server alike.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import string
 from collections import deque
@@ -159,6 +160,13 @@ async def open_carrier(
             carrier = SockJSCarrier(http, ws)
             await carrier.expect_open()
             return carrier
+    except aiohttp.ClientConnectorError as exc:
+        await http.close()
+        # Its own words name aiohttp's connection key ("ssl:default"), not
+        # why: say where, and the system's reason.
+        os_error = exc.os_error
+        reason = os.strerror(os_error.errno) if os_error.errno else str(os_error)
+        raise ConnectionError(f"{exc.host}:{exc.port}: {reason}") from exc
     except BaseException:
         await http.close()
         raise

@@ -510,9 +510,10 @@ class MultiplexClient:
                     # The server is restarting: keep the channel and
                     # subscribe it again once reconnected.
                     self._protocol.keep(event.topic)
-                else:
+                else:  # a shutdown is not a refusal
+                    reason = CloseReason.SHUTDOWN if going_away else event.reason
                     channel = self._channels.pop(event.topic)
-                    channel.mark_closed(event.reason, event.detail)
+                    channel.mark_closed(reason, event.detail)
 
     async def _reconnect(self, backoff: Backoff, ended: Disconnection) -> bool:
         """Reconnect and resubscribe; ``False`` once it gave up (and closed)."""
