@@ -229,3 +229,42 @@ def test_a_missing_sockjs_client_file_says_what_to_give(tmp_path: Path) -> None:
     assert code == 2
     assert_one_clear_line(output, "--sockjs-url", str(missing), "sockjs.min.js")
     assert output.count("\n") == 1
+
+
+async def test_the_server_logs_no_line_per_request_and_raises_its_file_limit() -> None:
+    """run_app (here under the demo, logging at INFO): no access-log line a
+    client could multiply, and the soft limit of open files raised to the
+    hard one at start, said once."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = min(soft, hard, 512)
+
+    def lower_the_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "websocket_multiplex",
+        "demo",
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=lower_the_limit,
+    )
+    assert process.stdout is not None
+    async with asyncio.timeout(20):
+        await process.stdout.readline()  # "open http://..."
+        async with aiohttp.ClientSession() as http:
+            for _ in range(5):
+                async with http.get(f"http://127.0.0.1:{port}/?x={'y' * 500}") as r:
+                    assert r.status == 200
+        process.send_signal(signal.SIGTERM)
+        _, errors = await process.communicate()
+    log = errors.decode()
+    assert "GET /?x=" not in log, log
+    if lowered < hard:
+        assert log.count(f"raised the open-file limit from {lowered} to {hard}") == 1

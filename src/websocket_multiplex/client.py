@@ -218,6 +218,17 @@ class connect:  # a class used like a function, as websockets.connect is
         await self._client.start()
         return self._client
 
+    def __getattr__(self, name: str) -> object:
+        # Only for what it lacks: the client's channel(), close()... used on
+        # connect(...) itself, which connects only once awaited.
+        if name.startswith("_") or not hasattr(MultiplexClient, name):
+            raise AttributeError(name)
+        raise AttributeError(
+            f"connect(...) connects once awaited, and only then has {name!r}: "
+            "write `client = await connect(url)` or `async with connect(url) "
+            "as client:`"
+        )
+
     def __await__(self) -> Generator[object, None, MultiplexClient]:
         return self._start().__await__()
 

@@ -357,3 +357,13 @@ async def check_the_server_beats(ws_url: str, sockjs: bool) -> None:
     if sockjs:
         assert seen[0] == "o", seen
         assert "h" in seen, seen
+
+
+def test_connect_used_without_await_says_how_to_use_it() -> None:
+    from websocket_multiplex.client import connect
+
+    opening = connect("ws://127.0.0.1:1/never-dialled")
+    with pytest.raises(AttributeError, match=r"await connect\(url\).*async with"):
+        opening.channel  # noqa: B018 - the attribute is what fails
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        opening.no_such_thing  # type: ignore[attr-defined]  # noqa: B018

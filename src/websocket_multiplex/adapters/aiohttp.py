@@ -15,6 +15,7 @@ aiohttp's requests onto it, as :mod:`.asgi` does for ASGI.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Iterable
@@ -22,6 +23,7 @@ from importlib import resources
 from typing import Final, Protocol
 
 from aiohttp import hdrs, web
+from aiohttp.log import access_logger
 
 from ..asyncio.server import MultiplexServer
 from ..asyncio.sockjs import LOCAL_SCRIPT, SockJSEndpoint, read_sockjs_client
@@ -39,12 +41,15 @@ __all__ = [
     "add_metrics_route",
     "add_sockjs_endpoint",
     "add_websocket_route",
+    "raise_open_file_limit",
     "request_info",
     "run_app",
     "serve",
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+logger = logging.getLogger("websocket_multiplex")
 
 
 class _Closable(Protocol):
@@ -294,9 +299,15 @@ async def serve(
     *,
     ready: Callable[[str], object] | None = None,
     shutdown_timeout: float = 60.0,
+    access_log: bool = False,
 ) -> None:
     """Serve ``app`` on ``host:port`` until SIGINT or SIGTERM, then shut down
     so that every client hears its channels close.
+
+    ``access_log``: a line per request on the ``aiohttp.access`` logger. Off
+    by default: any client can make the server write as many as it sends
+    requests (a flood of long URLs wrote 160 MB); put a proxy's log in front
+    for that.
 
     ``web.run_app`` stops listening and drops idle keep-alive connections
     *before* ``on_shutdown`` runs, so a polling SockJS client that is
@@ -317,6 +328,7 @@ async def serve(
         handle_signals=False,
         handler_cancellation=True,  # notice clients that drop a polling request
         shutdown_timeout=shutdown_timeout,
+        access_log=access_logger if access_log else None,
     )
     try:
         await runner.setup()
@@ -346,13 +358,43 @@ def run_app(
     *,
     ready: Callable[[str], object] | None = None,
     shutdown_timeout: float = 60.0,
+    access_log: bool = False,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
 ) -> None:
     """Run :func:`serve` in a new event loop: the blocking call for a
     script's ``main``, in place of ``web.run_app``. ``loop_factory`` picks
-    the loop, e.g. ``uvloop.new_event_loop``.
+    the loop, e.g. ``uvloop.new_event_loop``. It first raises the process's
+    soft limit of open files to its hard limit, as production servers do:
+    every client holds a descriptor.
     """
+    raise_open_file_limit()
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(
-            serve(app, host, port, ready=ready, shutdown_timeout=shutdown_timeout)
+            serve(
+                app,
+                host,
+                port,
+                ready=ready,
+                shutdown_timeout=shutdown_timeout,
+                access_log=access_log,
+            )
         )
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise the soft limit of open files to the hard one (once, saying so);
+    returns the soft limit before and after."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return (-1, -1)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft >= hard:
+        return (soft, soft)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError) as exc:
+        logger.info("could not raise the open-file limit above %d: %s", soft, exc)
+        return (soft, soft)
+    logger.info("raised the open-file limit from %d to %d", soft, hard)
+    return (soft, hard)
