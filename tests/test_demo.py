@@ -75,6 +75,13 @@ async def talk_to_every_box(page: Page, url: str) -> str:
     assert "Bob says no to: cake" in await logs["bob"].inner_text()
     carl = await logs["carl"].inner_text()
     assert carl.index("Carl says goodbye!") < carl.index("[*] close")
+    # Carl's box is closed: it offers no sending, and says so.
+    assert await page.is_disabled("#carl input")
+    assert "closed" in (await page.get_attribute("#carl input", "placeholder") or "")
+    await page.eval_on_selector("#carl form", "form => form.requestSubmit()")
+    carl = await logs["carl"].inner_text()
+    assert "[!] not sent: the channel is closed" in carl
+    assert "sending" not in carl
     return await page.inner_text("#status")
 
 
