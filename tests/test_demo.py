@@ -275,3 +275,71 @@ async def test_the_server_logs_no_line_per_request_and_raises_its_file_limit() -
     assert "GET /?x=" not in log, log
     if lowered < hard:
         assert log.count(f"raised the open-file limit from {lowered} to {hard}") == 1
+
+
+async def test_a_flood_of_idle_connections_is_refused_and_service_goes_on() -> None:
+    """The demo (run_app) in a process whose open-file limit is 256: a flood
+    of 400 idle connections fills the cap (the limit less 64); the ones over
+    it are closed at once, a client already connected still echoes, a few
+    lines are logged in all, and new clients are served once the flood ends."""
+    import resource
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "websocket_multiplex",
+        "demo",
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=low_limit,
+    )
+    assert process.stdout is not None
+    url = f"http://127.0.0.1:{port}/multiplex/websocket"
+    flood: list[asyncio.StreamWriter] = []
+    try:
+        async with asyncio.timeout(30):
+            await process.stdout.readline()
+            async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+                await ws.send_str("sub,echo")
+                flood += await idle_connections(port, 400)
+                await ws.send_str("msg,echo,still here")
+                assert (await ws.receive()).data == "msg,echo,still here"
+                with pytest.raises((aiohttp.ClientError, ConnectionError)):
+                    await http.ws_connect(url)  # refused: over the cap
+                for writer in flood:
+                    writer.close()
+                flood.clear()
+                async with http.ws_connect(url) as again:  # room again
+                    await again.send_str("sub,echo")
+                    await again.send_str("msg,echo,back")
+                    assert (await again.receive()).data == "msg,echo,back"
+            process.send_signal(signal.SIGTERM)
+            _, errors = await process.communicate()
+    finally:
+        for writer in flood:
+            writer.close()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    log = errors.decode().splitlines()
+    assert len(log) < 10, log
+    assert any("max_connections" in line for line in log), log
+    assert not any("Traceback" in line for line in log), log
+
+
+async def idle_connections(port: int, count: int) -> list[asyncio.StreamWriter]:
+    """Up to ``count`` TCP connections that send nothing (fewer if refused)."""
+    opened = []
+    for _ in range(count):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            break
+        opened.append(writer)
+    return opened

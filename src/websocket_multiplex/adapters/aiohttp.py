@@ -18,16 +18,19 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from aiohttp import hdrs, web
 from aiohttp.log import access_logger
 
+from ..asyncio.listener import ConnectionGuard, quiet_accept_errors
 from ..asyncio.server import MultiplexServer
 from ..asyncio.sockjs import LOCAL_SCRIPT, SockJSEndpoint, read_sockjs_client
 from ..asyncio.sockjs_connection import SockJSHandler, application_for
+from ..asyncio.throttle import LogThrottle
 from ..asyncio.websocket import serve_websocket
 from ..limits import Limits
 from ..sockjs.http import origin_allowed
@@ -300,9 +303,27 @@ async def serve(
     ready: Callable[[str], object] | None = None,
     shutdown_timeout: float = 60.0,
     access_log: bool = False,
+    max_connections: int | None = None,
+    header_timeout: float = 10.0,
+    keepalive_timeout: float = 15.0,
+    ssl_context: ssl.SSLContext | None = None,
+    reuse_port: bool | None = None,
+    backlog: int = 128,
+    path: str | None = None,
 ) -> None:
     """Serve ``app`` on ``host:port`` until SIGINT or SIGTERM, then shut down
     so that every client hears its channels close.
+
+    Bounds on what any client can hold (docs/LIMITS.md, "The embedded
+    server"): ``max_connections`` open at once (default: the open-file
+    limit less 64 for the rest of the process; over it a new connection is
+    closed at once), ``header_timeout`` seconds for a new connection to
+    finish its first request's headers, ``keepalive_timeout`` seconds for
+    an idle keep-alive connection. When descriptors run out anyway, the
+    accept loop says so once per interval instead of a traceback per try.
+    ``ssl_context`` serves HTTPS (and wss://); ``reuse_port`` lets several
+    processes listen on one port; ``backlog`` is the listen queue's length;
+    ``path`` listens on that unix socket instead of ``host:port``.
 
     ``access_log``: a line per request on the ``aiohttp.access`` logger. Off
     by default: any client can make the server write as many as it sends
@@ -329,23 +350,73 @@ async def serve(
         handler_cancellation=True,  # notice clients that drop a polling request
         shutdown_timeout=shutdown_timeout,
         access_log=access_logger if access_log else None,
+        keepalive_timeout=keepalive_timeout,
     )
+    log = LogThrottle()
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(quiet_accept_errors(loop, log))
     try:
         await runner.setup()
+        assert runner.server is not None
+        guard = ConnectionGuard(
+            runner.server,
+            max_connections=_connection_cap(max_connections),
+            header_timeout=header_timeout,
+            log=log,
+        )
+        listening: asyncio.Server | None = None
         try:
-            await web.TCPSite(runner, host, port).start()
+            if path is not None:
+                listening = await loop.create_unix_server(
+                    guard, path, backlog=backlog, ssl=ssl_context
+                )
+            else:
+                listening = await loop.create_server(
+                    guard,
+                    host,
+                    port,
+                    backlog=backlog,
+                    ssl=ssl_context,
+                    reuse_port=reuse_port,
+                )
             if ready is not None:
-                bound_host, bound_port = runner.addresses[0][:2]
-                if ":" in bound_host:  # IPv6
-                    bound_host = f"[{bound_host}]"
-                ready(f"http://{bound_host}:{bound_port}/")
+                ready(_url_of(listening, ssl_context is not None))
             await stop.wait()
         finally:
             await _close_applications(app)  # still listening
+            if listening is not None:
+                listening.close()
             await runner.cleanup()
     finally:
+        loop.set_exception_handler(previous_handler)
         for signum in _STOP_SIGNALS:
             loop.remove_signal_handler(signum)
+
+
+def _connection_cap(max_connections: int | None) -> int:
+    """``max_connections``, or what the open-file limit leaves (64 are kept
+    for the rest of the process: logs, Redis, files)."""
+    if max_connections is not None:
+        return max_connections
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return 10_000
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 100_000
+    return max(soft - 64, 16)
+
+
+def _url_of(listening: asyncio.Server, tls: bool) -> str:
+    address = listening.sockets[0].getsockname()
+    scheme = "https" if tls else "http"
+    if isinstance(address, str):  # a unix socket
+        return f"{scheme}+unix://{address}"
+    bound_host, bound_port = address[:2]
+    if ":" in bound_host:  # IPv6
+        bound_host = f"[{bound_host}]"
+    return f"{scheme}://{bound_host}:{bound_port}/"
 
 
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
@@ -360,10 +431,14 @@ def run_app(
     shutdown_timeout: float = 60.0,
     access_log: bool = False,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    **bounds: Any,
 ) -> None:
     """Run :func:`serve` in a new event loop: the blocking call for a
     script's ``main``, in place of ``web.run_app``. ``loop_factory`` picks
-    the loop, e.g. ``uvloop.new_event_loop``. It first raises the process's
+    the loop, e.g. ``uvloop.new_event_loop``; ``bounds`` are :func:`serve`'s
+    other options (``max_connections``, ``header_timeout``,
+    ``keepalive_timeout``, ``ssl_context``, ``reuse_port``, ``backlog``,
+    ``path``). It first raises the process's
     soft limit of open files to its hard limit, as production servers do:
     every client holds a descriptor.
     """
@@ -377,6 +452,7 @@ def run_app(
                 ready=ready,
                 shutdown_timeout=shutdown_timeout,
                 access_log=access_log,
+                **bounds,
             )
         )
 
