@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -343,3 +344,75 @@ async def idle_connections(port: int, count: int) -> list[asyncio.StreamWriter]:
             break
         opened.append(writer)
     return opened
+
+
+MALFORMED = [
+    b"GARBAGE\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+    b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\n\r\n",
+    b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"x" * 50,  # TLS, not HTTP
+]
+UPGRADE = (
+    b"GET /multiplex/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def send_and_go(port: int, payload: bytes, reset: bool) -> None:
+    """One connection: ``payload``, then read the answer, or reset at once."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(payload)
+    if reset:  # RST, not FIN: the server meets it mid-answer
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        writer.transport.abort()
+        return
+    with contextlib.suppress(ConnectionError):
+        await reader.read(1000)
+    writer.close()
+
+
+async def test_malformed_requests_and_resets_log_a_few_lines_in_all() -> None:
+    """5,000 malformed requests and 1,000 upgrades reset by the client: fewer
+    than 20 log lines, and no traceback, from the demo (run_app)."""
+    process, url = await run_demo_logging()
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    try:
+        async with asyncio.timeout(120):
+            jobs = [(MALFORMED[i % len(MALFORMED)], False) for i in range(5000)]
+            jobs += [(UPGRADE, True)] * 1000
+            for start in range(0, len(jobs), 50):
+                await asyncio.gather(
+                    *(send_and_go(port, p, r) for p, r in jobs[start : start + 50]),
+                    return_exceptions=True,
+                )
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            _, errors = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    log = errors.decode().splitlines()
+    assert len(log) < 20, log
+    assert not any("Traceback" in line for line in log), log
+
+
+async def run_demo_logging() -> tuple[asyncio.subprocess.Process, str]:
+    """The demo with its log (stderr) kept for the test to read."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "websocket_multiplex",
+        "demo",
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    async with asyncio.timeout(20):
+        await process.stdout.readline()
+    return process, f"http://127.0.0.1:{port}/"

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import ssl
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from typing import Any, Final, Protocol
@@ -344,6 +345,7 @@ async def serve(
     stop = asyncio.Event()
     for signum in _STOP_SIGNALS:  # before ``ready``: a signal must not kill us
         loop.add_signal_handler(signum, stop.set)
+    log = LogThrottle()
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -351,8 +353,8 @@ async def serve(
         shutdown_timeout=shutdown_timeout,
         access_log=access_logger if access_log else None,
         keepalive_timeout=keepalive_timeout,
+        logger=ClientCausedLog(log),
     )
-    log = LogThrottle()
     previous_handler = loop.get_exception_handler()
     loop.set_exception_handler(quiet_accept_errors(loop, log))
     try:
@@ -391,6 +393,36 @@ async def serve(
         loop.set_exception_handler(previous_handler)
         for signum in _STOP_SIGNALS:
             loop.remove_signal_handler(signum)
+
+
+class ClientCausedLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server log, through the throttle: what it logs there (a
+    malformed request, a client gone during ``prepare()``) any client can
+    cause at will. One line per kind per interval, the exception's first
+    line instead of its traceback."""
+
+    def __init__(self, throttle: LogThrottle) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+        self._throttle = throttle
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        text = str(msg)
+        error = _exception_of(kwargs.get("exc_info"))
+        if error is not None:
+            first = (str(error).strip().splitlines() or [""])[0].strip()
+            text += f" ({type(error).__name__}: {first})".replace("%", "%%")
+        self._throttle.log(self.logger, level, f"aiohttp: {msg}", text, *args)
+
+
+def _exception_of(exc_info: object) -> BaseException | None:
+    """The exception a logging call's ``exc_info`` names, if any."""
+    if isinstance(exc_info, BaseException):
+        return exc_info
+    if isinstance(exc_info, tuple) and len(exc_info) == 3:
+        return exc_info[1] if isinstance(exc_info[1], BaseException) else None
+    return sys.exc_info()[1] if exc_info else None
 
 
 def _connection_cap(max_connections: int | None) -> int:
