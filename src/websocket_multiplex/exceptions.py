@@ -15,7 +15,7 @@
           └── BrokenFraming       one SockJS message is not what SockJS allows
 
 Remote errors never escape the server: an invalid frame is counted and
-ignored, as PROTOCOL.md requires. Local errors point at a bug in the calling
+ignored, as docs/PROTOCOL.md requires. Local errors point at a bug in the calling
 code, so their messages say what to do instead.
 
 :class:`Disconnection` (with :class:`DisconnectCause`) is the value that

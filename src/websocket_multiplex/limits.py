@@ -1,6 +1,6 @@
 """Every limit the server enforces, with its default, in one place.
 
-A public server cannot assume its clients cooperate (PROTOCOL.md, "Known
+A public server cannot assume its clients cooperate (docs/PROTOCOL.md, "Known
 limits of the reference"). Each limit below says what happens when a
 client reaches it; docs/LIMITS.md explains the trade-offs.
 """

@@ -2,7 +2,7 @@
 
 :class:`ServerProtocol` and :class:`ClientProtocol` are state machines:
 which topics are open on this connection and what each incoming frame
-means for them (PROTOCOL.md, "Semantics"). Feed one carrier messages with
+means for them (docs/PROTOCOL.md, "Semantics"). Feed one carrier messages with
 ``receive`` and get back at most one event per message; ask it for the
 text of the frames you want to send. They never touch a socket, a task or
 a clock, so the asyncio layer, the tests and a fuzzer drive them the same

@@ -1,6 +1,6 @@
 """The multiplex frame grammar and JavaScript's ``escape()``, as pure functions.
 
-A frame is ``type,topic[,payload]`` (see PROTOCOL.md, "Frame"). The
+A frame is ``type,topic[,payload]`` (see docs/PROTOCOL.md, "Frame"). The
 reference splits on every comma and joins everything after the topic back
 with commas, which is exactly ``str.split(",", 2)``. Topics are channel
 names passed through JavaScript's ``escape()``, which works on UTF-16 code

@@ -555,7 +555,7 @@ class MultiplexClient:
 
         A channel opened while these sends wait is not in the first round;
         the next round includes it. Repeating a ``sub`` for a topic that is
-        open is harmless: servers ignore it (PROTOCOL.md, "Semantics").
+        open is harmless: servers ignore it (docs/PROTOCOL.md, "Semantics").
         """
         subscribed: frozenset[str] | None = None
         while subscribed != self._protocol.open_topics:

@@ -1,7 +1,7 @@
 /*
  * websocket-multiplex browser client: many virtual channels over one
  * SockJS connection or WebSocket. Wire-compatible with the JavaScript
- * websocket-multiplex 0.1.0 (see PROTOCOL.md); a drop-in for its
+ * websocket-multiplex 0.1.0 (see docs/PROTOCOL.md); a drop-in for its
  * multiplex_client.js:
  *
  *     var multiplexer = new WebSocketMultiplex(new SockJS("/multiplex"));
