@@ -331,7 +331,7 @@ class ConnectionModel:
             self.above_since = self.now
         if self.above_since is None:
             expected = Verdict.ROOM
-        elif (self.now - self.above_since > self.limits.slow_client_timeout) or (
+        elif (self.now > self.above_since + self.limits.slow_client_timeout) or (
             not waits and size > SLOW_FACTOR * limit
         ):
             expected = Verdict.SLOW

@@ -210,8 +210,8 @@ class Output:
 
     def too_slow(self, now: float) -> bool:
         """Whether the client has been above ``write_limit`` too long."""
-        over = self._over_since
-        return over is not None and now - over > self._timeout
+        deadline = self.deadline()  # the same sum: no rounding apart
+        return deadline is not None and now > deadline
 
     def taken(self) -> None:
         """The writer took everything queued, to hand to the carrier."""
