@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -251,21 +251,8 @@ async def test_the_server_logs_no_line_per_request_and_raises_its_file_limit() -
     def lower_the_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
 
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "websocket_multiplex",
-        "demo",
-        "--port",
-        str(port),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        preexec_fn=lower_the_limit,
-    )
-    assert process.stdout is not None
+    process, port = await run_demo_logging(lower_the_limit)
     async with asyncio.timeout(20):
-        await process.stdout.readline()  # "open http://..."
         async with aiohttp.ClientSession() as http:
             for _ in range(5):
                 async with http.get(f"http://127.0.0.1:{port}/?x={'y' * 500}") as r:
@@ -288,24 +275,11 @@ async def test_a_flood_of_idle_connections_is_refused_and_service_goes_on() -> N
     def low_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "websocket_multiplex",
-        "demo",
-        "--port",
-        str(port),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        preexec_fn=low_limit,
-    )
-    assert process.stdout is not None
+    process, port = await run_demo_logging(low_limit)
     url = f"http://127.0.0.1:{port}/multiplex/websocket"
     flood: list[asyncio.StreamWriter] = []
     try:
         async with asyncio.timeout(30):
-            await process.stdout.readline()
             async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
                 await ws.send_str("sub,echo")
                 flood += await idle_connections(port, 400)
@@ -376,8 +350,7 @@ async def send_and_go(port: int, payload: bytes, reset: bool) -> None:
 async def test_malformed_requests_and_resets_log_a_few_lines_in_all() -> None:
     """5,000 malformed requests and 1,000 upgrades reset by the client: fewer
     than 20 log lines, and no traceback, from the demo (run_app)."""
-    process, url = await run_demo_logging()
-    port = int(url.rsplit(":", 1)[1].strip("/"))
+    process, port = await run_demo_logging()
     try:
         async with asyncio.timeout(120):
             jobs = [(MALFORMED[i % len(MALFORMED)], False) for i in range(5000)]
@@ -399,8 +372,11 @@ async def test_malformed_requests_and_resets_log_a_few_lines_in_all() -> None:
     assert not any("Traceback" in line for line in log), log
 
 
-async def run_demo_logging() -> tuple[asyncio.subprocess.Process, str]:
-    """The demo with its log (stderr) kept for the test to read."""
+async def run_demo_logging(
+    preexec_fn: Callable[[], None] | None = None,
+) -> tuple[asyncio.subprocess.Process, int]:
+    """The demo with its log (stderr) kept for the test to read, once it
+    listens; ``preexec_fn`` runs in the child first. Returns its port."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -411,8 +387,9 @@ async def run_demo_logging() -> tuple[asyncio.subprocess.Process, str]:
         str(port),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=preexec_fn,
     )
     assert process.stdout is not None
     async with asyncio.timeout(20):
         await process.stdout.readline()
-    return process, f"http://127.0.0.1:{port}/"
+    return process, port

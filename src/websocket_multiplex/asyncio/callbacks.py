@@ -61,9 +61,6 @@ class TaskFreeServices:
         self._ready: list[Channel] = []  # slow ones with messages, in turn
         self._scheduled = False
 
-    def __contains__(self, channel: object) -> bool:
-        return isinstance(channel, Channel) and channel.callbacks is not None
-
     def start(self, cls: type[ChannelHandler], channel: Channel) -> None:
         """Serve ``channel`` with a new ``cls``: ``on_open`` now, then the
         messages that waited in its inbox (during authorization)."""
