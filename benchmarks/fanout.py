@@ -1,6 +1,6 @@
 """Fan-out benchmark: one publisher, many subscriber channels, one room.
 
-Runs the chat example (examples/chat/server.py) as real worker processes,
+Runs the chat example (examples/chat/app.py) as real worker processes,
 subscriber clients in other processes, and the publisher in this one::
 
     python benchmarks/fanout.py            # 1,000 and 10,000 subscribers
@@ -43,7 +43,7 @@ from typing import Any
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAT_SERVER = ROOT / "examples" / "chat" / "server.py"
+CHAT_SERVER = ROOT / "examples" / "chat" / "app.py"
 CONNECT_CONCURRENCY = 50  # handshakes in flight per client process
 
 

@@ -24,6 +24,7 @@ from uvicorn.protocols.utils import ClientDisconnected
 from websocket_multiplex import Channel, CloseReason, MultiplexServer
 from websocket_multiplex.adapters.asgi import (
     ASGIWebSocket,
+    BrowserClientASGI,
     Message,
     MultiplexASGI,
     request_from_scope,
@@ -422,3 +423,43 @@ async def test_unknown_scope_type_is_an_error() -> None:
     peer = ASGIPeer()
     with pytest.raises(ValueError, match="unsupported"):
         await MultiplexASGI(echo_server())({"type": "tcp"}, peer.receive, peer.send)
+
+
+async def test_browser_client_files_mounted_in_starlette() -> None:
+    """The same files, types and CORS header as ``add_client_routes``."""
+    app = Starlette(routes=[Mount("/websocket-multiplex", app=BrowserClientASGI())])
+    async with uvicorn_serving(app) as url, aiohttp.ClientSession() as http:
+        base = url.replace("ws://", "http://") + "/websocket-multiplex"
+        for name, kind in [
+            ("websocket-multiplex.js", "text/javascript"),
+            ("websocket-multiplex.mjs", "text/javascript"),
+            ("websocket-multiplex.d.ts", "text/plain"),
+            ("websocket-multiplex.d.mts", "text/plain"),
+        ]:
+            async with http.get(
+                f"{base}/{name}", headers={"Origin": "http://x"}
+            ) as got:
+                assert got.status == 200
+                assert got.headers["Content-Type"] == f"{kind}; charset=utf-8"
+                assert got.headers["Access-Control-Allow-Origin"] == "*"
+                assert "WebSocketMultiplex" in await got.text()
+            async with http.head(f"{base}/{name}") as got:
+                assert got.status == 200
+                assert await got.read() == b""
+        async with http.post(f"{base}/websocket-multiplex.js") as got:
+            assert (got.status, got.headers["Allow"]) == (405, "GET, HEAD")
+        async with http.get(f"{base}/nothing.js") as got:
+            assert got.status == 404
+
+
+async def test_browser_client_files_below_a_prefix_at_the_top() -> None:
+    async with uvicorn_serving(BrowserClientASGI(prefix="/js/")) as url:
+        base = url.replace("ws://", "http://")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/js/websocket-multiplex.mjs") as got:
+                assert got.status == 200
+                assert "export" in await got.text()
+            async with http.get(f"{base}/websocket-multiplex.mjs") as got:
+                assert got.status == 404
+            with pytest.raises(aiohttp.WSServerHandshakeError):
+                await http.ws_connect(f"{url}/js/websocket-multiplex.js")

@@ -1,6 +1,6 @@
 """Clients of the chat example's ``chat`` service, for the deployment tests.
 
-The chat answers each line with a JSON object (examples/chat/server.py);
+The chat answers each line with a JSON object (examples/chat/app.py);
 these clients speak it over the SockJS websocket transport (our Python
 client) and over xhr-polling (frame by frame, every poll and send its own
 HTTP request).

@@ -24,7 +24,7 @@ import pytest
 from ..support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-CHAT_SERVER = ROOT / "examples" / "chat" / "server.py"
+CHAT_SERVER = ROOT / "examples" / "chat" / "app.py"
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx.conf"
 SOCKJS_CLIENT = ROOT / "tests/node/node_modules/sockjs-client/dist/sockjs.min.js"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

@@ -21,7 +21,6 @@ import signal
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from importlib import resources
 from typing import Any, Final, Protocol
 
 from aiohttp import hdrs, web
@@ -33,6 +32,7 @@ from ..asyncio.sockjs import LOCAL_SCRIPT, SockJSEndpoint, read_sockjs_client
 from ..asyncio.sockjs_connection import SockJSHandler, application_for
 from ..asyncio.throttle import LogThrottle
 from ..asyncio.websocket import serve_websocket
+from ..browser import CLIENT_PATH, ClientFile, client_files
 from ..limits import Limits
 from ..sockjs.http import origin_allowed
 from ..sockjs.options import DEFAULT_SOCKJS_URL, SockJSOptions
@@ -256,40 +256,24 @@ def add_metrics_route(
 
 # -- the browser client --------------------------------------------------------
 
-_CLIENT_FILES: Final = {
-    "websocket-multiplex.js": "text/javascript",
-    "websocket-multiplex.mjs": "text/javascript",
-    "websocket-multiplex.d.ts": "text/plain",
-    "websocket-multiplex.d.mts": "text/plain",
-}
-
 
 def add_client_routes(
-    app: web.Application, path: str = "/websocket-multiplex"
+    app: web.Application, path: str = CLIENT_PATH
 ) -> list[web.AbstractRoute]:
-    """Serve the browser client: ``<path>/websocket-multiplex.js`` (classic
-    script, global ``WebSocketMultiplex``), ``.mjs`` (ES module), ``.d.ts``
-    (TypeScript declarations) and ``.d.mts`` (the same for the ES module,
-    which TypeScript looks for next to the ``.mjs``).
+    """Serve the browser client below ``path``: ``websocket-multiplex.js``
+    (classic script, global ``WebSocketMultiplex``), ``.mjs`` (ES module),
+    ``.d.ts`` and ``.d.mts`` (their TypeScript declarations); see
+    :mod:`websocket_multiplex.browser`.
     """
-    static = resources.files("websocket_multiplex") / "static"
     routes = []
-    for filename, content_type in _CLIENT_FILES.items():
-        body = (static / filename).read_bytes()
+    for file in client_files():
 
         async def serve(
-            _request: web.Request, body: bytes = body, content_type: str = content_type
+            _request: web.Request, file: ClientFile = file
         ) -> web.StreamResponse:
-            # Module scripts are fetched with CORS: pages on other origins
-            # may import the client. It is public code, so any origin may.
-            return web.Response(
-                body=body,
-                content_type=content_type,
-                charset="utf-8",
-                headers={hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: "*"},
-            )
+            return web.Response(body=file.body, headers=file.headers)
 
-        routes.append(app.router.add_get(f"{path.rstrip('/')}/{filename}", serve))
+        routes.append(app.router.add_get(f"{path.rstrip('/')}/{file.name}", serve))
     return routes
 
 

@@ -56,6 +56,7 @@ from ..asyncio.server import MultiplexServer
 from ..asyncio.sockjs import LOCAL_SCRIPT, SockJSEndpoint, read_sockjs_client
 from ..asyncio.sockjs_connection import SockJSHandler, application_for
 from ..asyncio.websocket import MessageHandler, serve_websocket
+from ..browser import client_files
 from ..limits import Limits
 from ..request import Headers, RequestInfo
 from ..sockjs.http import HeaderList, Request, Response, not_found, origin_allowed
@@ -63,6 +64,7 @@ from ..sockjs.options import DEFAULT_SOCKJS_URL, SockJSOptions
 
 __all__ = [
     "ASGIWebSocket",
+    "BrowserClientASGI",
     "MultiplexASGI",
     "SockJSASGI",
     "request_from_scope",
@@ -107,6 +109,20 @@ def _encoded(headers: HeaderList) -> list[tuple[bytes, bytes]]:
         (name.lower().encode("latin-1"), value.encode("latin-1"))
         for name, value in headers
     ]
+
+
+def _below(scope: Scope, prefix: str) -> str | None:
+    """The scope's path below its ``root_path`` and ``prefix`` (``""`` for
+    none); ``None`` if it is not below them."""
+    path: str = scope.get("path", "/")
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    if not prefix:
+        return path
+    if path == prefix or path.startswith(prefix + "/"):
+        return path[len(prefix) :]
+    return None
 
 
 class ASGIWebSocket:
@@ -270,7 +286,7 @@ class SockJSASGI:
             return
         if kind not in ("http", "websocket"):
             raise ValueError(f"unsupported ASGI scope type {kind!r}")
-        path = self._below_prefix(scope)
+        path = _below(scope, self.prefix)
         if kind == "http":
             exchange: _HTTPExchange = _HTTPExchange(scope, receive, send, path)
         else:
@@ -281,19 +297,6 @@ class SockJSASGI:
             await exchange.respond(not_found())
             return
         await self.endpoint.handle(exchange)
-
-    def _below_prefix(self, scope: Scope) -> str | None:
-        """The path below ``root_path`` and the prefix; ``None`` if outside."""
-        path: str = scope.get("path", "/")
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        prefix = self.prefix
-        if not prefix:
-            return path
-        if path == prefix or path.startswith(prefix + "/"):
-            return path[len(prefix) :]
-        return None
 
     async def close(self) -> None:
         """Close every session (what serves them says goodbye) and wait for
@@ -509,3 +512,57 @@ class MultiplexASGI:
             }
         )
         await send({"type": "http.response.body", "body": _HTTP_BODY})
+
+
+class BrowserClientASGI:
+    """The browser client's files (:mod:`websocket_multiplex.browser`) as an
+    ASGI application, what ``add_client_routes`` is for aiohttp::
+
+        # Starlette / FastAPI
+        app.mount("/websocket-multiplex", BrowserClientASGI())
+        # routed by hand: the files are then below the prefix
+        client = BrowserClientASGI(prefix="/websocket-multiplex")
+
+    ``GET`` and ``HEAD`` of ``<prefix>/websocket-multiplex.js`` (``.mjs``,
+    ``.d.ts``, ``.d.mts``) answer the file; other paths 404, other methods
+    405. It has no state: the lifespan is acknowledged, nothing more.
+    """
+
+    def __init__(self, *, prefix: str = "") -> None:
+        self.prefix = prefix.rstrip("/")
+        self._files = {f"/{file.name}": file for file in client_files()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await _Lifespan(_nothing).serve_lifespan(receive, send)
+            return
+        if kind == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        if kind != "http":
+            raise ValueError(f"unsupported ASGI scope type {kind!r}")
+        method = scope.get("method", "GET")
+        path = _below(scope, self.prefix)
+        file = self._files.get(path or "")
+        if file is None:
+            status, headers, body = (
+                404,
+                [(b"content-type", b"text/plain")],
+                b"Not found\n",
+            )
+        elif method not in ("GET", "HEAD"):
+            status, headers, body = 405, [(b"allow", b"GET, HEAD")], b""
+        else:
+            status, headers, body = 200, _encoded(file.headers), file.body
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send(
+            {"type": "http.response.start", "status": status, "headers": headers}
+        )
+        await send(
+            {"type": "http.response.body", "body": b"" if method == "HEAD" else body}
+        )
+
+
+async def _nothing() -> None:
+    return None

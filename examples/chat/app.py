@@ -2,13 +2,13 @@
 
 One worker, no Redis (groups live in the process)::
 
-    python examples/chat/server.py --port 8001
+    python examples/chat/app.py --port 8001
 
 Several workers sharing rooms through Redis (put them behind a load balancer
 with sticky SockJS sessions: deploy/nginx.conf, docs/DEPLOYMENT.md)::
 
-    python examples/chat/server.py --port 8001 --redis-url redis://127.0.0.1:6379/0
-    python examples/chat/server.py --port 8002 --redis-url redis://127.0.0.1:6379/0
+    python examples/chat/app.py --port 8001 --redis-url redis://127.0.0.1:6379/0
+    python examples/chat/app.py --port 8002 --redis-url redis://127.0.0.1:6379/0
 
 The page is at ``/``, SockJS at ``/multiplex`` (the raw WebSocket at
 ``/multiplex/websocket``). The ``chat`` service reads lines of text and
