@@ -17,15 +17,12 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, async_playwright
 
+from .support.chromium import launch
 from .support.net import free_port
 
 SOCKJS_CLIENT = (
     Path(__file__).parent / "node/node_modules/sockjs-client/dist/sockjs.min.js"
 )
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 
 
 async def run_demo(*extra: str) -> tuple[asyncio.subprocess.Process, str]:
@@ -44,9 +41,7 @@ async def run_demo(*extra: str) -> tuple[asyncio.subprocess.Process, str]:
 @pytest.fixture
 async def page() -> AsyncIterator[Page]:
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        browser = await launch(playwright)
         yield await browser.new_page()
         await browser.close()
 

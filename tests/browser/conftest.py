@@ -44,22 +44,12 @@ from websocket_multiplex.adapters.aiohttp import add_client_routes, add_sockjs_e
 from websocket_multiplex.adapters.asgi import SockJSASGI
 
 from ..servers import uvicorn_running
+from ..support.chromium import launch
 
 HERE = Path(__file__).parent
 NODE = HERE.parent / "node"
 PINNED = ("sockjs-client", "websocket-multiplex")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 WEIRD = "weird name,ü/%😀"
 """A service name that needs escaping: comma, space, Latin-1, %, astral."""
@@ -363,9 +353,7 @@ def driver_servers(request: pytest.FixtureRequest, driver: str) -> Servers:
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS
-        )
+        browser = await launch(playwright)
         try:
             yield browser
         finally:

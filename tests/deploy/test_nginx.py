@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Page
 
+from ..support.chromium import CHROMIUM, launch
 from .chat_clients import (
     WebSocketChat,
     Workers,
@@ -38,12 +39,6 @@ from .processes import (
     require_redis,
     unavailable,
 )
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -180,9 +175,7 @@ async def test_the_chat_page_through_nginx(proxy: str, workers: Workers) -> None
         unavailable(f"no Chromium at {CHROMIUM}: apt-get install chromium")
     room = new_room()
     async with async_playwright() as playwright, asyncio.timeout(30):
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS
-        )
+        browser = await launch(playwright)
         try:
             pages: dict[int, Page] = {}
             for _ in range(12):

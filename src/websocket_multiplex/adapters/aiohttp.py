@@ -26,7 +26,7 @@ from typing import Any, Final, Protocol
 from aiohttp import hdrs, web
 from aiohttp.log import access_logger
 
-from ..asyncio.listener import ConnectionGuard, quiet_accept_errors
+from ..asyncio.listener import ConnectionGuard, quiet_accept_errors, url_of
 from ..asyncio.server import MultiplexServer
 from ..asyncio.sockjs import LOCAL_SCRIPT, SockJSEndpoint, read_sockjs_client
 from ..asyncio.sockjs_connection import SockJSHandler, application_for
@@ -366,7 +366,7 @@ async def serve(
                     reuse_port=reuse_port,
                 )
             if ready is not None:
-                ready(_url_of(listening, ssl_context is not None))
+                ready(url_of(listening, ssl_context is not None))
             await stop.wait()
         finally:
             await _close_applications(app)  # still listening
@@ -422,17 +422,6 @@ def _connection_cap(max_connections: int | None) -> int:
     if soft == resource.RLIM_INFINITY:
         return 100_000
     return max(soft - 64, 16)
-
-
-def _url_of(listening: asyncio.Server, tls: bool) -> str:
-    address = listening.sockets[0].getsockname()
-    scheme = "https" if tls else "http"
-    if isinstance(address, str):  # a unix socket
-        return f"{scheme}+unix://{address}"
-    bound_host, bound_port = address[:2]
-    if ":" in bound_host:  # IPv6
-        bound_host = f"[{bound_host}]"
-    return f"{scheme}://{bound_host}:{bound_port}/"
 
 
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)

@@ -27,7 +27,12 @@
   request to end, and only then sends the lifespan's shutdown, so held
   SockJS requests (streams, polls) would keep it waiting and polling
   clients could never fetch their goodbyes; and a bounded graceful
-  shutdown (``timeout_graceful_shutdown``, 30 s).
+  shutdown (``timeout_graceful_shutdown``, 30 s);
+* no access log (``access_log=False``), as ``run_app`` for aiohttp: one
+  line per request is a log volume any client can choose
+  (docs/LIMITS.md); pass ``access_log=True`` to have it;
+* ``ready``, called with the URL once the server listens (to print it, or
+  to know when to start a client), as ``run_app``'s.
 
 Any other uvicorn option passes through (``ssl_keyfile``, ``ws_ping_interval``...).
 This module imports uvicorn: ``pip install 'uvicorn[standard]'``.
@@ -43,6 +48,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol as _UvicornH11Protocol
 
+from ..asyncio.listener import url_of
 from ..limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["H11Protocol", "Server", "config", "run", "server"]
@@ -79,6 +85,7 @@ def config(
         "ws_max_size": limits.max_message_size,
         "ws_per_message_deflate": bool(getattr(app, "compress", False)),
         "timeout_graceful_shutdown": 30,
+        "access_log": False,
         **options,
     }
     return uvicorn.Config(app, host=host, port=port, **settings)
@@ -93,9 +100,16 @@ class Server(uvicorn.Server):
         self,
         config: uvicorn.Config,
         close: Callable[[], Awaitable[None]] | None = None,
+        ready: Callable[[str], object] | None = None,
     ) -> None:
         super().__init__(config)
         self._close = close
+        self._ready = ready
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.started and self._ready is not None and self.servers:
+            self._ready(url_of(self.servers[0], self.config.is_ssl))
 
     async def shutdown(self, sockets: Any = None) -> None:
         if self._close is not None:
@@ -115,15 +129,17 @@ def server(
     *,
     limits: Limits | None = None,
     close: Callable[[], Awaitable[None]] | None = None,
+    ready: Callable[[str], object] | None = None,
     **options: Any,
 ) -> Server:
     """A :class:`Server` for ``app`` (see :func:`config`), to ``await
     server.serve()`` in a running loop. ``close`` defaults to the app's
     ``close`` (``SockJSASGI`` and ``MultiplexASGI`` have one); for an app
-    that wraps them (a Starlette or FastAPI app), pass theirs."""
+    that wraps them (a Starlette or FastAPI app), pass theirs. ``ready`` is
+    called with the URL once it listens."""
     if close is None:
         close = getattr(app, "close", None)
-    return Server(config(app, host, port, limits=limits, **options), close)
+    return Server(config(app, host, port, limits=limits, **options), close, ready)
 
 
 def run(
@@ -133,7 +149,8 @@ def run(
     *,
     limits: Limits | None = None,
     close: Callable[[], Awaitable[None]] | None = None,
+    ready: Callable[[str], object] | None = None,
     **options: Any,
 ) -> None:
     """Serve ``app`` with uvicorn until SIGINT or SIGTERM (see :func:`server`)."""
-    server(app, host, port, limits=limits, close=close, **options).run()
+    server(app, host, port, limits=limits, close=close, ready=ready, **options).run()

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from .throttle import LogThrottle
 
-__all__ = ["ConnectionGuard", "quiet_accept_errors"]
+__all__ = ["ConnectionGuard", "quiet_accept_errors", "url_of"]
 
 logger = logging.getLogger("websocket_multiplex")
 
@@ -176,3 +176,16 @@ def quiet_accept_errors(
             loop.default_exception_handler(context)
 
     return handle
+
+
+def url_of(listening: asyncio.Server, tls: bool) -> str:
+    """The URL a listening server answers at, for a line saying so
+    (``http+unix://PATH`` for a unix socket)."""
+    address = listening.sockets[0].getsockname()
+    scheme = "https" if tls else "http"
+    if isinstance(address, str):  # a unix socket
+        return f"{scheme}+unix://{address}"
+    bound_host, bound_port = address[:2]
+    if ":" in bound_host:  # IPv6
+        bound_host = f"[{bound_host}]"
+    return f"{scheme}://{bound_host}:{bound_port}/"
