@@ -109,6 +109,10 @@ async def test_the_example_serves_its_page_and_channels(name: str) -> None:
         ended = 0 if name == "aiohttp" else -signal.SIGTERM
         async with asyncio.timeout(TIMEOUT):
             assert await process.wait() == ended
+        assert process.stdout is not None and process.stderr is not None
+        log = (await process.stdout.read() + await process.stderr.read()).decode()
+        assert "GET /" not in log, "no access log by default"
+        assert "Traceback" not in log
 
 
 async def talk(page: Page, base: str) -> str:

@@ -15,6 +15,7 @@ from websocket_multiplex import Limits, SockJSConnection
 from websocket_multiplex.adapters import uvicorn as sockjs_uvicorn
 from websocket_multiplex.adapters.asgi import SockJSASGI
 
+from ..support.net import free_port
 from .drivers import serving
 
 TIMEOUT = 5.0
@@ -120,3 +121,27 @@ async def test_a_shutdown_says_goodbye_to_held_requests_first() -> None:
             assert await stream.content.readline() == b""  # the stream ended
             await serving
     listener.close()
+
+
+async def test_ready_gets_the_url_and_the_access_log_is_off() -> None:
+    """``ready`` as ``run_app``'s; and no access log unless asked for: one
+    line per request is a log volume any client chooses (tests/test_examples.py
+    reads a real process's log)."""
+    listening: asyncio.Queue[str] = asyncio.Queue()
+    app = SockJSASGI(close_at_once, prefix="/x")
+    server = sockjs_uvicorn.server(
+        app, port=free_port(), ready=listening.put_nowait, log_config=None
+    )
+    assert server.config.access_log is False
+    assert sockjs_uvicorn.config(app, access_log=True).access_log is True
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            url = await listening.get()
+        assert url == f"http://127.0.0.1:{server.config.port}/"
+        async with aiohttp.ClientSession() as http, http.get(f"{url}x/info") as got:
+            assert got.status == 200
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(TIMEOUT):
+            await serving
