@@ -47,7 +47,7 @@ fi
 
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -c scripts/constraints.txt -e '.[test]'
+.venv/bin/pip install -q -c scripts/constraints.txt -e '.[test,docs]'
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 npm ci --prefix benchmarks/node --no-audit --no-fund --loglevel=error
 

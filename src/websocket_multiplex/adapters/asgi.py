@@ -278,6 +278,8 @@ class SockJSASGI:
         self.endpoint = SockJSEndpoint(self.served, options, limits, script=script)
         self._lifespan = _Lifespan(self.close)
         self.lifespan = self._lifespan.lifespan
+        """The lifespan context for a framework that runs the lifespan
+        itself (``FastAPI(lifespan=app.lifespan)``): its end closes the app."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -469,6 +471,8 @@ class MultiplexASGI:
         )
         self._lifespan = _Lifespan(server.close)
         self.lifespan = self._lifespan.lifespan
+        """The lifespan context for a framework that runs the lifespan
+        itself (``FastAPI(lifespan=app.lifespan)``): its end closes the app."""
 
     async def close(self) -> None:
         """Close the multiplexer (every channel says goodbye)."""

@@ -91,8 +91,11 @@ class MultiplexServer:
     ) -> Callable[[H], H]:
         """Decorator: register an async function or a ChannelHandler class::
 
-        @mux.channel("chat")
-        async def chat(channel): ...
+            @mux.channel("chat")
+            async def chat(channel): ...
+
+        ``authorize`` decides this service's subscriptions, after the
+        server-wide hook (see :meth:`register`).
         """
         if not isinstance(name, str):
             raise LocalProtocolError(
