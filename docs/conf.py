@@ -15,7 +15,7 @@ from importlib.metadata import version as _version
 
 project = "websocket-multiplex"
 author = "the websocket-multiplex developers"
-copyright = "2026, the websocket-multiplex developers"  # noqa: A001
+copyright = "2026, the websocket-multiplex developers"
 release = _version("websocket-multiplex")
 version = release
 

@@ -67,7 +67,7 @@ def test_every_example_folder_has_the_same_files(name: str) -> None:
         "index.html",
     ]
     readme = (EXAMPLES / name / "README.md").read_text()
-    assert "python app.py" in readme
+    assert f"python examples/{name}/app.py" in readme
 
 
 @pytest.mark.parametrize("name", WAYS)

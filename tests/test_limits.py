@@ -326,3 +326,10 @@ async def test_a_slow_client_is_closed_after_the_timeout() -> None:
     assert transport.closed_with == (4008, "slow client")
     assert connection.closed
     await connection.connection_lost()
+
+
+def test_a_limit_given_as_text_says_it_must_be_a_number() -> None:
+    with pytest.raises(
+        TypeError, match=r"Limits\.max_channels must be a number, not str '32'"
+    ):
+        Limits(max_channels="32")  # type: ignore[arg-type]

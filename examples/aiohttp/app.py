@@ -1,6 +1,6 @@
 """websocket-multiplex in an aiohttp application.
 
-    python app.py --port 8000
+    python examples/aiohttp/app.py --port 8000
 
 Open http://127.0.0.1:8000/: the page opens one connection and two channels
 on it, ``ann`` and ``echo``. SockJS (every transport) is at ``/multiplex``,
@@ -13,6 +13,7 @@ the raw WebSocket at ``/multiplex/websocket``, the browser client at
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from aiohttp import web
@@ -66,6 +67,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     # run_app, not web.run_app: on SIGTERM it closes the channels (clients
     # hear why) before it stops listening.
     run_app(make_app(), host=args.host, port=args.port, ready=announce)

@@ -1,6 +1,6 @@
 """websocket-multiplex as a plain ASGI application, no framework.
 
-    python app.py --port 8000
+    python examples/asgi/app.py --port 8000
 
 or any ASGI server (``hypercorn app:app``; uvicorn's own ``uvicorn app:app``
 works too, without what ``adapters.uvicorn`` sets for SockJS). Open
@@ -13,17 +13,17 @@ the raw WebSocket at ``/multiplex/websocket``, the browser client at
 from __future__ import annotations
 
 import argparse
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
+from typing import Any
 
 from websocket_multiplex import Channel, ChannelHandler, MultiplexServer
 from websocket_multiplex.adapters import uvicorn
-from websocket_multiplex.adapters.asgi import (
-    BrowserClientASGI,
-    Receive,
-    Scope,
-    Send,
-    SockJSASGI,
-)
+from websocket_multiplex.adapters.asgi import BrowserClientASGI, SockJSASGI
+
+Scope = MutableMapping[str, Any]  # ASGI's three, as the spec defines them
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 PAGE = Path(__file__).with_name("index.html")
 

@@ -1,6 +1,6 @@
 """websocket-multiplex in a FastAPI application.
 
-    python app.py --port 8000
+    python examples/fastapi/app.py --port 8000
 
 or ``uvicorn app:app --port 8000`` (then without the goodbye on shutdown
 that ``adapters.uvicorn`` adds, see below). Open http://127.0.0.1:8000/:
@@ -8,7 +8,7 @@ the page opens one connection and two channels on it, ``ann`` and
 ``echo``. SockJS (every transport) is mounted at ``/multiplex``, the raw
 WebSocket is at ``/multiplex/websocket``, the browser client at
 ``/websocket-multiplex/websocket-multiplex.js``; the rest of the app is
-ordinary FastAPI (``/api/channels``).
+ordinary FastAPI (``/api/connections``).
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ async def index() -> FileResponse:
     return FileResponse(PAGE)
 
 
-@app.get("/api/channels")
-async def channels() -> dict[str, int]:
+@app.get("/api/connections")
+async def connections() -> dict[str, int]:
     """An ordinary route beside the endpoint: the open connections' count."""
     return {"connections": len(mux.connections)}
 

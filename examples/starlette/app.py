@@ -1,6 +1,6 @@
 """websocket-multiplex in a Starlette application.
 
-    python app.py --port 8000
+    python examples/starlette/app.py --port 8000
 
 Open http://127.0.0.1:8000/: the page opens one connection and two channels
 on it, ``ann`` and ``echo``. SockJS (every transport) is mounted at
