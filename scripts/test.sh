@@ -52,8 +52,8 @@ npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 npm ci --prefix benchmarks/node --no-audit --no-fund --loglevel=error
 
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-.venv/bin/ruff check src tests examples benchmarks stress fuzz scripts docs
-.venv/bin/ruff format --check src tests examples benchmarks stress fuzz scripts docs
+.venv/bin/ruff check src tests examples benchmarks stress fuzz scripts docs/conf.py
+.venv/bin/ruff format --check src tests examples benchmarks stress fuzz scripts docs/conf.py
 .venv/bin/mypy
 .venv/bin/lint-imports
 .venv/bin/pytest -q "$@"
