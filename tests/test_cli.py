@@ -269,7 +269,9 @@ async def test_headers_reach_the_server(server: Server, cli: Start) -> None:
 async def test_reconnection_is_reported_and_channels_come_back(
     server: Server, cli: Start
 ) -> None:
-    run = await cli(server.sockjs, "-c", "ann", "-c", "echo", "--wait", "0")
+    run = await cli(
+        server.sockjs, "-c", "ann", "-c", "echo", "--wait", "0", "--no-resume"
+    )
     await run.out_until(has("[ann] Ann says hi!"))
     assert await cut_connections(server.mux) == 1
     await run.err_until("reconnected")
@@ -279,6 +281,25 @@ async def test_reconnection_is_reported_and_channels_come_back(
     await run.end_input()
     assert await run.exit_status() == 0
     assert any("reconnecting (attempt 1 in " in x for x in run.stderr)
+
+
+async def test_a_cut_connection_is_resumed_with_nothing_lost(
+    server: Server, cli: Start
+) -> None:
+    run = await cli(server.websocket, "-c", "ann", "-c", "echo", "--json")
+    await run.json_until(has_records({"channel": "ann", "data": "Ann says hi!"}))
+    await run.write("@echo before")
+    await run.json_until(has_records({"channel": "echo", "data": "before"}))
+    assert await cut_connections(server.mux) == 1
+    await run.json_until(has_records({"event": "resumed"}))
+    await run.write("@echo after")
+    await run.json_until(has_records({"channel": "echo", "data": "after"}))
+    await run.end_input()
+    assert await run.exit_status() == 0
+    records = [json.loads(line) for line in run.stdout]
+    # The handlers went on: ann greeted once, nothing came twice.
+    assert records.count({"channel": "ann", "data": "Ann says hi!"}) == 1
+    assert records.count({"channel": "echo", "data": "before"}) == 1
 
 
 async def test_no_reconnect_closes_every_channel_and_fails(

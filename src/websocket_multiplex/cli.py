@@ -56,6 +56,7 @@ output:
     {"event": "reconnecting", "reason": "attempt 1 in 0.07s; the connection was lost"}
     {"event": "reconnecting", "reason": "attempt 2 in 0.36s; attempt 1 failed: ..."}
     {"event": "reconnected"}
+    {"event": "resumed"}
     {"event": "closed", "channel": "carl", "reason": "server_closed", "detail": ""}
     {"event": "closed", "channel": "x", "reason": "refused", "detail": "404 ..."}
     {"event": "disconnected", "reason": "closed by the server: 1001 ..."}
@@ -138,6 +139,15 @@ def add_connect_command(
         action="store_false",
         help="when the connection drops, close every channel and exit "
         "(default: reconnect and subscribe every channel again)",
+    )
+    parser.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="do not offer the server a resumable session; reconnecting "
+        "then subscribes every channel again, and messages sent meanwhile "
+        "may be lost (default: with a server of ours, a reconnection "
+        "carries on where the connection stopped)",
     )
     parser.add_argument(
         "-H",
@@ -357,6 +367,7 @@ async def _session(args: argparse.Namespace, output: Output, interactive: bool) 
             headers=dict(args.headers),
             heartbeat=args.heartbeat or None,
             on_state=on_state,
+            resume=args.resume,
         )
     except Exception as exc:  # any failure to connect is the user's to see
         output.error(f"cannot connect to {args.url}: {connect_failure(exc)}")
@@ -418,6 +429,9 @@ class _StatePrinter:
         if state is ClientState.OPEN and not self._connected_once:
             self._connected_once = True
             self._output.event("connected", f"connected to {self._url}", url=self._url)
+        elif state is ClientState.OPEN and reason == "resumed":
+            text = "resumed; nothing was lost"
+            self._output.event("resumed", text)
         elif state is ClientState.OPEN:
             text = "reconnected; channels subscribed again (messages may be lost)"
             self._output.event("reconnected", text)

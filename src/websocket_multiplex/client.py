@@ -115,18 +115,25 @@ class SockJSCarrier(RawWebSocketCarrier):
             raise ConnectionError(f"not a SockJS endpoint: first frame {frame!r}")
 
 
-def _sockjs_websocket_url(base: str) -> str:
+def _sockjs_websocket_url(base: str, server: str | None = None) -> str:
     """``http://h/prefix?q`` -> ``ws://h/prefix/<server>/<session>/websocket?q``.
 
     The query stays a query (servers may read e.g. a token from it); the
-    fragment is never sent.
+    fragment is never sent. ``server`` is the SockJS server id, the part
+    of the URL a load balancer may route on (random if not given).
     """
     url = urlsplit(base)
-    server = f"{random.randrange(1000):03d}"
+    if server is None:
+        server = new_server_id()
     session = "".join(random.choices(string.ascii_lowercase + string.digits, k=8))
     path = f"{url.path.rstrip('/')}/{server}/{session}/websocket"
     scheme = "wss" if url.scheme == "https" else "ws"
     return urlunsplit((scheme, url.netloc, path, url.query, ""))
+
+
+def new_server_id() -> str:
+    """A SockJS server id: three digits, as sockjs-client draws them."""
+    return f"{random.randrange(1000):03d}"
 
 
 async def open_carrier(
@@ -135,16 +142,21 @@ async def open_carrier(
     headers: Mapping[str, str] | None = None,
     heartbeat: float | None = 20.0,
     open_timeout: float = 10.0,
+    server_id: str | None = None,
 ) -> Carrier:
     """Open one carrier to ``url`` (see the module docstring for URL kinds).
 
     ``heartbeat`` pings the server every that many seconds and treats a
     missing pong as a dead connection, which is how a cut cable is noticed.
+    ``server_id``: the SockJS server id in the URL (random if not given);
+    :class:`connect` keeps one for all its carriers, so that a load
+    balancer that routes on it (deploy/nginx.conf) takes a resuming client
+    back to the worker that holds its session.
     """
     import aiohttp
 
     if url.startswith(("http://", "https://")):
-        ws_url, sockjs = _sockjs_websocket_url(url), True
+        ws_url, sockjs = _sockjs_websocket_url(url, server_id), True
     elif url.startswith(("ws://", "wss://")):
         ws_url, sockjs = url, False
     else:
@@ -178,6 +190,9 @@ class connect:  # a class used like a function, as websockets.connect is
     ``reconnect``: ``True`` (the default) reconnects with :class:`Backoff`'s
     defaults, a :class:`Backoff` sets the policy, ``False`` disables it.
     The first connection's errors are raised; later ones are retried.
+    ``resume`` (the default, with ``reconnect``): with a server of ours, a
+    lost connection carries on where it stopped, nothing lost or repeated
+    (see :class:`MultiplexClient`).
     ``max_queue`` and ``max_queue_size`` (characters) bound each channel's
     unread messages. ``on_state`` is
     called with each :class:`ClientState` change and a reason: first
@@ -198,12 +213,18 @@ class connect:  # a class used like a function, as websockets.connect is
         heartbeat: float | None = 20.0,
         open_timeout: float = 10.0,
         on_state: Callable[[ClientState, str], None] | None = None,
+        resume: bool = True,
     ) -> None:
         backoff = Backoff() if reconnect is True else reconnect or None
+        server_id = new_server_id()  # the same for every carrier: see open_carrier
 
         async def opener() -> Carrier:
             return await open_carrier(
-                url, headers=headers, heartbeat=heartbeat, open_timeout=open_timeout
+                url,
+                headers=headers,
+                heartbeat=heartbeat,
+                open_timeout=open_timeout,
+                server_id=server_id,
             )
 
         self._client = MultiplexClient(
@@ -212,6 +233,7 @@ class connect:  # a class used like a function, as websockets.connect is
             max_queue=max_queue,
             max_queue_size=max_queue_size,
             on_state=on_state,
+            resume=resume,
         )
 
     async def _start(self) -> MultiplexClient:

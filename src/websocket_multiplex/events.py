@@ -36,6 +36,7 @@ class CloseReason(enum.Enum):
     REFUSED = "the server refused the channel"
     INBOX_FULL = "the application left too many messages unread"
     LIMIT_EXCEEDED = "the peer went past a limit"
+    NOT_RESUMED = "the connection dropped and was not resumed in time"
 
 
 @dataclass(slots=True)

@@ -111,6 +111,22 @@ class Limits:
     and ``.``, as sockjs-node takes; sockjs-client sends 3 and 8). A longer
     one gets 404."""
 
+    resume_grace: float = 60.0
+    """Seconds a resumable connection (docs/PROTOCOL-EXTENSIONS.md, section
+    3) outlives its carrier: its channels and handlers go on, and a client
+    that reconnects within it carries on with nothing lost. After it, every
+    channel closes with ``CloseReason.NOT_RESUMED``. Socket.IO keeps its
+    recovery state two minutes; a phone that changes networks takes
+    seconds."""
+    resume_buffer: int = 4 << 20
+    """Characters sent to a client of a resumable connection and not yet
+    acknowledged. While the client is connected, senders wait above it
+    (as above ``write_limit``); while it is away, going past it ends the
+    connection as ``resume_grace`` does."""
+    max_detached_sessions: int = 10_000
+    """Resumable connections waiting for their client, per server. One more
+    ends the one that has waited longest."""
+
     def __post_init__(self) -> None:
         for name in self.__slots__:
             value = getattr(self, name)

@@ -1,259 +1,209 @@
-"""Resumable channels, sans I/O: what each side must keep so that a new
-carrier can carry on where a lost one stopped (docs/PROTOCOL-EXTENSIONS.md,
+"""Resumable sessions, sans I/O: what each side keeps so that a new carrier
+can carry on exactly where a lost one stopped (docs/PROTOCOL-EXTENSIONS.md,
 section 3).
 
-On the extended protocol every frame of a channel (its ``sub``, its
-``msg`` frames, its ``err`` and ``uns``) has a sequence number: its
-position in that channel's stream, counted from 1 by both sides. The
-carrier (a WebSocket, a SockJS session) delivers in order and loses
-nothing while it lasts, so the number is implicit and costs no byte on
-the wire; what the sides exchange is how far they got:
+A session is the stream of multiplex frames one side sends the other,
+whatever their channel, in order. The carrier (a WebSocket, a SockJS
+session) delivers in order and loses nothing while it lasts, so a frame's
+sequence number is implicit: its position in that stream, counted from 1
+by both sides from the ``hey`` that opened the session. It costs no byte
+on the wire. What the sides exchange is how far they got:
 
-* ``ack,<topic>,<n>``: "I have received your first ``n`` frames of this
-  channel", sent now and then (every :data:`ACK_EVERY` frames, or when the
-  asyncio layer's timer says), never one per frame;
-* on a new carrier, each side's position for every channel it still
-  holds (:meth:`Streams.positions`), in the ``hey`` frames; each then
-  resends exactly what the other has not received (:meth:`Streams.resume`).
+* ``ack,<n>``: "I have received your first ``n`` frames", sent every
+  :data:`ACK_EVERY` frames and on a short timer for the rest (the asyncio
+  layer's), never one per frame;
+* on a new carrier, ``hey,r1,<token>,<n>`` from each side: the session and
+  how many of the other's frames it has; each then resends exactly the
+  frames the other lacks, so that every frame arrives once, in order.
 
-A sender keeps each frame until it is acknowledged
-(:attr:`Streams.retained_size` is what the flow control bounds). A channel
-ends with a ``uns`` from each side (the receiver of the first answers it),
-and is forgotten once both are acknowledged, so that the topic can be used
-again without an old acknowledgement landing on a new channel.
+The client proposes the token in its offer (``hey,r1,<token>``), so that
+a carrier lost before the server's answer arrived can still be resumed.
 
-:class:`Streams` is one side's book, the same for client and server.
+Channels, handlers and the base protocol never see any of it: for them the
+stream simply goes on. :class:`Book` is one side's ledger of the session,
+the same for client and server; the hello frames are :class:`Hello`.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from itertools import islice
 from typing import Final
-
-from .wire import UNS
 
 __all__ = [
     "ACK",
     "ACK_EVERY",
+    "GOODBYE",
     "HELLO",
-    "Position",
-    "Streams",
-    "format_positions",
-    "parse_positions",
+    "MAX_TOKEN_LENGTH",
+    "VERSION",
+    "Book",
+    "Hello",
+    "format_ack",
+    "is_control",
+    "parse_ack",
 ]
 
-ACK: Final = "ack"
 HELLO: Final = "hey"
+ACK: Final = "ack"
+VERSION: Final = "r1"
+"""The extension's name and version, the ``topic`` of every hello: a topic
+no service of the original server can have open, and no
+``Object.prototype`` member, so that the original server ignores it."""
+GOODBYE: Final = f"{HELLO},{VERSION},bye"
+"""A client that closes on purpose says so: the server forgets the session
+at once instead of keeping it for a client that will not come back."""
 ACK_EVERY: Final = 32
-"""Acknowledge after this many unacknowledged frames of a channel (and
-on the asyncio layer's timer for the rest): acks cost a frame per 32."""
+"""Acknowledge after this many unacknowledged frames (and on the timer for
+the rest): acks cost one frame in 32."""
+_MAX_COUNT_DIGITS: Final = 18
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
-    """How far one side got with one channel's streams."""
-
-    topic: str
-    received: int  # the peer's frames this side has received
-    sent: int  # the frames this side has sent
+def is_control(frame: str) -> bool:
+    """Whether ``frame`` is a hello or an ack: part of the session's own
+    talk, never numbered, kept or resent."""
+    return frame.startswith(("hey,", "ack,"))
 
 
-def format_positions(positions: list[Position]) -> str:
-    """``T:r:s,...``: a topic holds neither ``:`` nor ``,`` (``escape()``
-    writes them as ``%3A`` and ``%2C``)."""
-    return ",".join(f"{p.topic}:{p.received}:{p.sent}" for p in positions)
+def format_ack(count: int) -> str:
+    return f"{ACK},{count}"
 
 
-def parse_positions(text: str, limit: int) -> list[Position] | None:
-    """The positions in ``text``, at most ``limit`` of them; ``None`` if
-    it is not a list of positions (the peer is broken or hostile)."""
-    if not text:
-        return []
-    items = text.split(",")
-    if len(items) > limit:
-        return None
-    positions = []
-    for item in items:
-        topic, _, counts = item.partition(":")
-        received, _, sent = counts.partition(":")
-        if not (topic and _is_count(received) and _is_count(sent)):
-            return None
-        positions.append(Position(topic, int(received), int(sent)))
-    return positions
+def parse_ack(frame: str) -> int | None:
+    """The count of an ``ack,<n>`` frame, or ``None`` if it is not one."""
+    kind, _, count = frame.partition(",")
+    return int(count) if kind == ACK and _is_count(count) else None
 
 
 def _is_count(text: str) -> bool:
-    return text.isascii() and text.isdigit() and len(text) <= 18
+    return text.isascii() and text.isdigit() and len(text) <= _MAX_COUNT_DIGITS
 
 
-@dataclass(slots=True)
-class _Stream:
-    """Both directions of one channel, as this side sees them."""
-
-    sent: int = 0  # frames sent, the number of the last one
-    acked: int = 0  # of them, how many the peer has received
-    retained: deque[str] = field(default_factory=deque)  # acked+1 .. sent
-    received: int = 0  # the peer's frames received
-    told: int = 0  # of them, how many this side acknowledged
-    closed_out: bool = False  # this side sent its uns
-    closed_in: bool = False  # the peer's uns arrived
-
-    @property
-    def done(self) -> bool:
-        """Both ``uns`` sent, received and acknowledged."""
-        return (
-            self.closed_out
-            and self.closed_in
-            and not self.retained
-            and self.told == self.received
-        )
+MAX_TOKEN_LENGTH: Final = 64
 
 
-class Streams:
-    """One side's book of its channels' streams on a resumable session.
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """A ``hey`` frame: a client's offer or resume, or a server's answer.
 
-    Feed it every frame of a channel this side sends (:meth:`sent`) and
-    receives (:meth:`received`), and every ``ack`` (:meth:`acknowledged`);
-    it says which acks are due and, on a new carrier, what to resend.
+    ``hey,r1,<token>`` (``received`` is ``None``) offers a new session and
+    proposes its token: the client's first frame on its first carrier.
+    ``hey,r1,<token>,<received>`` names a session and says how many of the
+    peer's frames this side has received: a client asking to resume it,
+    or the server answering either. The server's token is the session's:
+    one other than the client asked to resume means "not resumed, this is
+    a new session".
     """
 
-    __slots__ = ("_streams", "retained_size")
+    token: str
+    received: int | None = None
+
+    def format(self) -> str:
+        if self.received is None:
+            return f"{HELLO},{VERSION},{self.token}"
+        return f"{HELLO},{VERSION},{self.token},{self.received}"
+
+    @classmethod
+    def parse(cls, frame: str) -> Hello | None:
+        """The hello in ``frame``, or ``None`` if it is not one of this
+        version (a peer speaking another one, a goodbye, or junk)."""
+        parts = frame.split(",", 4)
+        if len(parts) not in (3, 4) or parts[0] != HELLO or parts[1] != VERSION:
+            return None
+        token = parts[2]
+        if not (0 < len(token) <= MAX_TOKEN_LENGTH and token.isascii()):
+            return None
+        if token == "bye":
+            return None
+        if len(parts) == 3:
+            return cls(token)
+        if not _is_count(parts[3]):
+            return None
+        return cls(token, int(parts[3]))
+
+
+class Book:
+    """One side's ledger of a resumable session.
+
+    Feed it every numbered frame this side hands to a carrier
+    (:meth:`sent`), every frame that arrives (:meth:`received`) and every
+    ``ack`` (:meth:`acknowledged`); it says when to acknowledge and, on a
+    new carrier, what to resend (:meth:`resend_after`).
+    """
+
+    __slots__ = (
+        "_retained",
+        "acked",
+        "received_count",
+        "retained_size",
+        "sent_count",
+        "told",
+    )
 
     def __init__(self) -> None:
-        self._streams: dict[str, _Stream] = {}
+        self.sent_count = 0
+        """Frames this side sent: the number of the last one."""
+        self.acked = 0
+        """Of them, how many the peer said it has."""
+        self._retained: deque[str] = deque()  # frames acked+1 .. sent_count
         self.retained_size = 0
-        """Characters sent and not yet acknowledged, all channels."""
+        """Characters sent and not yet acknowledged: what flow control bounds."""
+        self.received_count = 0
+        """The peer's frames received."""
+        self.told = 0
+        """Of them, how many this side acknowledged."""
 
-    def __contains__(self, topic: str) -> bool:
-        """Whether ``topic`` is still in the book: a channel on it is open,
-        or closed and not yet forgotten (its topic is not free again)."""
-        return topic in self._streams
-
-    def __len__(self) -> int:
-        return len(self._streams)
-
-    # -- frames ------------------------------------------------------------------
-
-    def sent(self, topic: str, frame: str) -> None:
-        """This side sends ``frame`` (``sub``, ``msg``, ``err`` or ``uns``)
-        on ``topic``: keep it until it is acknowledged."""
-        stream = self._streams.get(topic)
-        if stream is None:
-            stream = self._streams[topic] = _Stream()
-        stream.sent += 1
-        stream.retained.append(frame)
+    def sent(self, frame: str) -> None:
+        """This side hands ``frame`` to a carrier, or would if it had one:
+        keep it until the peer acknowledges it."""
+        self.sent_count += 1
+        self._retained.append(frame)
         self.retained_size += len(frame)
-        if frame.startswith(UNS) and frame[3:4] == ",":
-            stream.closed_out = True
 
-    def received(self, topic: str, kind: str) -> str | None:
-        """A frame of type ``kind`` arrived on ``topic``; the ``ack`` to
-        send now, if one is due (every :data:`ACK_EVERY` frames, and at
-        once for a ``uns``: the peer forgets the channel only then)."""
-        stream = self._streams.get(topic)
-        if stream is None:
-            stream = self._streams[topic] = _Stream()
-        stream.received += 1
-        if kind == UNS:
-            stream.closed_in = True
-        elif stream.received - stream.told < ACK_EVERY:
+    def received(self) -> str | None:
+        """A numbered frame arrived; the ``ack`` to send now, if one is due."""
+        self.received_count += 1
+        if self.received_count - self.told < ACK_EVERY:
             return None
-        return self._ack(topic, stream)
+        return self.ack()
 
-    def must_answer_close(self, topic: str) -> bool:
-        """The peer closed ``topic`` and this side has not: it must send
-        its own ``uns`` (the channel's end, both ways)."""
-        stream = self._streams.get(topic)
-        return stream is not None and stream.closed_in and not stream.closed_out
+    def ack(self) -> str | None:
+        """The ``ack`` for what arrived since the last one, if anything did
+        (the timer's flush)."""
+        if self.received_count == self.told:
+            return None
+        self.told = self.received_count
+        return format_ack(self.told)
 
-    def acknowledged(self, topic: str, count: int) -> bool:
-        """The peer says it has received ``count`` frames of ``topic``;
-        whether that made sense (an ack beyond what was sent, or for a
-        topic not in the book, is ignored)."""
-        stream = self._streams.get(topic)
-        if stream is None or not stream.acked <= count <= stream.sent:
+    def acknowledged(self, count: int) -> bool:
+        """The peer has this side's first ``count`` frames: forget them.
+        ``False`` (and nothing forgotten) if that is impossible: more than
+        was sent, or fewer than already acknowledged."""
+        if not self.acked <= count <= self.sent_count:
             return False
-        retained = stream.retained
-        while stream.acked < count:
+        retained = self._retained
+        while self.acked < count:
             self.retained_size -= len(retained.popleft())
-            stream.acked += 1
-        self._forget_if_done(topic, stream)
+            self.acked += 1
         return True
 
-    def due_acks(self) -> list[str]:
-        """An ``ack`` for every channel with frames not yet acknowledged
-        (the timer's flush: what :meth:`received` did not send already)."""
-        return [
-            self._ack(topic, stream)
-            for topic, stream in list(self._streams.items())
-            if stream.received != stream.told
-        ]
+    def since(self, count: int) -> list[str]:
+        """The frames numbered after ``count`` (at least :attr:`acked`):
+        what was kept since the sender last looked."""
+        return list(islice(self._retained, count - self.acked, None))
 
-    def _ack(self, topic: str, stream: _Stream) -> str:
-        stream.told = stream.received
-        frame = f"{ACK},{topic},{stream.received}"
-        self._forget_if_done(topic, stream)
-        return frame
+    def resend_after(self, count: int) -> list[str] | None:
+        """On a new carrier, the peer says it has this side's first
+        ``count`` frames: the ones to send again, in order; ``None`` if it
+        cannot be (``count`` is beyond what was sent, or before what the
+        peer already acknowledged: frames that are forgotten)."""
+        if not self.acknowledged(count):
+            return None
+        return list(self._retained)
 
-    def _forget_if_done(self, topic: str, stream: _Stream) -> None:
-        if stream.done:
-            del self._streams[topic]
-
-    # -- a new carrier -----------------------------------------------------------
-
-    def positions(self) -> list[Position]:
-        """Where this side is with every channel in the book, to tell the
-        peer on a new carrier (which acknowledges what it received)."""
-        for stream in self._streams.values():
-            stream.told = stream.received
-        return [
-            Position(topic, stream.received, stream.sent)
-            for topic, stream in self._streams.items()
-        ]
-
-    def resume(
-        self, theirs: list[Position], *, listed_all: bool
-    ) -> tuple[list[str], list[Position]]:
-        """Carry on after the peer's ``theirs``: the frames to resend, in
-        order, and this side's positions to answer with.
-
-        ``listed_all``: ``theirs`` is the peer's whole book (what a client
-        sends first), so a channel this side holds and the peer does not is
-        one the peer finished and forgot: forget it too. The answering
-        side (the client, reading the server's positions) passes ``False``.
-
-        For a topic the peer holds and this side does not: if the peer has
-        received nothing of it, this side never saw the channel open (its
-        ``sub`` was lost), and the peer's resent frames open it; otherwise
-        this side finished and forgot it, and everything the peer sent is
-        acknowledged.
-        """
-        answer: list[Position] = []
-        resend: list[str] = []
-        listed = set()
-        for position in theirs:
-            topic = position.topic
-            listed.add(topic)
-            stream = self._streams.get(topic)
-            if stream is None:
-                if position.received == 0:  # its sub never reached us
-                    answer.append(Position(topic, 0, 0))
-                else:  # finished here: all of theirs arrived, all of ours
-                    answer.append(Position(topic, position.sent, position.received))
-                continue
-            answer.append(Position(topic, stream.received, stream.sent))
-            stream.told = stream.received  # the answer acknowledges it
-            if not stream.acked <= position.received <= stream.sent:
-                continue  # nonsense: resend nothing rather than guess
-            self.acknowledged(topic, position.received)
-            if topic in self._streams:
-                resend.extend(stream.retained)
-        if listed_all:
-            for topic in [t for t in self._streams if t not in listed]:
-                self._drop(topic)
-        return resend, answer
-
-    def _drop(self, topic: str) -> None:
-        stream = self._streams.pop(topic)
-        self.retained_size -= sum(len(frame) for frame in stream.retained)
+    def hello(self, token: str) -> Hello:
+        """This side's hello on a new carrier, which acknowledges everything
+        received so far."""
+        self.told = self.received_count
+        return Hello(token, self.received_count)

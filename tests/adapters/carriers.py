@@ -7,6 +7,7 @@ the raw WebSocket, SockJS over WebSocket, and SockJS xhr-polling.
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections import deque
 
@@ -103,7 +104,9 @@ class SockJSXhrPollingCarrier:
     @classmethod
     async def connect(cls, base_url: str) -> SockJSXhrPollingCarrier:
         session = aiohttp.ClientSession()
-        carrier = cls(session, f"{base_url}/000/{uuid.uuid4().hex[:8]}")
+        # A random server id, as sockjs-client draws one: nginx routes on it.
+        server_id = f"{random.randrange(1000):03d}"
+        carrier = cls(session, f"{base_url}/{server_id}/{uuid.uuid4().hex[:8]}")
         await carrier._poll()
         assert carrier.frames.opened
         return carrier

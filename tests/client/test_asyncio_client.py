@@ -36,6 +36,7 @@ from .support import (
 
 async def started(net: MemoryNetwork, **options: Any) -> MultiplexClient:
     options.setdefault("reconnect", FAST)
+    options.setdefault("resume", False)  # the base protocol's frames
     client = MultiplexClient(net.open, **options)
     await client.start()
     return client
@@ -294,7 +295,7 @@ async def test_first_connection_failing_raises_and_stays_connecting() -> None:
     net = MemoryNetwork()
     net.failures = [ConnectionRefusedError("nobody home")]
     states = States()
-    client = MultiplexClient(net.open, reconnect=FAST, on_state=states)
+    client = MultiplexClient(net.open, reconnect=FAST, on_state=states, resume=False)
     with pytest.raises(ConnectionRefusedError):
         await client.start()
     assert states.seen == [ClientState.CONNECTING]

@@ -223,7 +223,9 @@ async def test_send_during_reconnection_waits_then_goes_through(
 ) -> None:
     async with Proxy(endpoint.port) as proxy:
         states = States()
-        client = await connect(endpoint.via(proxy), reconnect=FAST, on_state=states)
+        client = await connect(
+            endpoint.via(proxy), reconnect=FAST, on_state=states, resume=False
+        )
         echo = await client.channel("echo")
         await echo.send("before")
         assert await echo.receive(TIMEOUT) == "before"
@@ -275,7 +277,7 @@ async def test_reconnects_by_default_and_reports_the_gap_in_order(
     endpoint: Endpoint,
 ) -> None:
     states = States()
-    async with connect(endpoint.url, on_state=states) as client:  # reconnect=True
+    async with connect(endpoint.url, on_state=states, resume=False) as client:
         ann = await client.channel("ann", report_gaps=True)
         echo = await client.channel("echo")
         await echo.send("before")

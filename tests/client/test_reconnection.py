@@ -4,7 +4,9 @@ Our server runs either as a real process (``websocket-multiplex demo``),
 killed with SIGKILL and started again on the same port, or in this event
 loop behind a :class:`~tests.support.proxy.Proxy` that resets or silently
 drops the connections. After every outage, every channel must be subscribed
-again and answer: none may be left open but dead.
+again and answer: none may be left open but dead. These are the base
+protocol's reconnections (``resume=False``, as with any server that does not
+resume); tests/client/test_resume.py has the resumed ones.
 """
 
 from __future__ import annotations
@@ -94,7 +96,9 @@ async def test_server_killed_and_restarted(processes: Processes, kind: str) -> N
     port = free_port()
     server = await processes.demo(port)
     states = States()
-    client = await connect(url_of(kind, port), reconnect=FAST, on_state=states)
+    client = await connect(
+        url_of(kind, port), reconnect=FAST, resume=False, on_state=states
+    )
     ann, bob = await client.channel("ann"), await client.channel("bob")
     echo, echo2 = await client.channel("echo"), await client.channel("echo")
     carl, nope = await client.channel("carl"), await client.channel("nope")
@@ -141,6 +145,7 @@ async def test_stopped_server_is_noticed_by_the_heartbeat(
     client = await connect(
         url_of("sockjs", port),
         reconnect=FAST,
+        resume=False,
         heartbeat=0.5,
         open_timeout=1.0,
         on_state=states,
@@ -163,7 +168,9 @@ async def test_stopped_server_is_noticed_by_the_heartbeat(
 @pytest.mark.parametrize("kind", ENDPOINTS)
 async def test_connection_reset_without_close_frame(proxy: Proxy, kind: str) -> None:
     states = States()
-    client = await connect(url_of(kind, proxy.port), reconnect=FAST, on_state=states)
+    client = await connect(
+        url_of(kind, proxy.port), reconnect=FAST, resume=False, on_state=states
+    )
     ann, echo = await client.channel("ann"), await client.channel("echo")
     assert await ann.receive(TIMEOUT) == "Ann says hi!"
     proxy.abort()
@@ -178,7 +185,9 @@ async def test_connection_reset_without_close_frame(proxy: Proxy, kind: str) -> 
 async def test_dead_peer_is_noticed_by_the_heartbeat(proxy: Proxy, kind: str) -> None:
     states = States()
     url = url_of(kind, proxy.port)
-    client = await connect(url, reconnect=FAST, heartbeat=0.5, on_state=states)
+    client = await connect(
+        url, reconnect=FAST, resume=False, heartbeat=0.5, on_state=states
+    )
     ann, echo = await client.channel("ann"), await client.channel("echo")
     assert await ann.receive(TIMEOUT) == "Ann says hi!"
     proxy.stall()  # a pulled cable: no FIN, no RST, no pong
@@ -196,7 +205,7 @@ async def test_failed_handshakes_during_an_outage_are_retried(
     # What a restarting server behind a load balancer looks like.
     states = States()
     client = await connect(
-        url_of("sockjs", proxy.port), reconnect=FAST, on_state=states
+        url_of("sockjs", proxy.port), reconnect=FAST, resume=False, on_state=states
     )
     echo = await client.channel("echo")
     proxy.refuse = refuse
@@ -214,7 +223,9 @@ async def test_failed_handshakes_during_an_outage_are_retried(
 async def test_gives_up_after_max_attempts(proxy: Proxy, kind: str) -> None:
     states = States()
     backoff = Backoff(initial=0.01, maximum=0.05, max_attempts=3)
-    client = await connect(url_of(kind, proxy.port), reconnect=backoff, on_state=states)
+    client = await connect(
+        url_of(kind, proxy.port), reconnect=backoff, resume=False, on_state=states
+    )
     ann, echo = await client.channel("ann"), await client.channel("echo")
     assert await ann.receive(TIMEOUT) == "Ann says hi!"
     proxy.refuse = hang_up  # the server stays down
@@ -254,7 +265,7 @@ def test_busy_sender_survives_resets() -> None:
 async def reset_a_busy_sender(proxy: Proxy) -> None:
     states = States()
     url = url_of("websocket", proxy.port)
-    client = await connect(url, reconnect=FAST, on_state=states)
+    client = await connect(url, reconnect=FAST, resume=False, on_state=states)
     echo = await client.channel("echo")
     sent = 0
     progress = asyncio.Event()

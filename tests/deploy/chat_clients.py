@@ -127,7 +127,7 @@ async def one_per_worker(
 ) -> list[C]:
     """Open chats until one landed on each worker (in ``workers`` order).
 
-    nginx hashes the random SockJS session id, so each new session lands
+    nginx hashes the random SockJS server id, so each new session lands
     on either worker; 20 attempts all landing on one is a 1-in-500,000
     event with an even split.
     """

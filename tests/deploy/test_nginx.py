@@ -16,12 +16,17 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 from playwright.async_api import Page
 
+from websocket_multiplex.client import connect
+
+from ..client.support import FAST
 from ..support.chromium import CHROMIUM, launch
+from ..support.proxy import Proxy
 from .chat_clients import (
     WebSocketChat,
     Workers,
@@ -57,6 +62,12 @@ def proxy(workers: Workers, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield url
 
 
+def cutter_url(proxy: str, cutter: Proxy) -> str:
+    """The SockJS endpoint of nginx at ``proxy``, through ``cutter``."""
+    port = urlsplit(proxy).port
+    return f"{proxy.replace(f':{port}', f':{cutter.port}')}/multiplex"
+
+
 @pytest.fixture
 async def stack() -> AsyncIterator[AsyncExitStack]:
     async with AsyncExitStack() as stack:
@@ -83,6 +94,33 @@ async def test_websocket_clients_on_two_workers_share_a_room(
         # The sender is excluded: what A gets next is the answer to its
         # question, not its own line back.
         assert (await ask(a, "/whoami", "whoami"))["pid"] == next(iter(workers))
+
+
+async def test_a_dropped_connection_resumes_on_the_worker_that_holds_it(
+    proxy: str, workers: Workers
+) -> None:
+    """nginx hashes the SockJS server id, which our client keeps for all its
+    connections: each resume reaches the worker holding the session, so the
+    chat handler goes on (its nick and room kept) with nothing lost. Hashed
+    on the session id, as before, each resume would land on either worker:
+    six in a row on the right one is a 1-in-64 chance."""
+    port = urlsplit(proxy).port
+    assert port is not None
+    async with asyncio.timeout(30), Proxy(port) as cutter:
+        client = await connect(cutter_url(proxy, cutter), reconnect=FAST)
+        chat = WebSocketChat(client, await client.channel("chat"))
+        try:
+            pid = (await ask(chat, "/whoami", "whoami"))["pid"]
+            room = new_room()
+            await ask(chat, f"/join {room}", "joined")
+            for n in range(1, 7):
+                cutter.abort()  # a reset: no close frame, nginx then drops it
+                # Sent into a dead connection or while resuming: kept, resent.
+                assert (await ask(chat, "/whoami", "whoami"))["pid"] == pid
+                assert (await ask(chat, "/who", "presence"))["room"] == room
+                assert client.resumptions == n
+        finally:
+            await client.close()
 
 
 async def test_xhr_polling_sessions_stay_on_their_worker(

@@ -11,7 +11,11 @@ server, a broker and Redis), and breaks it the ways networks break:
   soon as they are accepted, until :meth:`Proxy.restore`: a network
   partition, while the upstream keeps running with its data;
 - :attr:`Proxy.refuse`, when set, gets each new connection's writer
-  instead of the upstream (:func:`hang_up`, :func:`answer_503`).
+  instead of the upstream (:func:`hang_up`, :func:`answer_503`);
+- :attr:`Proxy.cut_after`, when set, gives each new connection a budget
+  of bytes (both ways together): the chunk that goes past it is forwarded
+  only up to it, wherever that falls (mid-frame, mid-header), and the
+  connection is closed on both sides.
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ class Proxy:
         self.port = 0
         self.connections = 0
         self.refuse: Refusal | None = None
+        self.cut_after: Callable[[], int] | None = None
+        self.cuts = 0
+        """Connections ended by :attr:`cut_after`."""
         self._pairs: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
         self._stalled: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -92,6 +99,16 @@ class Proxy:
             upstream.transport.abort()
         self._pairs.clear()
 
+    def _end(self, pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter]) -> None:
+        """Reset one connection on both sides, after what was written."""
+        if pair not in self._pairs:
+            return
+        self._pairs.remove(pair)
+        self.cuts += 1
+        for writer in pair:
+            # What was written goes out first; then a reset, no close frame.
+            writer.close()
+
     def stall(self) -> None:
         """Drop, from now on, whatever either side of a current connection sends."""
         for client, upstream in self._pairs:
@@ -128,19 +145,34 @@ class Proxy:
             writer.close()
             up_writer.close()
             return
-        self._pairs.append((writer, up_writer))
+        pair = (writer, up_writer)
+        self._pairs.append(pair)
+        budget = [self.cut_after()] if self.cut_after is not None else None
         for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pump(source, sink))
+            task = asyncio.create_task(self._pump(source, sink, pair, budget))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _pump(
-        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter
+        self,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
+        budget: list[int] | None,
     ) -> None:
         """Copy until the source ends, then close the sink (and thereby,
-        through the other pump, the source); a stalled sink gets nothing."""
+        through the other pump, the source); a stalled sink gets nothing.
+        ``budget``: the bytes this connection may still carry, shared by
+        both pumps (``None``: no limit)."""
         with contextlib.suppress(OSError):
             while data := await source.read(1 << 16):
+                if budget is not None and len(data) >= budget[0]:
+                    sink.write(data[: max(budget[0], 0)])
+                    budget[0] = 0
+                    self._end(pair)
+                    return
+                if budget is not None:
+                    budget[0] -= len(data)
                 if sink not in self._stalled:
                     sink.write(data)
                     await sink.drain()

@@ -10,6 +10,7 @@ client only through :class:`ClientChannelOwner`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Generator
@@ -27,7 +28,10 @@ from ..exceptions import (  # ChannelGap and Disconnection: re-exported from her
     LocalProtocolError,
 )
 from ..flow import Held, Ledger
+from ..pacing import FRAMES_PER_TURN
 from ..protocol import ClientProtocol
+from ..resume import GOODBYE, Hello, is_control
+from .client_session import ClientSession, Offer
 from .inbox import ReceivingChannel
 
 __all__ = [
@@ -43,6 +47,13 @@ __all__ = [
 ]
 
 logger = logging.getLogger("websocket_multiplex.client")
+
+HELLO_TIMEOUT = 10.0
+"""Seconds a resuming client waits for the server's answer to its hello
+before it takes the server for one that does not resume."""
+ACK_DELAY = 0.05
+"""Seconds within which a frame from the server is acknowledged, when
+fewer than ``ACK_EVERY`` came (docs/PROTOCOL-EXTENSIONS.md, section 3)."""
 
 
 @runtime_checkable
@@ -302,7 +313,13 @@ class MultiplexClient:
 
     Usually made by :func:`websocket_multiplex.client.connect`. With a
     :class:`Backoff` as ``reconnect``, a carrier that drops is replaced and
-    every open channel subscribed again; ``on_state`` is called with each
+    every open channel subscribed again. With ``resume`` (the default) and
+    a server of ours, the new carrier instead carries on where the old one
+    stopped: nothing sent either way is lost or repeated, and the channels
+    see no gap (docs/PROTOCOL-EXTENSIONS.md, section 3); if the server no
+    longer holds the session, each of them closes with
+    :attr:`CloseReason.NOT_RESUMED`. With the original server nothing
+    changes. ``on_state`` is called with each
     new :class:`ClientState` and a short reason, in order: ``CONNECTING``
     when :meth:`start` begins, ``OPEN``, then ``RECONNECTING`` before each
     attempt and ``OPEN`` again, and ``CLOSED`` at the end, with
@@ -318,6 +335,7 @@ class MultiplexClient:
         max_queue: int = 1024,
         max_queue_size: int = 1 << 20,
         on_state: Callable[[ClientState, str], None] | None = None,
+        resume: bool = True,
     ) -> None:
         self.max_queue = max_queue
         self.max_queue_size = max_queue_size
@@ -332,8 +350,15 @@ class MultiplexClient:
         self._connected = asyncio.Event()
         self._send_lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
+        self._session = ClientSession() if resume and reconnect is not None else None
+        self._restarting: set[str] = set()  # closed by a restarting server
+        self._first_text: str | None = None  # read by the handshake, not handled
+        self._ack_timer: asyncio.TimerHandle | None = None
+        self._catching_up: asyncio.Task[None] | None = None  # after a resume
         self.reconnects = 0
-        """Successful reconnections so far."""
+        """Successful reconnections so far (resumed ones included)."""
+        self.resumptions = 0
+        """Of them, how many carried on where the old connection stopped."""
         self.disconnection: Disconnection | None = None
         """How the last connection ended, or ``None`` if none has.
 
@@ -353,6 +378,12 @@ class MultiplexClient:
         """The open channels, in the order they were opened."""
         return list(self._channels.values())
 
+    @property
+    def resumable(self) -> bool:
+        """Whether the server takes part in a resumable session: a lost
+        connection is then resumed, not only replaced."""
+        return self._session is not None and self._session.on
+
     async def start(self) -> None:
         """Open the first carrier, then keep it running.
 
@@ -362,7 +393,7 @@ class MultiplexClient:
         self._set_state(ClientState.CONNECTING, "connecting")
         carrier = await self._open_carrier()
         try:  # channels opened before start() are subscribed now
-            await self._resubscribe(carrier)
+            await self._handshake(carrier)
         except BaseException:
             await carrier.close()
             raise
@@ -388,8 +419,13 @@ class MultiplexClient:
         topic, frame = self._protocol.open(name)
         channel = ClientChannel(self, name, topic, report_gaps=report_gaps)
         self._channels[topic] = channel
-        if self._state is ClientState.OPEN:
-            await self._send(frame)
+        session = self._session
+        if self._state is ClientState.OPEN or (
+            self._state is ClientState.RECONNECTING
+            and session is not None
+            and session.offer is not Offer.OFF
+        ):
+            await self._send(frame)  # a resumed session sends what it kept
         return channel  # otherwise the reconnection subscribes it
 
     async def wait_for(self, state: ClientState, timeout: float | None = None) -> None:
@@ -415,6 +451,8 @@ class MultiplexClient:
             return
         for channel in list(self._channels.values()):
             await channel.close()
+        if self.resumable:  # so that the server need not keep the session
+            await self._send_control(GOODBYE)
         self._closed_for_good(Disconnection(DisconnectCause.APPLICATION))
         reader, self._reader = self._reader, None
         if reader is not None:
@@ -451,7 +489,70 @@ class MultiplexClient:
             return
         frame = self._protocol.close(channel.topic)
         del self._channels[channel.topic]
+        self._restarting.discard(channel.topic)
         channel.mark_closed(reason)
+        session = self._session
+        if session is not None and session.on:
+            await self._send_in_session(session, frame)
+            return
+        carrier = self._carrier
+        if self._state is ClientState.OPEN and carrier is not None:
+            with contextlib.suppress(ConnectionError):
+                await self._write(carrier, frame)
+
+    # -- internals -----------------------------------------------------------
+
+    async def _send(self, frame: str) -> None:
+        session = self._session
+        kept_in: int | None = None  # the session epoch that kept the frame
+        while True:
+            if self._state is ClientState.CLOSED:
+                raise ConnectionError("the client is closed")
+            if session is not None and session.on:
+                if kept_in == session.epoch:
+                    return  # kept by the session that resumed: it was resent
+                await self._send_in_session(session, frame)
+                return
+            carrier = self._carrier
+            if self._state is ClientState.OPEN and carrier is not None:
+                try:
+                    if session is not None:
+                        kept_in = session.epoch
+                    await self._write(carrier, frame)
+                    return
+                except ConnectionError:
+                    # The carrier failed before the reader saw it end: wait
+                    # for the reader to reconnect or give up, do not spin.
+                    if self._carrier is carrier:
+                        self._connected.clear()
+            await self._connected.wait()
+
+    async def _write(self, carrier: Carrier, frame: str) -> None:
+        """Send one numbered frame, kept by the session if there is one."""
+        if self._session is not None:
+            self._session.record(frame)
+        async with self._send_lock:
+            await carrier.send(frame)
+
+    async def _send_in_session(self, session: ClientSession, frame: str) -> None:
+        """Keep ``frame`` and send it if connected: a frame the carrier
+        fails to take, or sent while reconnecting, goes on resuming."""
+        session.record(frame)
+        carrier = self._carrier
+        if (
+            self._state is ClientState.OPEN
+            and carrier is not None
+            and self._catching_up is None  # else it sends this frame too
+        ):
+            try:
+                async with self._send_lock:
+                    await carrier.send(frame)
+            except ConnectionError:
+                pass  # the reader sees the end and resumes
+        await session.room()
+
+    async def _send_control(self, frame: str) -> None:
+        """An ack: on this carrier or not at all (a resume acknowledges)."""
         carrier = self._carrier
         if self._state is ClientState.OPEN and carrier is not None:
             try:
@@ -460,24 +561,20 @@ class MultiplexClient:
             except ConnectionError:
                 pass
 
-    # -- internals -----------------------------------------------------------
+    def _ack_later(self) -> None:
+        if self._ack_timer is None:
+            self._ack_timer = asyncio.get_running_loop().call_later(
+                ACK_DELAY, self._flush_ack
+            )
 
-    async def _send(self, frame: str) -> None:
-        while True:
-            if self._state is ClientState.CLOSED:
-                raise ConnectionError("the client is closed")
-            carrier = self._carrier
-            if self._state is ClientState.OPEN and carrier is not None:
-                try:
-                    async with self._send_lock:
-                        await carrier.send(frame)
-                    return
-                except ConnectionError:
-                    # The carrier failed before the reader saw it end: wait
-                    # for the reader to reconnect or give up, do not spin.
-                    if self._carrier is carrier:
-                        self._connected.clear()
-            await self._connected.wait()
+    def _flush_ack(self) -> None:
+        self._ack_timer = None
+        session = self._session
+        ack = None if session is None else session.book.ack()
+        if ack is not None:
+            task = asyncio.get_running_loop().create_task(self._send_control(ack))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
 
     async def _run(self) -> None:
         while True:
@@ -497,23 +594,51 @@ class MultiplexClient:
                 return
 
     async def _read(self, carrier: Carrier) -> None:
+        first, self._first_text = self._first_text, None
+        if first is not None:
+            await self._handle(first)
+        handled = 0
         while (text := await carrier.receive()) is not None:
-            event = self._protocol.receive(text)
-            if type(event) is MessageReceived:
-                channel = self._channels[event.topic]
-                if not channel.accept(event.payload):
-                    logger.warning("%r: inbox full, closing the channel", channel)
-                    await self.close_channel(channel, CloseReason.INBOX_FULL)
-            elif type(event) is ChannelClosedEvent:
-                going_away = notice_code(event.detail) == NoticeCode.GOING_AWAY
-                if going_away and self._backoff is not None:
-                    # The server is restarting: keep the channel and
-                    # subscribe it again once reconnected.
-                    self._protocol.keep(event.topic)
-                else:  # a shutdown is not a refusal
-                    reason = CloseReason.SHUTDOWN if going_away else event.reason
-                    channel = self._channels.pop(event.topic)
-                    channel.mark_closed(reason, event.detail)
+            await self._handle(text)
+            handled += 1
+            if handled % FRAMES_PER_TURN == 0:
+                # A carrier with frames buffered answers without waiting:
+                # let the channels' readers run, or their inboxes overflow.
+                await asyncio.sleep(0)
+
+    async def _handle(self, text: str) -> None:
+        session = self._session
+        if session is not None and session.offer is not Offer.OFF:
+            if not session.on:  # the first frame after a fresh offer
+                if session.answered(text):
+                    return
+            elif is_control(text):
+                if text.startswith("ack,") and not session.acknowledged(text):
+                    logger.debug("ignoring an impossible %r", text)
+                return
+            else:
+                ack = session.book.received()
+                if ack is not None:
+                    await self._send_control(ack)
+                else:
+                    self._ack_later()
+        event = self._protocol.receive(text)
+        if type(event) is MessageReceived:
+            channel = self._channels[event.topic]
+            if not channel.accept(event.payload):
+                logger.warning("%r: inbox full, closing the channel", channel)
+                await self.close_channel(channel, CloseReason.INBOX_FULL)
+        elif type(event) is ChannelClosedEvent:
+            going_away = notice_code(event.detail) == NoticeCode.GOING_AWAY
+            if going_away and self._backoff is not None:
+                # The server is restarting: keep the channel and
+                # subscribe it again once reconnected.
+                self._protocol.keep(event.topic)
+                self._restarting.add(event.topic)
+            else:  # a shutdown is not a refusal
+                reason = CloseReason.SHUTDOWN if going_away else event.reason
+                channel = self._channels.pop(event.topic)
+                channel.mark_closed(reason, event.detail)
 
     async def _reconnect(self, backoff: Backoff, ended: Disconnection) -> bool:
         """Reconnect and resubscribe; ``False`` once it gave up (and closed)."""
@@ -529,7 +654,7 @@ class MultiplexClient:
             try:
                 carrier = await self._open_carrier()
                 try:
-                    await self._resubscribe(carrier)
+                    resumed = await self._handshake(carrier, cut)
                 except BaseException:  # also close() cancelling us: do not leak it
                     await carrier.close()
                     raise
@@ -540,15 +665,104 @@ class MultiplexClient:
                 continue
             self._carrier = carrier
             self.reconnects += 1
-            for channel in cut:
-                if not channel.closed:
-                    channel.reconnected(ended)
-            self._set_state(ClientState.OPEN, "reconnected")
+            if resumed:
+                self.resumptions += 1
+            else:
+                for channel in cut:
+                    if not channel.closed:
+                        channel.reconnected(ended)
+            self._set_state(ClientState.OPEN, "resumed" if resumed else "reconnected")
             return True
         self._give_up(
             Disconnection(DisconnectCause.GAVE_UP, attempts=attempt, error=error)
         )
         return False
+
+    async def _handshake(
+        self, carrier: Carrier, cut: list[ClientChannel] | None = None
+    ) -> bool:
+        """Begin on a new carrier: offer or resume a session if this client
+        does, subscribe what needs it; whether the session resumed."""
+        session = self._session
+        if session is None or session.offer is Offer.OFF:
+            await self._resubscribe(carrier)
+            return False
+        if not session.resuming:  # the offer; the answer comes to the reader
+            await carrier.send(session.hello())
+            await self._resubscribe(carrier)
+            return False
+        offered = not session.on
+        await carrier.send(session.hello())
+        text = await _answer(carrier)
+        answer = Hello.parse(text)
+        if answer is None or answer.received is None:
+            # A server that does not resume (any more): the base protocol.
+            session.give_up()
+            self._first_text = text or None
+            if not offered:  # a session was on: what it carried is lost
+                self._not_resumed(cut or [])
+            await self._resubscribe(carrier)
+            return False
+        if answer.token != session.token and offered:
+            # Our offer never reached it (nothing of ours was numbered
+            # there): the new session begins with everything kept.
+            session.adopt(answer.token)
+        elif answer.token != session.token:
+            self._not_resumed(cut or [])
+            session.restart(answer.token)
+            await self._resubscribe(carrier)
+            return False
+        else:
+            session.adopt(answer.token)
+        resend = session.book.resend_after(answer.received)
+        if resend is None:  # the server is confused: begin afresh
+            self._not_resumed(cut or [])
+            session.forget()
+            raise ConnectionError(f"the server resumed impossibly: {text!r}")
+        self._resubscribe_restarting(session)
+        # What the server lacks goes in a task, before anything sent from
+        # now on, while the reader takes what the server resends.
+        self._catching_up = asyncio.get_running_loop().create_task(
+            self._catch_up(carrier, session, resend)
+        )
+        return True
+
+    async def _catch_up(
+        self, carrier: Carrier, session: ClientSession, resend: list[str]
+    ) -> None:
+        """Send what the server lacks, and what senders kept meanwhile."""
+        book = session.book
+        upto = book.sent_count
+        try:
+            while True:
+                for frame in resend:
+                    async with self._send_lock:
+                        await carrier.send(frame)
+                if book.sent_count == upto or session.book is not book:
+                    break
+                resend, upto = book.since(upto), book.sent_count
+        except ConnectionError:
+            pass  # the reader sees the end, and the next carrier resumes
+        finally:
+            self._catching_up = None
+
+    def _resubscribe_restarting(self, session: ClientSession) -> None:
+        """Channels a restarting server closed (1001): subscribe them again
+        (kept, so that the catch-up sends them)."""
+        for topic in sorted(self._restarting & self._protocol.open_topics):
+            session.record(f"sub,{topic}")
+        self._restarting.clear()
+
+    def _not_resumed(self, cut: list[ClientChannel]) -> None:
+        """The session is gone: what it carried is lost, so its channels
+        close (except those a restarting server closed, which open again)."""
+        for channel in cut:
+            if channel.closed or channel.topic in self._restarting:
+                continue
+            self._protocol.close(channel.topic)
+            del self._channels[channel.topic]
+            channel.mark_closed(CloseReason.NOT_RESUMED)
+        self._restarting.clear()
 
     async def _resubscribe(self, carrier: Carrier) -> None:
         """Send ``sub`` for every open channel, also those opened meanwhile.
@@ -557,11 +771,12 @@ class MultiplexClient:
         the next round includes it. Repeating a ``sub`` for a topic that is
         open is harmless: servers ignore it (docs/PROTOCOL.md, "Semantics").
         """
+        self._restarting.clear()
         subscribed: frozenset[str] | None = None
         while subscribed != self._protocol.open_topics:
             subscribed = self._protocol.open_topics
             for frame in self._protocol.resubscribe():
-                await carrier.send(frame)
+                await self._write(carrier, frame)
 
     def _give_up(self, disconnection: Disconnection) -> None:
         for event in self._protocol.connection_lost():
@@ -573,6 +788,9 @@ class MultiplexClient:
         self._set_state(ClientState.CLOSED, str(disconnection))
 
     async def _drop_carrier(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         carrier, self._carrier = self._carrier, None
         if carrier is not None:
             await carrier.close()
@@ -589,3 +807,18 @@ class MultiplexClient:
         logger.debug("client %s: %s", state.value, reason)
         if self._on_state is not None:
             self._on_state(state, reason)
+
+
+_background: set[asyncio.Task[None]] = set()  # acks under way: kept referenced
+
+
+async def _answer(carrier: Carrier) -> str:
+    """The server's first frame on a resuming carrier."""
+    try:
+        async with asyncio.timeout(HELLO_TIMEOUT):
+            text = await carrier.receive()
+    except TimeoutError:
+        return ""  # no answer: a server that ignores the hello
+    if text is None:
+        raise ConnectionError("the connection closed before the server answered")
+    return text

@@ -7,7 +7,7 @@ import contextvars
 import enum
 import itertools
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Protocol
 
@@ -25,11 +25,13 @@ from ..flow import Ledger, Overflow
 from ..limits import Limits
 from ..protocol import ProtocolCounters, ServerProtocol
 from ..request import RequestInfo
+from ..resume import Hello
 from .authorization import Authorizer, Subscription, authorized
 from .callbacks import TaskFreeServices
 from .channel import Channel
 from .groups import Groups
 from .outbox import Outbox
+from .resumption import Session, Sessions
 from .services import Service, Services
 from .stats import ConnectionStats
 from .throttle import LogThrottle
@@ -67,6 +69,10 @@ class ConnectionHost(Protocol):
     def registry(self) -> Services: ...
     @property
     def groups(self) -> Groups: ...
+    @property
+    def sessions(self) -> Sessions | None:
+        """Resumable sessions, or ``None`` if the server offers none."""
+        ...
 
     def retire(self, connection: Connection) -> None:
         """``connection`` is closed: forget it, keep its totals."""
@@ -97,6 +103,10 @@ class Connection:
         self.id = next(_ids)
         self.server = server
         self.transport = transport
+        """What its frames are sent through: the carrier, or on a resumable
+        connection its session's
+        :class:`~websocket_multiplex.asyncio.resumption.SessionCarrier`."""
+        self._own_carrier = transport  # the one whose inlet feeds receive()
         self.request: RequestInfo = transport.request
         self.stats = ConnectionStats()
         self.state = State.OPEN
@@ -109,6 +119,13 @@ class Connection:
         self._task_free: TaskFreeServices | None = None  # made when needed
         self._aborting: asyncio.Task[None] | None = None
         self._finishing: asyncio.Task[None] | None = None
+        self._session: Session | None = None  # on the resumable protocol
+        self._carrying: Session | None = None  # another's, for its carrier
+        # What a frame meets before the protocol: the first one may be a
+        # hello; on a session, every one is counted (None: nothing).
+        self._before: Callable[[str], str | None] | None = (
+            self._first_frame if server.sessions is not None else None
+        )
         self._outbox = Outbox(
             transport,
             server.limits,
@@ -159,6 +176,15 @@ class Connection:
         """Handle one carrier message from the client."""
         if self.state is State.CLOSED:
             return
+        before = self._before
+        if before is not None:
+            handled = before(text)
+            if handled is None:
+                return
+            text = handled
+        self._handle(text)
+
+    def _handle(self, text: str) -> None:
         self.stats.chars_received += len(text)
         event = self._protocol.receive(text, monotonic())
         if event is None:
@@ -225,6 +251,8 @@ class Connection:
         if self.state is State.CLOSED:
             return
         self.state = State.CLOSED
+        if self._session is not None:
+            self._session.end()
         for event in self._protocol.connection_lost(reason):
             self._closed(self._channels.pop(event.topic), event.reason)
         self._outbox.stop()
@@ -269,7 +297,13 @@ class Connection:
         Handlers see their channel closed and get ``handler_timeout``
         seconds to return before they are cancelled; this waits for that,
         except when a handler itself calls it. Safe to call more than once.
+        On a resumable connection, the session holds on instead: nothing
+        closes until ``Limits.resume_grace`` passes without a new carrier.
         """
+        if self._carrying is not None:  # the carrier of another's session
+            self._carrying.owner.carrier_lost(self._own_carrier)
+        elif self.carrier_lost(self._own_carrier):
+            return
         self._lose()
         assert self._finishing is not None
         if _current_handler.get() not in self._handlers:
@@ -279,6 +313,8 @@ class Connection:
         """Close from the server side: ``uns`` every channel, then the carrier."""
         if self.state is State.OPEN:
             self.state = State.CLOSING
+        if self._session is not None:  # no resuming after a goodbye
+            self._session.end()
         for channel in list(self._channels.values()):
             self.close_channel(channel, CloseReason.SHUTDOWN, GOING_AWAY)
         try:
@@ -322,6 +358,82 @@ class Connection:
             self._outbox.put(self._protocol.close(channel.topic))
         del self._channels[channel.topic]
         self._closed(channel, reason)
+
+    # -- resumable sessions (docs/PROTOCOL-EXTENSIONS.md, section 3) -----------
+
+    @property
+    def session(self) -> Session | None:
+        """This connection's resumable session, if the client asked for one."""
+        return self._session
+
+    def _first_frame(self, text: str) -> str | None:
+        """The client's first frame: a hello makes this connection
+        resumable, or hands its carrier to the session it names; anything
+        else leaves it on the base protocol."""
+        self._before = None
+        sessions = self.server.sessions
+        hello = Hello.parse(text) if text.startswith("hey,") else None
+        if hello is None or sessions is None:
+            return text
+        proposed: str | None = hello.token
+        if hello.received is not None:  # a resume
+            proposed = None  # a new session must not look resumed
+            session = sessions.get(hello.token)
+            if session is not None:
+                if session.resume(self._own_carrier, hello.received):
+                    self._carry(session)
+                    return None
+                session.owner.expire(CloseReason.NOT_RESUMED)  # nobody can
+        session = sessions.open(self._own_carrier, self, proposed)
+        self._session = session
+        self.transport = session.carrier
+        self._outbox.reroute(session.carrier)
+        self._outbox.put(session.welcome())
+        self._before = self._from_own_carrier
+        return None
+
+    def _from_own_carrier(self, text: str) -> None:
+        self.carried(self._own_carrier, text)
+
+    def _carry(self, session: Session) -> None:
+        """This carrier took over ``session``'s connection: its frames go
+        there, and this connection is only their way in."""
+        self._carrying = session
+        self._before = self._forward
+        self._outbox.stop()
+        self.server.retire(self)  # counted once: as the session's connection
+
+    def _forward(self, text: str) -> None:
+        assert self._carrying is not None
+        self._carrying.owner.carried(self._own_carrier, text)
+
+    def carried(self, carrier: Transport, text: str) -> None:
+        """A frame of this connection's session came over ``carrier``: its
+        own, or one that took over (see :meth:`_carry`). Frames of a carrier
+        that was replaced are dropped: the client resends them."""
+        session = self._session
+        if (
+            session is None
+            or session.carrier.attached is not carrier
+            or self.state is State.CLOSED
+        ):
+            return
+        handled = session.incoming(text)
+        if handled is not None:
+            self._handle(handled)
+
+    def carrier_lost(self, carrier: Transport) -> bool:
+        """``carrier`` of this connection's session ended; whether the
+        session holds on (the connection then waits for its client)."""
+        return self._session is not None and self._session.carrier_lost(carrier)
+
+    def send_control(self, frame: str) -> None:
+        """Queue one of the session's own frames (an ack)."""
+        self._outbox.put(frame)
+
+    def expire(self, reason: CloseReason) -> None:
+        """The session cannot go on: end the connection."""
+        self._lose(reason)
 
     def member_id(self, topic: str) -> str:
         return f"{self.server.process_id}/{self.id}/{topic}"

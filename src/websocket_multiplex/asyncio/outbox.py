@@ -99,6 +99,13 @@ class Outbox:
         """Characters queued, not yet handed to the carrier."""
         return self._output.size
 
+    def reroute(self, transport: Transport) -> None:
+        """Send through ``transport`` from now on (a resumable session's)."""
+        self._transport = transport
+        self._can_write_now = (
+            transport.can_write_now if isinstance(transport, WritesNow) else None
+        )
+
     # -- putting frames in -----------------------------------------------------
 
     def send(self, frame: str, alone: bool = True) -> Awaitable[None] | None:
@@ -250,7 +257,7 @@ class Outbox:
         self._on_lost()
 
     async def _write_loop(self) -> None:
-        output, send_many = self._output, self._transport.send_many
+        output = self._output
         try:
             while True:
                 if not self._frames or output.writing:  # one writer at a time
@@ -268,7 +275,7 @@ class Outbox:
                 self._taken()
                 output.writing = True
                 try:
-                    await send_many(frames)
+                    await self._transport.send_many(frames)
                 finally:
                     output.writing = False
                 del frames  # an idle connection must not hold its last batch

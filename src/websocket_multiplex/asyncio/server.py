@@ -16,6 +16,7 @@ from .authorization import Authorizer
 from .channel import Channel
 from .connection import Connection
 from .groups import Groups
+from .resumption import Sessions
 from .services import ChannelHandler, Handler, Service, Services
 from .stats import ServerStats
 from .throttle import LogThrottle
@@ -51,7 +52,11 @@ class MultiplexServer:
     ``handler_timeout`` (seconds) is how long handlers may run after their
     connection closed before they are cancelled; ``close_timeout``
     (seconds) is how long a server-side close waits for queued frames to
-    reach a client before closing the carrier anyway.
+    reach a client before closing the carrier anyway. With ``resume``
+    (the default), a client of ours that loses its connection carries on
+    where it stopped if it comes back within ``Limits.resume_grace``
+    seconds (docs/PROTOCOL-EXTENSIONS.md, section 3); the original
+    clients never ask for it.
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class MultiplexServer:
         broker: Broker | None = None,
         handler_timeout: float = 5.0,
         close_timeout: float = 10.0,
+        resume: bool = True,
     ) -> None:
         self.limits = limits
         self.authorize = _checked_authorizer(authorize)
@@ -75,6 +81,8 @@ class MultiplexServer:
         self.close_timeout = close_timeout
         self.registry = Services()
         """The registered services (for connections: see :meth:`register`)."""
+        self.sessions = Sessions(limits) if resume else None
+        """The resumable sessions, by token (``None`` without ``resume``)."""
         self._connections: set[Connection] = set()
         self._totals = ServerStats()
         self._closing = False

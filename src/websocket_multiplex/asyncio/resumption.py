@@ -1,0 +1,402 @@
+"""Resumable sessions, server side (docs/PROTOCOL-EXTENSIONS.md, section 3).
+
+A client of ours opens its first carrier with ``hey,r1``; the server then
+gives the connection a :class:`Session`: a token, a
+:class:`~websocket_multiplex.resume.Book` of the frames each side sent,
+and a :class:`SessionCarrier`, which the connection's outbox writes to
+instead of the carrier itself. When the carrier drops, the connection
+stays: its channels and handlers go on, what they send is kept, and a new
+carrier whose first frame names the token takes over where the old one
+stopped. After ``Limits.resume_grace`` seconds without one, or once more
+than ``Limits.resume_buffer`` characters wait for the client, the
+connection ends, every channel with :attr:`CloseReason.NOT_RESUMED`.
+
+:class:`Sessions` is the server's table of them, by token, with the named
+bound on how many may wait detached (``Limits.max_detached_sessions``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Protocol
+
+from ..events import CloseReason
+from ..limits import Limits
+from ..resume import GOODBYE, Book, Hello, is_control, parse_ack
+from .transport import Transport, WritesNow
+
+__all__ = ["ACK_DELAY", "Session", "SessionCarrier", "SessionOwner", "Sessions"]
+
+logger = logging.getLogger("websocket_multiplex")
+
+CATCH_UP_BATCH = 32 << 10
+"""Characters per message of what a resumed session resends."""
+
+ACK_DELAY = 0.05
+"""Seconds after a frame arrives within which it is acknowledged, when
+fewer than ``ACK_EVERY`` came: what a quiet sender keeps at most."""
+
+
+class SessionOwner(Protocol):
+    """What a :class:`Session` asks of its connection (a
+    :class:`~websocket_multiplex.Connection` implements it)."""
+
+    def carried(self, carrier: Transport, text: str) -> None:
+        """A frame of the session came over ``carrier``."""
+        ...
+
+    def carrier_lost(self, carrier: Transport) -> bool:
+        """``carrier`` ended; whether the session holds on."""
+        ...
+
+    def send_control(self, frame: str) -> None:
+        """Queue an ack, in order with what is queued."""
+        ...
+
+    def expire(self, reason: CloseReason) -> None:
+        """The session cannot go on: end the connection."""
+        ...
+
+
+class SessionCarrier:
+    """What a resumable connection sends through: a
+    :class:`~websocket_multiplex.asyncio.transport.Transport` that numbers
+    and keeps every frame (:class:`~websocket_multiplex.resume.Book`) and
+    hands it to whichever carrier is attached now, if any.
+
+    Its writes never fail: a carrier that breaks mid-write leaves its
+    frames kept, for the next one. While attached, a writer whose client
+    has not acknowledged ``limit`` characters waits for acks (the session's
+    own flow control, which the outbox's slow-client rule then bounds in
+    time); while detached, going past ``limit`` calls ``on_overflow``.
+    """
+
+    __slots__ = (
+        "_acked",
+        "_book",
+        "_carrier",
+        "_catching_up",
+        "_limit",
+        "_on_overflow",
+        "request",
+    )
+
+    def __init__(
+        self,
+        carrier: Transport,
+        book: Book,
+        limit: int,
+        on_overflow: Callable[[], None],
+    ) -> None:
+        self.request = carrier.request
+        self._carrier: Transport | None = carrier
+        self._book = book
+        self._limit = limit
+        self._on_overflow = on_overflow
+        self._catching_up: asyncio.Task[None] | None = None
+        self._acked: asyncio.Event | None = None  # made when a writer waits
+
+    @property
+    def attached(self) -> Transport | None:
+        """The carrier frames go to now, or ``None`` while detached."""
+        return self._carrier
+
+    def attach(self, carrier: Transport, first: list[str]) -> Transport | None:
+        """Go on over ``carrier``, sending ``first`` (the hello answer and
+        the resent frames) before anything else; returns the carrier it
+        replaces, if one was still attached."""
+        replaced, self._carrier = self._carrier, carrier
+        self._catching_up = asyncio.get_running_loop().create_task(
+            self._catch_up(carrier, first)
+        )
+        return replaced
+
+    def detach(self, carrier: Transport) -> bool:
+        """``carrier`` is gone; whether it was the attached one."""
+        if self._carrier is not carrier:
+            return False
+        self._carrier = None
+        self._wake_writer()
+        return True
+
+    def acknowledged(self, count: int) -> bool:
+        """The client has the first ``count`` frames; whether that made sense."""
+        if not self._book.acknowledged(count):
+            return False
+        if self._book.retained_size <= self._limit:
+            self._wake_writer()
+        return True
+
+    # -- Transport ---------------------------------------------------------------
+
+    def can_write_now(self) -> bool:
+        """Whether a frame sent now goes out in its sender's turn."""
+        carrier = self._carrier
+        if carrier is None:
+            return True  # it is only kept
+        if self._catching_up is not None or self._book.retained_size > self._limit:
+            return False
+        return isinstance(carrier, WritesNow) and carrier.can_write_now()
+
+    async def send(self, text: str) -> None:
+        if not is_control(text):
+            self._book.sent(text)
+        carrier = await self._ready()
+        if carrier is None:
+            return
+        try:
+            await carrier.send(text)
+        except ConnectionError:
+            return  # kept for the next carrier; this one's end is on its way
+        await self._room()
+
+    async def send_many(self, texts: list[str]) -> None:
+        book = self._book
+        for text in texts:
+            if not is_control(text):
+                book.sent(text)
+        carrier = await self._ready()
+        if carrier is None:
+            return
+        try:
+            await carrier.send_many(texts)
+        except ConnectionError:
+            return
+        await self._room()
+
+    async def close(self, code: int, reason: str) -> None:
+        carrier = self._carrier
+        if carrier is not None:
+            await carrier.close(code, reason)
+
+    # -- internals ---------------------------------------------------------------
+
+    async def _ready(self) -> Transport | None:
+        """The carrier to write to once what must go first went; ``None``
+        while detached (then the frames are only kept, within the bound)."""
+        catching_up = self._catching_up
+        if catching_up is not None:
+            await asyncio.shield(catching_up)
+        carrier = self._carrier
+        if carrier is None and self._book.retained_size > self._limit:
+            self._on_overflow()
+        return carrier
+
+    async def _catch_up(self, carrier: Transport, first: list[str]) -> None:
+        try:
+            for batch in _batches(first):
+                await carrier.send_many(batch)
+        except ConnectionError:
+            pass  # its end is on its way: the next carrier catches up
+        finally:
+            self._catching_up = None
+
+    async def _room(self) -> None:
+        """Wait while the client holds back more than ``limit`` unacknowledged."""
+        while self._carrier is not None and self._book.retained_size > self._limit:
+            if self._acked is None:
+                self._acked = asyncio.Event()
+            await self._acked.wait()
+
+    def _wake_writer(self) -> None:
+        acked, self._acked = self._acked, None
+        if acked is not None:
+            acked.set()
+
+
+def _batches(frames: list[str]) -> list[list[str]]:
+    """``frames`` cut in batches of at most :data:`CATCH_UP_BATCH`
+    characters (a lone larger frame is a batch of its own), the first
+    frame alone: a SockJS carrier sends a batch as one message, which a
+    flaky network would cut whole again and again."""
+    batches: list[list[str]] = [frames[:1]]
+    size = CATCH_UP_BATCH
+    for frame in frames[1:]:
+        if size + len(frame) > CATCH_UP_BATCH:
+            batches.append([])
+            size = 0
+        batches[-1].append(frame)
+        size += len(frame)
+    return batches
+
+
+class Session:
+    """One resumable connection's session: its token, book, carrier and
+    grace timer. Its connection (``owner``) feeds it the frames that arrive
+    (:meth:`incoming`) and says when a carrier ends (:meth:`carrier_lost`)."""
+
+    __slots__ = (
+        "_ack_timer",
+        "_expiry",
+        "_table",
+        "book",
+        "carrier",
+        "owner",
+        "resumptions",
+        "token",
+    )
+
+    def __init__(
+        self,
+        table: Sessions,
+        carrier: Transport,
+        owner: SessionOwner,
+        token: str,
+    ) -> None:
+        self._table = table
+        self.owner = owner
+        self.token = token
+        self.book = Book()
+        self.carrier = SessionCarrier(
+            carrier, self.book, table.limits.resume_buffer, self._overflowed
+        )
+        self._ack_timer: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self.resumptions = 0
+
+    def __repr__(self) -> str:
+        return f"<Session {self.token[:6]}...>"
+
+    @property
+    def ended(self) -> bool:
+        return self._table.get(self.token) is not self
+
+    def welcome(self) -> str:
+        """The answer to the hello that opened the session."""
+        return Hello(self.token, 0).format()
+
+    def incoming(self, text: str) -> str | None:
+        """A frame from the client: the frame to handle, or ``None`` if it
+        was the session's own (an ack, a stray hello)."""
+        if is_control(text):
+            count = parse_ack(text)
+            if count is not None and not self.carrier.acknowledged(count):
+                logger.debug("%r: ignoring an impossible ack %d", self, count)
+            elif text == GOODBYE:  # the client closed: its carrier's end is final
+                self.end()
+            return None
+        ack = self.book.received()
+        if ack is not None:
+            self.owner.send_control(ack)
+        elif self._ack_timer is None:
+            self._ack_timer = asyncio.get_running_loop().call_later(
+                ACK_DELAY, self._flush_ack
+            )
+        return text
+
+    def _flush_ack(self) -> None:
+        self._ack_timer = None
+        ack = self.book.ack()
+        if ack is not None and self.carrier.attached is not None:
+            self.owner.send_control(ack)
+
+    def resume(self, carrier: Transport, received: int) -> bool:
+        """Carry on over ``carrier``, whose client has ``received`` of our
+        frames; ``False`` if it cannot (those frames are forgotten, or were
+        never sent: the client is confused or lying)."""
+        resend = self.book.resend_after(received)
+        if resend is None:
+            return False
+        self._table.attached(self)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        answer = self.book.hello(self.token).format()
+        replaced = self.carrier.attach(carrier, [answer, *resend])
+        if replaced is not None:  # the old carrier is not dead yet: it is now
+            asyncio.get_running_loop().create_task(_close(replaced))
+        self.resumptions += 1
+        return True
+
+    def carrier_lost(self, carrier: Transport) -> bool:
+        """``carrier`` ended; whether the session holds on (the connection
+        then stays, detached, for ``resume_grace`` seconds)."""
+        if self.ended:
+            return False
+        if self.carrier.detach(carrier):
+            self._expiry = asyncio.get_running_loop().call_later(
+                self._table.limits.resume_grace,
+                self.owner.expire,
+                CloseReason.NOT_RESUMED,
+            )
+            self._table.detached(self)
+        return True
+
+    def end(self) -> None:
+        """The connection is over: forget the session."""
+        for timer in (self._expiry, self._ack_timer):
+            if timer is not None:
+                timer.cancel()
+        self._expiry = self._ack_timer = None
+        self._table.forget(self)
+
+    def _overflowed(self) -> None:
+        logger.info("%r: more than resume_buffer waits for the client", self)
+        self.owner.expire(CloseReason.NOT_RESUMED)
+
+
+async def _close(carrier: Transport) -> None:
+    try:
+        await carrier.close(1000, "resumed elsewhere")
+    except Exception:  # it may be half gone already
+        logger.debug("closing a replaced carrier failed", exc_info=True)
+
+
+class Sessions:
+    """A server's resumable sessions, by token.
+
+    At most ``Limits.max_detached_sessions`` wait for their client at once:
+    one more ends the one that waited longest (a client that opens and
+    drops connections cannot make the server keep them all).
+    """
+
+    __slots__ = ("_by_token", "_detached", "limits")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._by_token: dict[str, Session] = {}
+        self._detached: dict[Session, None] = {}  # oldest first
+
+    def __len__(self) -> int:
+        return len(self._by_token)
+
+    @property
+    def detached_count(self) -> int:
+        return len(self._detached)
+
+    def open(
+        self,
+        carrier: Transport,
+        owner: SessionOwner,
+        proposed: str | None = None,
+    ) -> Session:
+        """A new session for ``owner``, whose carrier is ``carrier``; its
+        token is the one the client ``proposed`` unless that one is taken
+        (then the client learns another from the welcome)."""
+        token = proposed
+        if token is None or token in self._by_token:
+            token = secrets.token_urlsafe(18)  # 144 bits, of [A-Za-z0-9_-]
+        session = Session(self, carrier, owner, token)
+        self._by_token[session.token] = session
+        return session
+
+    def get(self, token: str) -> Session | None:
+        return self._by_token.get(token)
+
+    def attached(self, session: Session) -> None:
+        self._detached.pop(session, None)
+
+    def detached(self, session: Session) -> None:
+        self._detached[session] = None
+        while len(self._detached) > self.limits.max_detached_sessions:
+            oldest = next(iter(self._detached))
+            self._detached.pop(oldest)
+            oldest.owner.expire(CloseReason.NOT_RESUMED)
+
+    def forget(self, session: Session) -> None:
+        self._detached.pop(session, None)
+        if self._by_token.get(session.token) is session:
+            del self._by_token[session.token]

@@ -1,0 +1,275 @@
+"""Resumable sessions on the server (docs/PROTOCOL-EXTENSIONS.md, section 3),
+driven frame by frame over memory carriers: the welcome, acks, a connection
+that outlives its carrier, resumes, takeovers, and every way a session ends."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from websocket_multiplex import Channel, CloseReason, Limits, MultiplexServer
+from websocket_multiplex.resume import ACK_EVERY, GOODBYE
+from websocket_multiplex.testing import MemoryClient, connect_in_memory
+
+from .helpers import drain, frame, frames, item, nothing_sent, settle
+
+
+def echo_server(
+    limits: Limits | None = None, **options: bool
+) -> tuple[MultiplexServer, asyncio.Queue[CloseReason | None]]:
+    """``echo`` answers every message; ``ended`` gets each handler's close
+    reason once its channel closed."""
+    server = MultiplexServer(limits=limits or Limits(), **options)
+    ended: asyncio.Queue[CloseReason | None] = asyncio.Queue()
+
+    @server.channel("echo")
+    async def echo(channel: Channel) -> None:
+        async for data in channel:
+            await channel.send(data)
+        ended.put_nowait(channel.close_reason)
+
+    return server, ended
+
+
+async def session_on(server: MultiplexServer, token: str = "tok") -> MemoryClient:
+    """A memory client that offered ``token`` and was welcomed."""
+    client = await connect_in_memory(server)
+    await client.send(f"hey,r1,{token}")
+    assert await frame(client) == f"hey,r1,{token},0"
+    return client
+
+
+async def test_the_welcome_then_acks_every_32_frames() -> None:
+    server, _ = echo_server()
+    client = await session_on(server)
+    await client.send("sub,echo")
+    for n in range(ACK_EVERY - 1):
+        await client.send(f"msg,echo,{n}")
+    got = await frames(client, ACK_EVERY)
+    # The ack goes as the 32nd frame arrives, before its echo.
+    assert [f for f in got if f and f.startswith("ack,")] == [f"ack,{ACK_EVERY}"]
+    assert [f for f in got if f and f.startswith("msg,")] == [
+        f"msg,echo,{n}" for n in range(ACK_EVERY - 1)
+    ]
+    assert client.connection.session is not None
+
+
+async def test_a_quiet_sender_is_acknowledged_by_the_timer() -> None:
+    server, _ = echo_server()
+    client = await session_on(server)
+    await client.send("sub,echo")
+    await client.send("msg,echo,x")
+    assert await frames(client, 2) == ["msg,echo,x", "ack,2"]
+
+
+async def test_a_lost_carrier_keeps_the_channels_and_a_resume_resends() -> None:
+    server, ended = echo_server()
+    first = await session_on(server)
+    await first.send("sub,echo")
+    await first.send("msg,echo,1")
+    assert await frame(first) == "msg,echo,1"
+    await first.close()  # the carrier is lost; the client got 1 frame
+    assert server.sessions is not None and server.sessions.detached_count == 1
+    connection = first.connection
+    assert [c.name for c in connection.channels] == ["echo"]
+    assert ended.empty()
+
+    second = await connect_in_memory(server)
+    await second.send("hey,r1,tok,0")  # as if "msg,echo,1" never arrived
+    assert await frames(second, 2) == ["hey,r1,tok,2", "msg,echo,1"]
+    await second.send("msg,echo,2")  # frame 3: the stream goes on
+    assert await frame(second) == "msg,echo,2"
+    assert server.sessions.detached_count == 0
+    assert server.connections == {connection}  # one connection, not two
+    assert ended.empty()
+
+
+async def test_what_a_handler_sends_while_detached_is_resent() -> None:
+    server = MultiplexServer()
+    go = asyncio.Event()
+
+    @server.channel("news")
+    async def news(channel: Channel) -> None:
+        await go.wait()
+        for n in range(3):
+            await channel.send(f"n{n}")
+        await channel.receive()
+
+    first = await session_on(server)
+    await first.send("sub,news")
+    await first.close()
+    go.set()
+    await settle()
+    second = await connect_in_memory(server)
+    await second.send("hey,r1,tok,0")
+    assert await frames(second, 4) == [
+        "hey,r1,tok,1",
+        "msg,news,n0",
+        "msg,news,n1",
+        "msg,news,n2",
+    ]
+
+
+async def test_past_the_grace_period_every_channel_ends_not_resumed() -> None:
+    server, ended = echo_server(Limits(resume_grace=0.05))
+    client = await session_on(server)
+    await client.send("sub,echo")
+    await client.close()
+    assert await item(ended) is CloseReason.NOT_RESUMED
+    assert server.connections == set()
+    assert server.sessions is not None and len(server.sessions) == 0
+    # Too late: a new session, under a token of the server's choosing.
+    late = await connect_in_memory(server)
+    await late.send("hey,r1,tok,0")
+    answer = await frame(late)
+    assert answer is not None and answer.endswith(",0")
+    assert answer != "hey,r1,tok,0"
+
+
+async def test_past_the_resume_buffer_while_detached_the_session_ends() -> None:
+    server = MultiplexServer(limits=Limits(resume_buffer=1000))
+    closed: asyncio.Queue[CloseReason | None] = asyncio.Queue()
+    detached = asyncio.Event()
+
+    @server.channel("flood")
+    async def flood(channel: Channel) -> None:
+        await detached.wait()
+        for _ in range(100):
+            await channel.send("x" * 100)
+        async for _ in channel:  # until it closes
+            pass
+        closed.put_nowait(channel.close_reason)
+
+    client = await session_on(server)
+    await client.send("sub,flood")
+    await client.close()
+    detached.set()
+    assert await item(closed) is CloseReason.NOT_RESUMED
+    assert server.connections == set()
+
+
+async def test_an_impossible_resume_ends_the_old_session_and_begins_a_new_one() -> None:
+    server, ended = echo_server()
+    first = await session_on(server)
+    await first.send("sub,echo")
+    await first.close()
+    liar = await connect_in_memory(server)
+    await liar.send("hey,r1,tok,99")  # the server sent 0 frames
+    answer = await frame(liar)
+    assert answer is not None and answer != "hey,r1,tok,0"
+    assert await item(ended) is CloseReason.NOT_RESUMED
+
+
+async def test_a_resume_takes_over_a_carrier_not_yet_seen_dead() -> None:
+    server, ended = echo_server()
+    old = await session_on(server)
+    await old.send("sub,echo")
+    new = await connect_in_memory(server)
+    await new.send("hey,r1,tok,0")
+    assert await frame(new) == "hey,r1,tok,1"
+    assert await frame(old) is None  # closed by the server
+    await old.send("msg,echo,late")  # the old carrier's last frames: dropped
+    await new.send("msg,echo,x")
+    assert await frame(new) == "msg,echo,x"
+    assert nothing_sent(new)
+    await old.close()  # its end does not end the session
+    assert server.sessions is not None and server.sessions.detached_count == 0
+    assert ended.empty()
+
+
+async def test_a_proposed_token_already_taken_gets_another() -> None:
+    server, _ = echo_server()
+    await session_on(server, "same")
+    other = await connect_in_memory(server)
+    await other.send("hey,r1,same")
+    answer = await frame(other)
+    assert answer is not None and answer.startswith("hey,r1,") and answer.endswith(",0")
+    assert answer != "hey,r1,same,0"
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "sub,echo",  # the base protocol: a hello later means nothing
+        "hey,r2,tok",  # another version
+        "hey,r1",  # no token
+    ],
+)
+async def test_only_a_first_frame_hello_of_this_version_is_answered(first: str) -> None:
+    server, _ = echo_server()
+    client = await connect_in_memory(server)
+    await client.send(first)
+    await client.send("hey,r1,tok")
+    await client.send("sub,echo")
+    await client.send("msg,echo,x")
+    assert await frame(client) == "msg,echo,x"
+    assert client.connection.session is None
+
+
+async def test_a_server_without_resume_ignores_the_hello() -> None:
+    server, _ = echo_server(resume=False)
+    client = await connect_in_memory(server)
+    await client.send("hey,r1,tok")
+    await client.send("sub,echo")
+    await client.send("msg,echo,x")
+    assert await frame(client) == "msg,echo,x"
+    assert drain(client) == []
+
+
+async def test_a_goodbye_ends_the_session_with_its_carrier() -> None:
+    server, ended = echo_server()
+    client = await session_on(server)
+    await client.send("sub,echo")
+    await client.send(GOODBYE)
+    await client.close()
+    assert await item(ended) is CloseReason.CONNECTION_LOST
+    assert server.sessions is not None and len(server.sessions) == 0
+
+
+async def test_detached_sessions_are_bounded() -> None:
+    server, ended = echo_server(Limits(max_detached_sessions=1))
+    first = await session_on(server, "a")
+    await first.send("sub,echo")
+    second = await session_on(server, "b")
+    await second.send("sub,echo")
+    await first.close()
+    assert ended.empty()
+    await second.close()  # one more detached: the oldest ends
+    assert await item(ended) is CloseReason.NOT_RESUMED
+    assert server.sessions is not None and server.sessions.detached_count == 1
+
+
+def documented_exchange() -> list[str]:
+    """The first test vector of docs/PROTOCOL-EXTENSIONS.md, section 3."""
+    doc = Path(__file__).parents[2] / "docs" / "PROTOCOL-EXTENSIONS.md"
+    section = doc.read_text().split("## 3.", 1)[1]
+    vectors = section.split("### Test vectors", 1)[1]
+    block = vectors.split("\n\n")[2]  # the text, then the first block
+    return [line.strip() for line in block.splitlines()]
+
+
+async def test_the_documented_exchange() -> None:
+    lines = documented_exchange()
+    assert len(lines) > 10
+    server, ended = echo_server()
+    carrier = await connect_in_memory(server)
+
+    async def next_from_server() -> str | None:
+        while (got := await frame(carrier)) is not None and got.startswith("ack,"):
+            pass  # acks come when the timer says: not part of the check
+        return got
+
+    for line in lines:
+        if line.startswith("--"):
+            await carrier.close()
+            carrier = await connect_in_memory(server)
+            continue
+        side, text = line[:2], line[3:].split()[0]
+        if side == "C:":
+            await carrier.send(text)
+        elif not text.startswith("ack,"):
+            assert side == "S:", line
+            assert await next_from_server() == text, line
+    assert ended.empty()  # the handler never saw a close

@@ -1,0 +1,226 @@
+"""Resumed sessions over real sockets (docs/PROTOCOL-EXTENSIONS.md, section 3).
+
+A TCP proxy between our client and our server cuts the connection at random
+points, mid-frame included, while both sides stream numbered messages on
+several channels: every message must arrive exactly once and in order both
+ways, and no handler may see its channel close. Past the grace period, or
+past the buffer bound, every channel ends with ``NOT_RESUMED`` on both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import pytest
+
+from websocket_multiplex import (
+    Channel,
+    ChannelClosed,
+    ChannelGap,
+    CloseReason,
+    Limits,
+    MultiplexServer,
+)
+from websocket_multiplex.asyncio import client as client_module
+from websocket_multiplex.asyncio.client import ClientChannel
+from websocket_multiplex.client import connect
+
+from ..support.proxy import Proxy
+from .support import (
+    FAST,
+    NODE_DIR,
+    TIMEOUT,
+    NodeServer,
+    serving,
+    sockjs_app,
+    uvicorn_serving,
+)
+
+MESSAGES = 10_000
+CHANNELS = 3
+PAD = "x" * 40  # so that a cut falls anywhere in a frame, not only between
+DEADLINE = 120.0  # seconds for a whole stream; it takes a few
+
+
+@dataclass
+class Stream:
+    """What one server handler saw of its channel."""
+
+    received: list[int] = field(default_factory=list)
+    close_reason: CloseReason | None = None
+    complete: asyncio.Event = field(default_factory=asyncio.Event)  # all came
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # handler ended
+
+
+def streaming_server(
+    count: int, limits: Limits | None = None
+) -> tuple[MultiplexServer, dict[str, Stream]]:
+    """``stream`` sends ``count`` numbered messages and records what comes."""
+    server = MultiplexServer(limits=limits or Limits())
+    streams: dict[str, Stream] = {}
+
+    @server.channel("stream")
+    async def stream(channel: Channel) -> None:
+        seen = streams[channel.topic] = Stream()
+
+        async def send() -> None:
+            for n in range(1, count + 1):
+                await channel.send(f"{n} {PAD}")
+
+        sender = asyncio.create_task(send())
+        try:
+            async for data in channel:
+                seen.received.append(int(data.split(" ", 1)[0]))
+                if len(seen.received) == count:
+                    seen.complete.set()
+        finally:
+            seen.close_reason = channel.close_reason
+            sender.cancel()
+            seen.done.set()
+
+    return server, streams
+
+
+@dataclass
+class Served:
+    """A streaming server, listening; :meth:`url` is its endpoint at a port
+    (the server's own or a proxy's)."""
+
+    kind: str
+    port: int
+    server: MultiplexServer
+    streams: dict[str, Stream]
+
+    def url(self, port: int) -> str:
+        if self.kind == "sockjs":
+            return f"http://127.0.0.1:{port}/multiplex"
+        if self.kind == "websocket":
+            return f"ws://127.0.0.1:{port}/multiplex/websocket"
+        return f"ws://127.0.0.1:{port}/multiplex"  # ASGI under uvicorn
+
+
+@contextlib.asynccontextmanager
+async def served(
+    kind: str, count: int, limits: Limits | None = None
+) -> AsyncIterator[Served]:
+    server, streams = streaming_server(count, limits)
+    if kind == "asgi":
+        async with uvicorn_serving(server) as port:
+            yield Served(kind, port, server, streams)
+        return
+    async with serving(sockjs_app(server)) as port:
+        yield Served(kind, port, server, streams)
+
+
+KINDS = ["websocket", "sockjs", "asgi"]
+
+
+async def receive_all(channel: ClientChannel, count: int) -> list[int]:
+    got = []
+    async for data in channel:
+        got.append(int(data.split(" ", 1)[0]))
+        if len(got) == count:
+            break
+    return got
+
+
+async def send_all(channel: ClientChannel, count: int) -> None:
+    for n in range(1, count + 1):
+        await channel.send(f"{n} {PAD}")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_random_cuts_lose_and_repeat_nothing_either_way(kind: str) -> None:
+    rng = random.Random(1234)
+    async with served(kind, MESSAGES) as at, Proxy(at.port) as proxy:
+        proxy.cut_after = lambda: rng.randrange(20_000, 100_000)
+        client = await connect(at.url(proxy.port), reconnect=FAST)
+        async with asyncio.timeout(DEADLINE):
+            channels = [await client.channel("stream") for _ in range(CHANNELS)]
+            sent = [asyncio.create_task(send_all(c, MESSAGES)) for c in channels]
+            got = await asyncio.gather(*(receive_all(c, MESSAGES) for c in channels))
+            await asyncio.gather(*sent)
+            for channel in channels:  # everything sent reached the handlers
+                await at.streams[channel.topic].complete.wait()
+            cuts = proxy.cuts
+            await client.close()
+            for channel in channels:
+                await at.streams[channel.topic].done.wait()
+    assert cuts >= 10, "the proxy did not cut often enough to test anything"
+    assert client.resumptions == client.reconnects >= cuts
+    expected = list(range(1, MESSAGES + 1))
+    for channel, received in zip(channels, got, strict=True):
+        assert received == expected
+        seen = at.streams[channel.topic]
+        assert seen.received == expected
+        assert seen.close_reason is CloseReason.CLIENT_CLOSED
+    assert at.server.sessions is not None and len(at.server.sessions) == 0
+
+
+async def test_past_the_grace_period_both_sides_end_each_channel_not_resumed() -> None:
+    limits = Limits(resume_grace=0.2)
+    async with served("websocket", 1, limits) as at, Proxy(at.port) as proxy:
+        client = await connect(at.url(proxy.port), reconnect=FAST)
+        stream = await client.channel("stream")
+        assert await stream.receive(TIMEOUT) == f"1 {PAD}"
+        assert client.resumable
+        proxy.cut()  # and refuse new connections: longer than the grace
+        [seen] = at.streams.values()
+        async with asyncio.timeout(TIMEOUT):
+            await seen.done.wait()
+        assert seen.close_reason is CloseReason.NOT_RESUMED
+        proxy.restore()
+        with pytest.raises(ChannelClosed) as closed:
+            await stream.receive(TIMEOUT)
+        assert closed.value.reason is CloseReason.NOT_RESUMED
+        assert client.resumptions == 0
+        # The client goes on, with a new session.
+        again = await client.channel("stream")
+        assert await again.receive(TIMEOUT) == f"1 {PAD}"
+        assert client.resumable
+        await client.close()
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[NodeServer]:
+    server = NodeServer(
+        NODE_DIR / "reference_server.js", "--host", "127.0.0.1", "--port", "0"
+    )
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("kind", ["sockjs", "websocket"])
+async def test_with_the_original_server_a_cut_is_a_base_reconnection(
+    node: NodeServer, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The original ignores the offer: the client speaks the base protocol,
+    and a cut is a reconnection with a gap. Even when the original said
+    nothing before the cut (a silent service), so that the client cannot
+    know yet: it asks to resume, hears nothing, and falls back."""
+    monkeypatch.setattr(client_module, "HELLO_TIMEOUT", 0.5)
+    url = node.url if kind == "sockjs" else node.websocket
+    port = urlsplit(url).port
+    assert port is not None
+    async with Proxy(port) as proxy:
+        via = url.replace(f":{port}/", f":{proxy.port}/")
+        client = await connect(via, reconnect=FAST)
+        echo = await client.channel("echo", report_gaps=True)
+        proxy.abort()  # before the original said anything at all
+        with pytest.raises(ChannelGap):
+            await echo.receive(TIMEOUT)
+        await echo.send("a")
+        assert await echo.receive(TIMEOUT) == "a"
+        assert not client.resumable
+        proxy.abort()
+        with pytest.raises(ChannelGap):
+            await echo.receive(TIMEOUT)
+        await echo.send("b")
+        assert await echo.receive(TIMEOUT) == "b"
+        assert (client.reconnects, client.resumptions) == (2, 0)
+        await client.close()
