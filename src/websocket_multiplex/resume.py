@@ -76,6 +76,16 @@ def parse_ack(frame: str) -> int | None:
     return int(count) if kind == ACK and _is_count(count) else None
 
 
+_TOKEN_CHARACTERS: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+)
+
+
+def _is_token(text: str) -> bool:
+    """1 to 64 of ``[A-Za-z0-9_-]`` (base64url)."""
+    return 0 < len(text) <= MAX_TOKEN_LENGTH and _TOKEN_CHARACTERS.issuperset(text)
+
+
 def _is_count(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= _MAX_COUNT_DIGITS
 
@@ -112,9 +122,7 @@ class Hello:
         if len(parts) not in (3, 4) or parts[0] != HELLO or parts[1] != VERSION:
             return None
         token = parts[2]
-        if not (0 < len(token) <= MAX_TOKEN_LENGTH and token.isascii()):
-            return None
-        if token == "bye":
+        if not _is_token(token) or token == "bye":
             return None
         if len(parts) == 3:
             return cls(token)

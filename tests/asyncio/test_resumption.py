@@ -228,6 +228,20 @@ async def test_a_goodbye_ends_the_session_with_its_carrier() -> None:
     assert server.sessions is not None and len(server.sessions) == 0
 
 
+async def test_a_goodbye_on_a_resumed_carrier_ends_the_connection() -> None:
+    server, ended = echo_server()
+    first = await session_on(server)
+    await first.send("sub,echo")
+    await first.close()
+    second = await connect_in_memory(server)
+    await second.send("hey,r1,tok,0")
+    assert await frame(second) == "hey,r1,tok,1"
+    await second.send(GOODBYE)
+    await second.close()
+    assert await item(ended) is CloseReason.CONNECTION_LOST
+    assert server.connections == set()
+
+
 async def test_detached_sessions_are_bounded() -> None:
     server, ended = echo_server(Limits(max_detached_sessions=1))
     first = await session_on(server, "a")
@@ -273,3 +287,44 @@ async def test_the_documented_exchange() -> None:
             assert side == "S:", line
             assert await next_from_server() == text, line
     assert ended.empty()  # the handler never saw a close
+
+
+async def test_a_writer_waiting_for_acks_goes_on_after_a_resume() -> None:
+    """The resume acknowledges what the client has: a sender held back by
+    resume_buffer must then go on, on the new carrier."""
+    server = MultiplexServer(limits=Limits(resume_buffer=1000))
+    more = asyncio.Event()
+
+    @server.channel("news")
+    async def news(channel: Channel) -> None:
+        for n in range(40):
+            await channel.send(f"n{n:02d}" + "x" * 96)
+        await more.wait()
+        await channel.send("last")
+        await channel.receive()
+
+    old = await session_on(server)
+    await old.send("sub,news")
+    got = []
+    while len(got) < 40:  # never acknowledged: the writer waits, above 1000
+        received = await frame(old)
+        if received is not None and received.startswith("msg,"):
+            got.append(received)
+    new = await connect_in_memory(server)
+    await new.send("hey,r1,tok,40")  # the old carrier, not seen dead yet
+    assert await frame(new) == "hey,r1,tok,1"
+    more.set()
+    while (received := await frame(new)) is not None and received.startswith("ack,"):
+        pass
+    assert received == "msg,news,last"
+
+
+async def test_an_ended_session_closes_the_carrier_it_is_attached_to() -> None:
+    server, ended = echo_server()
+    old = await session_on(server)
+    await old.send("sub,echo")
+    liar = await connect_in_memory(server)
+    await liar.send("hey,r1,tok,99")  # impossible: the old session ends
+    assert await item(ended) is CloseReason.NOT_RESUMED
+    assert await frame(old) is None  # closed, not left open and silent
+    assert old.transport.closed_with is not None

@@ -410,7 +410,8 @@ async def test_a_restart_notice_keeps_channels_of_a_reconnecting_multiplexer(
         client,
         """
         const factory = fakeFactory();
-        const m = new WebSocketMultiplex(factory, {reconnect: {initialDelay: 5}});
+        const m = new WebSocketMultiplex(factory, {
+            resume: false, reconnect: {initialDelay: 5}});
         const events = recordMultiplexer(m);
         const channels = {};
         const logs = {};
@@ -561,7 +562,7 @@ async def test_queue_bound_in_reconnection_gaps_and_its_option(client: Page) -> 
             try { f(); return "sent"; } catch (e) { return e.name; }
         };
         const factory = fakeFactory();
-        const m = new WebSocketMultiplex(factory, {maxQueue: 2,
+        const m = new WebSocketMultiplex(factory, {maxQueue: 2, resume: false,
                                                    reconnect: {initialDelay: 2}});
         const ann = m.channel("ann");
         const bob = m.channel("bob");
@@ -643,7 +644,8 @@ async def test_reconnects_and_resubscribes_open_channels(client: Page) -> None:
         client,
         """
         const factory = fakeFactory();
-        const m = new WebSocketMultiplex(factory, {reconnect: {initialDelay: 5}});
+        const m = new WebSocketMultiplex(factory, {
+            resume: false, reconnect: {initialDelay: 5}});
         const events = recordMultiplexer(m);
         const logs = {};
         const ann = m.channel("ann");
@@ -720,7 +722,7 @@ async def test_backoff_with_full_jitter_then_gives_up(client: Page) -> None:
         """
         Math.random = () => 0.5;  // this page only: make the jitter visible
         const factory = fakeFactory();
-        const m = new WebSocketMultiplex(factory, {
+        const m = new WebSocketMultiplex(factory, {resume: false,
             reconnect: {initialDelay: 4, maxDelay: 10, maxAttempts: 4}});
         const events = recordMultiplexer(m);
         const ann = m.channel("ann");
@@ -768,7 +770,8 @@ async def test_close_stops_everything(client: Page) -> None:
         client,
         """
         const factory = fakeFactory();
-        const m = new WebSocketMultiplex(factory, {reconnect: {initialDelay: 1}});
+        const m = new WebSocketMultiplex(factory, {
+            resume: false, reconnect: {initialDelay: 1}});
         const events = recordMultiplexer(m);
         const ann = m.channel("ann");
         const log = recordAll(ann);
@@ -822,7 +825,7 @@ async def test_a_factory_may_give_an_open_socket(client: Page) -> None:
             const sock = new FakeSocket(1);
             sockets.push(sock);
             return sock;
-        }, {reconnect: {initialDelay: 1}});
+        }, {resume: false, reconnect: {initialDelay: 1}});
         const events = recordMultiplexer(m);
         const log = recordAll(m.channel("ann"));
         await tick();
@@ -849,7 +852,7 @@ async def test_a_throwing_factory_counts_as_a_failed_attempt(client: Page) -> No
         const m = new WebSocketMultiplex(() => {
             if (fail) { fail = false; throw new Error("no network"); }
             return factory();
-        }, {reconnect: {initialDelay: 2}});
+        }, {resume: false, reconnect: {initialDelay: 2}});
         const events = recordMultiplexer(m);
         const ann = m.channel("ann");
         factory.sockets[0].open();

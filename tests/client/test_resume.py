@@ -13,14 +13,12 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
 
 from websocket_multiplex import (
-    Channel,
-    ChannelClosed,
     ChannelGap,
     CloseReason,
     Limits,
@@ -31,11 +29,13 @@ from websocket_multiplex.asyncio.client import ClientChannel
 from websocket_multiplex.client import connect
 
 from ..support.proxy import Proxy
+from ..support.streaming import PAD, Stream, streaming_server
 from .support import (
     FAST,
     NODE_DIR,
     TIMEOUT,
     NodeServer,
+    States,
     serving,
     sockjs_app,
     uvicorn_serving,
@@ -43,47 +43,7 @@ from .support import (
 
 MESSAGES = 10_000
 CHANNELS = 3
-PAD = "x" * 40  # so that a cut falls anywhere in a frame, not only between
 DEADLINE = 120.0  # seconds for a whole stream; it takes a few
-
-
-@dataclass
-class Stream:
-    """What one server handler saw of its channel."""
-
-    received: list[int] = field(default_factory=list)
-    close_reason: CloseReason | None = None
-    complete: asyncio.Event = field(default_factory=asyncio.Event)  # all came
-    done: asyncio.Event = field(default_factory=asyncio.Event)  # handler ended
-
-
-def streaming_server(
-    count: int, limits: Limits | None = None
-) -> tuple[MultiplexServer, dict[str, Stream]]:
-    """``stream`` sends ``count`` numbered messages and records what comes."""
-    server = MultiplexServer(limits=limits or Limits())
-    streams: dict[str, Stream] = {}
-
-    @server.channel("stream")
-    async def stream(channel: Channel) -> None:
-        seen = streams[channel.topic] = Stream()
-
-        async def send() -> None:
-            for n in range(1, count + 1):
-                await channel.send(f"{n} {PAD}")
-
-        sender = asyncio.create_task(send())
-        try:
-            async for data in channel:
-                seen.received.append(int(data.split(" ", 1)[0]))
-                if len(seen.received) == count:
-                    seen.complete.set()
-        finally:
-            seen.close_reason = channel.close_reason
-            sender.cancel()
-            seen.done.set()
-
-    return server, streams
 
 
 @dataclass
@@ -162,11 +122,14 @@ async def test_random_cuts_lose_and_repeat_nothing_either_way(kind: str) -> None
     assert at.server.sessions is not None and len(at.server.sessions) == 0
 
 
-async def test_past_the_grace_period_both_sides_end_each_channel_not_resumed() -> None:
+async def test_past_the_grace_period_the_handler_ends_and_the_client_has_a_gap() -> (
+    None
+):
     limits = Limits(resume_grace=0.2)
     async with served("websocket", 1, limits) as at, Proxy(at.port) as proxy:
-        client = await connect(at.url(proxy.port), reconnect=FAST)
-        stream = await client.channel("stream")
+        states = States()
+        client = await connect(at.url(proxy.port), reconnect=FAST, on_state=states)
+        stream = await client.channel("stream", report_gaps=True)
         assert await stream.receive(TIMEOUT) == f"1 {PAD}"
         assert client.resumable
         proxy.cut()  # and refuse new connections: longer than the grace
@@ -174,14 +137,20 @@ async def test_past_the_grace_period_both_sides_end_each_channel_not_resumed() -
         async with asyncio.timeout(TIMEOUT):
             await seen.done.wait()
         assert seen.close_reason is CloseReason.NOT_RESUMED
+        await stream.send(f"7 {PAD}")  # kept: no connection to send it on
         proxy.restore()
-        with pytest.raises(ChannelClosed) as closed:
+        with pytest.raises(ChannelGap):  # never silently
             await stream.receive(TIMEOUT)
-        assert closed.value.reason is CloseReason.NOT_RESUMED
-        assert client.resumptions == 0
-        # The client goes on, with a new session.
-        again = await client.channel("stream")
-        assert await again.receive(TIMEOUT) == f"1 {PAD}"
+        # Subscribed again on a new session: a new handler greets again,
+        # and gets what was sent while there was no connection.
+        assert await stream.receive(TIMEOUT) == f"1 {PAD}"
+        again = at.streams[stream.topic]
+        assert again is not seen
+        async with asyncio.timeout(TIMEOUT):
+            await again.complete.wait()
+        assert again.received == [7]
+        assert (client.reconnects, client.resumptions) == (1, 0)
+        assert states.reasons[-1] == "reconnected; the session was not resumed"
         assert client.resumable
         await client.close()
 

@@ -316,10 +316,11 @@ class MultiplexClient:
     every open channel subscribed again. With ``resume`` (the default) and
     a server of ours, the new carrier instead carries on where the old one
     stopped: nothing sent either way is lost or repeated, and the channels
-    see no gap (docs/PROTOCOL-EXTENSIONS.md, section 3); if the server no
-    longer holds the session, each of them closes with
-    :attr:`CloseReason.NOT_RESUMED`. With the original server nothing
-    changes. ``on_state`` is called with each
+    see no gap (docs/PROTOCOL-EXTENSIONS.md, section 3). If the server no
+    longer holds the session (its handlers ended with
+    :attr:`CloseReason.NOT_RESUMED`), the channels are subscribed again
+    as without ``resume``, each with a gap, and the state's reason says
+    so. With the original server nothing changes. ``on_state`` is called with each
     new :class:`ClientState` and a short reason, in order: ``CONNECTING``
     when :meth:`start` begins, ``OPEN``, then ``RECONNECTING`` before each
     attempt and ``OPEN`` again, and ``CLOSED`` at the end, with
@@ -355,6 +356,7 @@ class MultiplexClient:
         self._first_text: str | None = None  # read by the handshake, not handled
         self._ack_timer: asyncio.TimerHandle | None = None
         self._catching_up: asyncio.Task[None] | None = None  # after a resume
+        self._lost_sessions = 0  # sessions the server no longer held
         self.reconnects = 0
         """Successful reconnections so far (resumed ones included)."""
         self.resumptions = 0
@@ -529,9 +531,12 @@ class MultiplexClient:
 
     async def _write(self, carrier: Carrier, frame: str) -> None:
         """Send one numbered frame, kept by the session if there is one."""
-        if self._session is not None:
-            self._session.record(frame)
+        session = self._session
+        if session is not None:
+            session.record(frame)
         async with self._send_lock:
+            if session is not None:
+                session.written = session.book.sent_count
             await carrier.send(frame)
 
     async def _send_in_session(self, session: ClientSession, frame: str) -> None:
@@ -546,6 +551,7 @@ class MultiplexClient:
         ):
             try:
                 async with self._send_lock:
+                    session.written = session.book.sent_count
                     await carrier.send(frame)
             except ConnectionError:
                 pass  # the reader sees the end and resumes
@@ -654,7 +660,8 @@ class MultiplexClient:
             try:
                 carrier = await self._open_carrier()
                 try:
-                    resumed = await self._handshake(carrier, cut)
+                    lost = self._lost_sessions
+                    resumed = await self._handshake(carrier)
                 except BaseException:  # also close() cancelling us: do not leak it
                     await carrier.close()
                     raise
@@ -671,16 +678,20 @@ class MultiplexClient:
                 for channel in cut:
                     if not channel.closed:
                         channel.reconnected(ended)
-            self._set_state(ClientState.OPEN, "resumed" if resumed else "reconnected")
+            if resumed:
+                reason = "resumed"
+            elif self._lost_sessions > lost:
+                reason = "reconnected; the session was not resumed"
+            else:
+                reason = "reconnected"
+            self._set_state(ClientState.OPEN, reason)
             return True
         self._give_up(
             Disconnection(DisconnectCause.GAVE_UP, attempts=attempt, error=error)
         )
         return False
 
-    async def _handshake(
-        self, carrier: Carrier, cut: list[ClientChannel] | None = None
-    ) -> bool:
+    async def _handshake(self, carrier: Carrier) -> bool:
         """Begin on a new carrier: offer or resume a session if this client
         does, subscribe what needs it; whether the session resumed."""
         session = self._session
@@ -695,56 +706,60 @@ class MultiplexClient:
         await carrier.send(session.hello())
         text = await _answer(carrier)
         answer = Hello.parse(text)
+        unwritten = session.unwritten()
         if answer is None or answer.received is None:
             # A server that does not resume (any more): the base protocol.
             session.give_up()
             self._first_text = text or None
             if not offered:  # a session was on: what it carried is lost
-                self._not_resumed(cut or [])
-            await self._resubscribe(carrier)
+                self._session_lost()
+            await self._resubscribe(carrier, unwritten)
             return False
-        if answer.token != session.token and offered:
-            # Our offer never reached it (nothing of ours was numbered
-            # there): the new session begins with everything kept.
-            session.adopt(answer.token)
-        elif answer.token != session.token:
-            self._not_resumed(cut or [])
+        if answer.token != session.token:
+            # The server does not hold the session: it expired, or the
+            # server restarted, or our offer never reached it. It cannot
+            # tell which, so nothing kept is resent but what never went
+            # out: a gap, never a repeat.
+            self._session_lost()
             session.restart(answer.token)
-            await self._resubscribe(carrier)
+            await self._resubscribe(carrier, unwritten)
             return False
-        else:
-            session.adopt(answer.token)
-        resend = session.book.resend_after(answer.received)
+        session.adopt(answer.token)
+        resend = session.resend_after(answer.received)
         if resend is None:  # the server is confused: begin afresh
-            self._not_resumed(cut or [])
+            self._session_lost()
             session.forget()
             raise ConnectionError(f"the server resumed impossibly: {text!r}")
+        upto = session.book.sent_count  # resend ends there; the rest follows
         self._resubscribe_restarting(session)
         # What the server lacks goes in a task, before anything sent from
         # now on, while the reader takes what the server resends.
         self._catching_up = asyncio.get_running_loop().create_task(
-            self._catch_up(carrier, session, resend)
+            self._catch_up(carrier, session, resend, upto)
         )
         return True
 
     async def _catch_up(
-        self, carrier: Carrier, session: ClientSession, resend: list[str]
+        self, carrier: Carrier, session: ClientSession, resend: list[str], upto: int
     ) -> None:
-        """Send what the server lacks, and what senders kept meanwhile."""
+        """Send what the server lacks (``resend``, up to frame ``upto``),
+        and what senders kept meanwhile."""
         book = session.book
-        upto = book.sent_count
         try:
             while True:
                 for frame in resend:
                     async with self._send_lock:
                         await carrier.send(frame)
+                if session.book is book:
+                    session.written = upto
                 if book.sent_count == upto or session.book is not book:
                     break
                 resend, upto = book.since(upto), book.sent_count
         except ConnectionError:
             pass  # the reader sees the end, and the next carrier resumes
         finally:
-            self._catching_up = None
+            if self._catching_up is asyncio.current_task():
+                self._catching_up = None
 
     def _resubscribe_restarting(self, session: ClientSession) -> None:
         """Channels a restarting server closed (1001): subscribe them again
@@ -753,19 +768,24 @@ class MultiplexClient:
             session.record(f"sub,{topic}")
         self._restarting.clear()
 
-    def _not_resumed(self, cut: list[ClientChannel]) -> None:
-        """The session is gone: what it carried is lost, so its channels
-        close (except those a restarting server closed, which open again)."""
-        for channel in cut:
-            if channel.closed or channel.topic in self._restarting:
-                continue
-            self._protocol.close(channel.topic)
-            del self._channels[channel.topic]
-            channel.mark_closed(CloseReason.NOT_RESUMED)
-        self._restarting.clear()
+    def _session_lost(self) -> None:
+        """The server no longer holds the session (its handlers ended with
+        ``NOT_RESUMED``): what was in flight is lost. The channels are
+        subscribed again, as in a base reconnection, and each counts a gap
+        (:class:`ChannelGap` where they report them)."""
+        self._lost_sessions += 1
+        logger.warning(
+            "the server did not resume the session: %d channel(s) subscribed "
+            "again, messages in flight may be lost",
+            len(self._channels),
+        )
 
-    async def _resubscribe(self, carrier: Carrier) -> None:
-        """Send ``sub`` for every open channel, also those opened meanwhile.
+    async def _resubscribe(
+        self, carrier: Carrier, unwritten: list[str] | None = None
+    ) -> None:
+        """Send ``sub`` for every open channel, also those opened meanwhile,
+        then the ``unwritten`` messages of a lost session whose channel is
+        still open.
 
         A channel opened while these sends wait is not in the first round;
         the next round includes it. Repeating a ``sub`` for a topic that is
@@ -776,6 +796,9 @@ class MultiplexClient:
         while subscribed != self._protocol.open_topics:
             subscribed = self._protocol.open_topics
             for frame in self._protocol.resubscribe():
+                await self._write(carrier, frame)
+        for frame in unwritten or ():
+            if frame.split(",", 2)[1] in self._protocol.open_topics:
                 await self._write(carrier, frame)
 
     def _give_up(self, disconnection: Disconnection) -> None:
@@ -788,6 +811,10 @@ class MultiplexClient:
         self._set_state(ClientState.CLOSED, str(disconnection))
 
     async def _drop_carrier(self) -> None:
+        if self._state is not ClientState.CLOSED:
+            # Senders wait for the next carrier instead of finding none
+            # (the state is still OPEN until the reader says otherwise).
+            self._connected.clear()
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None

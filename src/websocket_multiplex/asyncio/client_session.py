@@ -36,7 +36,16 @@ class ClientSession:
     above it, senders wait for acks (:meth:`room`); an offer still
     unanswered past it is given up (the server is not ours)."""
 
-    __slots__ = ("_acked", "_limit", "book", "epoch", "offer", "offer_sent", "token")
+    __slots__ = (
+        "_acked",
+        "_limit",
+        "book",
+        "epoch",
+        "offer",
+        "offer_sent",
+        "token",
+        "written",
+    )
 
     def __init__(self, limit: int = 4 << 20) -> None:
         self._limit = limit
@@ -46,6 +55,9 @@ class ClientSession:
         """The offer went out on a carrier: the server may hold the session."""
         self.token = _new_token()
         self.book = Book()
+        self.written = 0
+        """Of the frames kept, how many went to a carrier (the rest were
+        sent while there was none)."""
         self.epoch = 0
         """Counts fresh starts of the book: a frame kept in one epoch is
         resent by a resume of that epoch only."""
@@ -85,6 +97,14 @@ class ClientSession:
         self.adopt(answer.token)
         return True
 
+    def unwritten(self) -> list[str]:
+        """The messages kept that never went to any carrier. A session the
+        server lost sends them again once the channels are subscribed
+        again, as a base reconnection sends what waited for it."""
+        book = self.book
+        frames = book.since(max(self.written, book.acked))
+        return [frame for frame in frames if frame.startswith("msg,")]
+
     def adopt(self, token: str) -> None:
         """The server holds the offered session as ``token``, and has none
         of its frames yet (its welcome, or its answer to a resume of an
@@ -109,10 +129,21 @@ class ClientSession:
         count = parse_ack(text)
         if count is None or not self.book.acknowledged(count):
             return False
+        self._wake()
+        return True
+
+    def resend_after(self, count: int) -> list[str] | None:
+        """The server's resume answer says it has ``count`` of our frames:
+        what to send again (see :meth:`Book.resend_after`)."""
+        resend = self.book.resend_after(count)
+        if resend is not None:
+            self._wake()
+        return resend
+
+    def _wake(self) -> None:
         if self.book.retained_size <= self._limit and self._acked is not None:
             self._acked.set()
             self._acked = None
-        return True
 
     async def room(self) -> None:
         """Wait while more than ``limit`` characters are unacknowledged."""
@@ -126,6 +157,7 @@ class ClientSession:
         self.offer_sent = offer is not Offer.OFFERED
         self.token = token
         self.book = Book()
+        self.written = 0
         self.epoch += 1
         if self._acked is not None:  # release waiting senders: nothing is kept
             self._acked.set()

@@ -301,7 +301,9 @@ class Connection:
         closes until ``Limits.resume_grace`` passes without a new carrier.
         """
         if self._carrying is not None:  # the carrier of another's session
-            self._carrying.owner.carrier_lost(self._own_carrier)
+            owner = self._carrying.owner
+            if not owner.carrier_lost(self._own_carrier):  # it ended: final
+                owner.expire(CloseReason.CONNECTION_LOST)
         elif self.carrier_lost(self._own_carrier):
             return
         self._lose()
@@ -432,8 +434,12 @@ class Connection:
         self._outbox.put(frame)
 
     def expire(self, reason: CloseReason) -> None:
-        """The session cannot go on: end the connection."""
-        self._lose(reason)
+        """The session cannot go on: end the connection, and close the
+        carrier it is attached to, if any (nothing else would)."""
+        if self._session is not None and self._session.carrier.attached is not None:
+            self._abort(CloseCode.NORMAL, "session ended", reason)
+        else:
+            self._lose(reason)
 
     def member_id(self, topic: str) -> str:
         return f"{self.server.process_id}/{self.id}/{topic}"

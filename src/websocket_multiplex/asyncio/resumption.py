@@ -26,6 +26,7 @@ from typing import Protocol
 from ..events import CloseReason
 from ..limits import Limits
 from ..resume import GOODBYE, Book, Hello, is_control, parse_ack
+from .throttle import LogThrottle
 from .transport import Transport, WritesNow
 
 __all__ = ["ACK_DELAY", "Session", "SessionCarrier", "SessionOwner", "Sessions"]
@@ -109,9 +110,12 @@ class SessionCarrier:
         the resent frames) before anything else; returns the carrier it
         replaces, if one was still attached."""
         replaced, self._carrier = self._carrier, carrier
+        if self._catching_up is not None:  # for a carrier gone already
+            self._catching_up.cancel()
         self._catching_up = asyncio.get_running_loop().create_task(
             self._catch_up(carrier, first)
         )
+        self._wake_writer()  # the resume acknowledged what the client has
         return replaced
 
     def detach(self, carrier: Transport) -> bool:
@@ -177,9 +181,9 @@ class SessionCarrier:
     async def _ready(self) -> Transport | None:
         """The carrier to write to once what must go first went; ``None``
         while detached (then the frames are only kept, within the bound)."""
-        catching_up = self._catching_up
-        if catching_up is not None:
-            await asyncio.shield(catching_up)
+        while (catching_up := self._catching_up) is not None:
+            # A resume during a catch-up replaces it: wait for the last one.
+            await asyncio.wait([catching_up])
         carrier = self._carrier
         if carrier is None and self._book.retained_size > self._limit:
             self._on_overflow()
@@ -192,7 +196,8 @@ class SessionCarrier:
         except ConnectionError:
             pass  # its end is on its way: the next carrier catches up
         finally:
-            self._catching_up = None
+            if self._catching_up is asyncio.current_task():
+                self._catching_up = None
 
     async def _room(self) -> None:
         """Wait while the client holds back more than ``limit`` unacknowledged."""
@@ -258,7 +263,7 @@ class Session:
         self.resumptions = 0
 
     def __repr__(self) -> str:
-        return f"<Session {self.token[:6]}...>"
+        return f"<Session {self.token[:6]!r}...>"
 
     @property
     def ended(self) -> bool:
@@ -334,7 +339,12 @@ class Session:
         self._table.forget(self)
 
     def _overflowed(self) -> None:
-        logger.info("%r: more than resume_buffer waits for the client", self)
+        self._table.log.info(
+            logger,
+            "resume_buffer",
+            "%r: more than resume_buffer waits for the client",
+            self,
+        )
         self.owner.expire(CloseReason.NOT_RESUMED)
 
 
@@ -353,10 +363,12 @@ class Sessions:
     drops connections cannot make the server keep them all).
     """
 
-    __slots__ = ("_by_token", "_detached", "limits")
+    __slots__ = ("_by_token", "_detached", "limits", "log")
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, log: LogThrottle | None = None) -> None:
         self.limits = limits
+        self.log = log if log is not None else LogThrottle()
+        """For the lines a client can cause at will."""
         self._by_token: dict[str, Session] = {}
         self._detached: dict[Session, None] = {}  # oldest first
 

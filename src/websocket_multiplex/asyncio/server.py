@@ -81,7 +81,7 @@ class MultiplexServer:
         self.close_timeout = close_timeout
         self.registry = Services()
         """The registered services (for connections: see :meth:`register`)."""
-        self.sessions = Sessions(limits) if resume else None
+        self.sessions = Sessions(limits, self.log_throttle) if resume else None
         """The resumable sessions, by token (``None`` without ``resume``)."""
         self._connections: set[Connection] = set()
         self._totals = ServerStats()

@@ -66,6 +66,16 @@ export interface MultiplexOptions extends MultiplexQueueOptions {
    * socket never reconnects: giving this option with one throws TypeError.
    */
   reconnect?: boolean | MultiplexReconnectOptions;
+  /**
+   * With reconnection, offer the server a resumable session (default true;
+   * docs/PROTOCOL-EXTENSIONS.md, section 3). With our server, a lost
+   * socket is then replaced by one that carries on exactly where it
+   * stopped: nothing sent either way is lost or repeated, and the channels
+   * fire no event at all. If the server no longer holds the session, the
+   * channels subscribe again and fire "reconnect" with `recovered: false`.
+   * The original server ignores the offer: nothing changes.
+   */
+  resume?: boolean;
 }
 
 /** CONNECTING, OPEN, CLOSING, CLOSED: the numbers WebSocket uses. */
@@ -127,6 +137,11 @@ export interface MultiplexCloseEvent extends MultiplexChannelEvent {
  */
 export interface MultiplexReconnectEvent extends MultiplexChannelEvent {
   readonly type: "reconnect";
+  /**
+   * Always false: the channel was subscribed again and messages may be
+   * lost. (A resumed session recovers everything and fires no event.)
+   */
+  readonly recovered: false;
   /** The close code of the socket that was lost. */
   readonly code: number;
   /** Its close reason, or "connection closed". */
@@ -214,6 +229,11 @@ export interface MultiplexerOpenEvent extends MultiplexerEvent {
   readonly type: "open";
   /** True when a socket had been open before: this is a reconnection. */
   readonly reconnected: boolean;
+  /**
+   * True when the server resumed the session: the channels lost nothing
+   * and fire no "reconnect".
+   */
+  readonly resumed: boolean;
 }
 
 /** The socket closed or failed to open; a new one comes after `delay`. */

@@ -56,6 +56,19 @@
  *   maxAttempts 0) the channel closes: code 1001, reason the notice's text,
  *   refused false (a shutdown is not a refusal).
  *
+ * Resumable sessions (docs/PROTOCOL-EXTENSIONS.md, section 3), with a
+ * function and reconnection, unless {resume: false}: the multiplexer
+ * offers our server a session in its first frame ("hey,r1,<token>"), and
+ * keeps every frame it sends until the server acknowledges it. When the
+ * socket drops, the channels stay subscribed and their sends are kept (up
+ * to 4 Mi characters; then send() throws QueueFullError); the next socket
+ * names the session, and each side resends what the other lacks: nothing
+ * is lost or repeated, the services' handlers never restart, and the
+ * channels fire no event ("open" on the multiplexer says resumed: true).
+ * If the server no longer holds the session (it waits 60 s by default),
+ * every channel subscribes again and fires "reconnect" with recovered:
+ * false, as above. The original server ignores the offer: nothing changes.
+ *
  * Queued sends are bounded. Options (with a socket or a function):
  *
  *     new WebSocketMultiplex(sock, {maxQueue: 1000});
@@ -221,6 +234,173 @@ function backoffDelay(settings, attempt) {
   return Math.floor(Math.random() * ceiling);
 }
 
+// Resumable sessions (docs/PROTOCOL-EXTENSIONS.md, section 3).
+const ACK_EVERY = 32;           // acknowledge after this many frames...
+const ACK_DELAY = 50;           // ... or this many ms after the first
+const HELLO_TIMEOUT = 10000;    // ms to wait for the answer to a resume
+const RESUME_BUFFER = 4 << 20;  // characters kept unacknowledged, at most
+// Characters written and not yet acknowledged, at most (one message more
+// when none is): sockjs-client sends everything pending in one request,
+// which the server refuses above its max_message_size (1 MiB).
+const WINDOW = 128 << 10;
+const GOODBYE = "hey,r1,bye";
+
+function newToken() {
+  const bytes = new Uint8Array(18);
+  crypto.getRandomValues(bytes);
+  let text = "";
+  for (const byte of bytes) {
+    text += String.fromCharCode(byte);
+  }
+  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_");
+}
+
+// A "hey" frame: {token, received} (received null for an offer), or null.
+function parseHello(text) {
+  const match = /^hey,r1,([A-Za-z0-9_-]{1,64})(?:,(\d{1,18}))?$/.exec(text);
+  if (match === null || match[1] === "bye") {
+    return null;
+  }
+  return { token: match[1], received: match[2] === undefined ? null : Number(match[2]) };
+}
+
+/**
+ * One side's ledger of a resumable session: the frames sent and not yet
+ * acknowledged (to resend on a new socket), and how many of the server's
+ * frames arrived (to acknowledge). `offer` is "offered" until the server
+ * answers (then "on"), or "off" when the server does not take part.
+ */
+class ResumeSession {
+  constructor() {
+    this.offer = "offered";
+    this.offerSent = false;  // the offer went out: the server may hold it
+    this.token = newToken();
+    this._fresh();
+  }
+
+  _fresh() {
+    this.sent = 0;        // frames sent: the number of the last one
+    this.written = 0;     // of them, how many went to a socket
+    this.inflight = 0;    // characters of frames acked+1 .. written
+    this.acked = 0;       // of them, how many the server has
+    this.kept = [];       // frames acked+1 .. sent
+    this.keptChars = 0;
+    this.received = 0;    // the server's frames received
+    this.told = 0;        // of them, how many were acknowledged
+  }
+
+  get on() {
+    return this.offer === "on";
+  }
+
+  // Whether a new socket resumes (else it offers, or is the base protocol).
+  get resuming() {
+    return this.on || (this.offer === "offered" && this.offerSent);
+  }
+
+  hello() {
+    if (this.resuming) {
+      this.told = this.received;
+      return "hey,r1," + this.token + "," + String(this.received);
+    }
+    this.offerSent = true;
+    return "hey,r1," + this.token;
+  }
+
+  record(frame) {
+    if (this.offer === "off") {
+      return;
+    }
+    this.sent += 1;
+    this.kept.push(frame);
+    this.keptChars += frame.length;
+    if (this.offer === "offered" && this.keptChars > RESUME_BUFFER) {
+      return this.giveUp();  // no answer and this much sent: not ours
+    }
+    return null;
+  }
+
+  // The frames to write now: those not written yet, within the window.
+  toWrite() {
+    const frames = [];
+    while (this.written < this.sent) {
+      const frame = this.kept[this.written - this.acked];
+      if (this.inflight > 0 && this.inflight + frame.length > WINDOW) {
+        break;
+      }
+      frames.push(frame);
+      this.inflight += frame.length;
+      this.written += 1;
+    }
+    return frames;
+  }
+
+  // A new socket: everything not acknowledged is to be written again.
+  rewind() {
+    this.written = this.acked;
+    this.inflight = 0;
+  }
+
+  // An ack from the server, or what it says it has in a resume answer.
+  acknowledged(count) {
+    if (!(this.acked <= count && count <= this.sent)) {
+      return false;
+    }
+    if (count > this.written) {
+      return false;  // it cannot have what never went out
+    }
+    const gone = this.kept.splice(0, count - this.acked);
+    for (const frame of gone) {
+      this.keptChars -= frame.length;
+      this.inflight -= frame.length;
+    }
+    this.acked = count;
+    return true;
+  }
+
+  // A numbered frame arrived: the ack to send now, if one is due.
+  arrived() {
+    this.received += 1;
+    return this.received - this.told >= ACK_EVERY ? this.ack() : null;
+  }
+
+  ack() {
+    if (this.received === this.told) {
+      return null;
+    }
+    this.told = this.received;
+    return "ack," + String(this.told);
+  }
+
+  adopt(token) {
+    this.token = token;
+    this.offer = "on";
+  }
+
+  restart(token) {
+    this.token = token;
+    this.offer = "on";
+    this._fresh();
+  }
+
+  // The server does not take part: returns the frames kept and not yet
+  // written, which go out now without the session.
+  giveUp() {
+    const unwritten = this.kept.slice(this.written - this.acked);
+    this.offer = "off";
+    this._fresh();
+    return unwritten;
+  }
+
+  // The messages kept that never went to any socket: sent while it was
+  // down. A session the server lost sends them again after the channels
+  // subscribe again, as a base reconnection sends its queue.
+  unwritten() {
+    return this.kept.slice(this.kept.length - (this.sent - this.written))
+      .filter(function (frame) { return frame.startsWith("msg,"); });
+  }
+}
+
 function isBinary(data) {
   return (typeof ArrayBuffer !== "undefined" &&
           (data instanceof ArrayBuffer || ArrayBuffer.isView(data))) ||
@@ -337,7 +517,7 @@ class MultiplexChannel extends MultiplexEventTarget {
       return;  // dropped, as WebSocket.send drops it
     }
     if (this._subscribed) {
-      this._multiplexer._write("msg," + this.topic + "," + text);
+      this._multiplexer._send("msg," + this.topic + "," + text);
     } else {
       this._multiplexer._reserve();
       this._queue.push(text);
@@ -411,6 +591,7 @@ class MultiplexChannel extends MultiplexEventTarget {
       code: lost.code,
       reason: lost.reason,
       wasClean: lost.wasClean,
+      recovered: false,
     });
   }
 
@@ -481,6 +662,12 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     }
     this._reconnect = this._factory === null ? null : reconnectSettings(reconnect);
     this._maxQueue = queueLimit(options == null ? undefined : options.maxQueue);
+    const resume = options == null || options.resume === undefined ? true : options.resume;
+    // Resumable sessions need reconnection (a plain socket never comes back).
+    this._session = resume && this._reconnect !== null &&
+      this._reconnect.maxAttempts > 0 ? new ResumeSession() : null;
+    this._answerTimer = null;    // waiting for the answer to a resume
+    this._ackTimer = null;
     this._queued = 0;            // messages in the channels' queues
     this._channels = new Map();  // topic -> open or opening channel
     this._instances = 0;         // the last instance id given
@@ -562,8 +749,12 @@ class WebSocketMultiplex extends MultiplexEventTarget {
       reason: reason === undefined ? "" : String(reason),
       wasClean: true,
     };
+    const session = this._session;
     const channels = this._takeChannels(details);
     const sock = this._sock;
+    if (session !== null && session.on && sock.readyState === OPEN) {
+      sock.send(GOODBYE);  // the server need not keep the session
+    }
     if (sock.readyState === CONNECTING || sock.readyState === OPEN) {
       closeSocket(sock, code, reason);
     }
@@ -597,6 +788,73 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     if (this._lastClose !== null) {
       return;
     }
+    const session = this._session;
+    if (session !== null && session.offer !== "off") {
+      if (session.resuming) {
+        // Say where we are; nothing else goes out until the answer.
+        this._sock.send(session.hello());
+        const that = this;
+        this._answerTimer = setTimeout(function () {
+          that._answered(null);
+        }, HELLO_TIMEOUT);
+        return;
+      }
+      this._sock.send(session.hello());  // the offer; subscriptions follow
+    }
+    this._subscribeAll(false);
+  }
+
+  // The server's answer to a resume (null: none came in time).
+  _answered(text) {
+    clearTimeout(this._answerTimer);
+    this._answerTimer = null;
+    const session = this._session;
+    const answer = text === null ? null : parseHello(text);
+    const unwritten = session.unwritten();
+    if (answer === null || answer.received === null) {
+      // A server that does not resume (any more): the base protocol.
+      session.giveUp();
+      this._unsubscribeAll();
+      this._subscribeAll(false, unwritten);
+      if (text !== null) {
+        this._socketMessage({ data: text });
+      }
+      return;
+    }
+    if (answer.token !== session.token) {
+      // The server does not hold the session (it expired, the server
+      // restarted, or the offer never reached it: it cannot tell which):
+      // its handlers ended, ours subscribe again as in a base
+      // reconnection, and only what never went out is sent again.
+      session.restart(answer.token);
+      this._unsubscribeAll();
+      this._subscribeAll(false, unwritten);
+      return;
+    }
+    session.adopt(answer.token);  // resumed
+    if (!session.acknowledged(answer.received)) {
+      session.giveUp();  // it cannot be right: begin afresh, the base way
+      this._unsubscribeAll();
+      this._subscribeAll(false, unwritten);
+      return;
+    }
+    session.rewind();
+    this._flush();
+    this._subscribeAll(true);
+  }
+
+  _unsubscribeAll() {
+    for (const channel of this._channels.values()) {
+      channel._unsubscribed();
+    }
+  }
+
+  // Subscribe the channels that are not, fire "open" (and those channels'
+  // "open" or "reconnect"). `resumed`: the server resumed the session, so
+  // the channels that stayed subscribed lost nothing and hear nothing.
+  // `unwritten`: messages of a lost session that never went out, to send
+  // after the subscriptions (for the channels still open).
+  _subscribeAll(resumed, unwritten) {
     const reconnected = this._everOpened;
     const lost = this._lost;
     this._everOpened = true;
@@ -608,7 +866,13 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     for (const channel of waiting) {
       channel._subscribe();
     }
-    this.dispatchEvent({ type: "open", reconnected: reconnected });
+    for (const frame of unwritten || []) {
+      const open = this._channels.get(parseFrame(frame).topic);
+      if (open !== undefined && open._subscribed) {
+        this._write(frame);
+      }
+    }
+    this.dispatchEvent({ type: "open", reconnected: reconnected, resumed: !!resumed });
     for (const channel of waiting) {
       if (channel.readyState === CONNECTING) {
         channel._opened();
@@ -621,6 +885,29 @@ class WebSocketMultiplex extends MultiplexEventTarget {
   _socketMessage(event) {
     if (typeof event.data !== "string") {
       return;  // binary WebSocket frames are not multiplex frames
+    }
+    const session = this._session;
+    if (session !== null && session.offer !== "off") {
+      if (this._answerTimer !== null) {
+        this._answered(event.data);
+        return;
+      }
+      if (!session.on) {  // the first frame after the offer
+        const answer = parseHello(event.data);
+        if (answer !== null && answer.received === 0) {
+          session.adopt(answer.token);
+          return;
+        }
+        this._writeNow(session.giveUp());  // not a server of ours
+      } else if (event.data.startsWith("ack,") || event.data.startsWith("hey,")) {
+        const match = /^ack,(\d{1,18})$/.exec(event.data);
+        if (match !== null && session.acknowledged(Number(match[1]))) {
+          this._flush();
+        }
+        return;
+      } else {
+        this._acknowledge(session.arrived());
+      }
     }
     const frame = parseFrame(event.data);
     if (frame === null) {
@@ -666,9 +953,12 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     if (this._lost === null) {
       this._lost = details;
     }
-    for (const channel of this._channels.values()) {
-      channel._unsubscribed();
-    }
+    clearTimeout(this._answerTimer);
+    this._answerTimer = null;
+    const session = this._session;
+    if (session === null || !session.resuming) {
+      this._unsubscribeAll();
+    }  // else the channels stay subscribed: their frames are kept, resent
     this._attempt += 1;
     const attempt = this._attempt;
     const delay = backoffDelay(settings, attempt);
@@ -709,6 +999,9 @@ class WebSocketMultiplex extends MultiplexEventTarget {
   // Closed for good: no channel sends or receives any more.
   _takeChannels(details) {
     this._lastClose = details;
+    clearTimeout(this._answerTimer);
+    clearTimeout(this._ackTimer);
+    this._answerTimer = this._ackTimer = null;
     if (this._timer !== null) {
       clearTimeout(this._timer);
       this._timer = null;
@@ -735,9 +1028,70 @@ class WebSocketMultiplex extends MultiplexEventTarget {
 
   // -- called by channels ------------------------------------------------------
 
+  // A numbered frame (sub, msg, uns): kept by the session, if any, and
+  // sent if the socket can take it now (else a resume resends it).
   _write(frame) {
-    if (this._lastClose === null && this._sock.readyState === OPEN) {
-      this._sock.send(frame);
+    if (this._lastClose !== null) {
+      return;
+    }
+    const session = this._session;
+    if (session === null || session.offer === "off") {
+      this._writeNow([frame]);
+      return;
+    }
+    const spilled = session.record(frame);
+    if (spilled !== null) {
+      this._writeNow(spilled);
+    } else {
+      this._flush();
+    }
+  }
+
+  _writeNow(frames) {
+    if (this._sock.readyState === OPEN && this._answerTimer === null) {
+      for (const frame of frames) {
+        this._sock.send(frame);
+      }
+    }
+  }
+
+  // Write what the session's window lets through (more as acks come).
+  _flush() {
+    const session = this._session;
+    if (session !== null && this._sock.readyState === OPEN &&
+        this._answerTimer === null) {
+      for (const frame of session.toWrite()) {
+        this._sock.send(frame);
+      }
+    }
+  }
+
+  // A message of a subscribed channel: while a resumable session waits for
+  // its next socket, it is kept (bounded), else written.
+  _send(frame) {
+    const session = this._session;
+    if (session !== null && session.on && session.keptChars + frame.length >
+        RESUME_BUFFER && this._sock.readyState !== OPEN) {
+      throw queueFull(this._maxQueue);
+    }
+    this._write(frame);
+  }
+
+  _acknowledge(ack) {
+    if (ack !== null) {
+      if (this._sock.readyState === OPEN) {
+        this._sock.send(ack);
+      }
+    } else if (this._ackTimer === null) {
+      const that = this;
+      this._ackTimer = setTimeout(function () {
+        that._ackTimer = null;
+        const due = that._session === null ? null : that._session.ack();
+        if (due !== null && that._sock.readyState === OPEN &&
+            that._answerTimer === null) {
+          that._sock.send(due);
+        }
+      }, ACK_DELAY);
     }
   }
 
