@@ -220,8 +220,8 @@ async def test_the_chat_page_through_nginx(proxy: str, workers: Workers) -> None
                 page = await browser.new_page()
                 await page.route("https://cdn.jsdelivr.net/**", lambda r: r.abort())
                 pid = await open_chat_page(page, proxy, room)
-                if pid in pages:
-                    await page.close()
+                if pid in pages:  # the way a tab closes: unload included
+                    await page.close(run_before_unload=True)
                 else:
                     pages[pid] = page
                 if len(pages) == 2:

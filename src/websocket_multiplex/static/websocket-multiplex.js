@@ -67,7 +67,9 @@
  * channels fire no event ("open" on the multiplexer says resumed: true).
  * If the server no longer holds the session (it waits 60 s by default),
  * every channel subscribes again and fires "reconnect" with recovered:
- * false, as above. The original server ignores the offer: nothing changes.
+ * false, as above. close(), and the page going away (pagehide), tell the
+ * server first ("hey,r1,bye"), so that it does not keep the session. The
+ * original server ignores the offer: nothing changes.
  *
  * Queued sends are bounded. Options (with a socket or a function):
  *
@@ -668,6 +670,14 @@ class WebSocketMultiplex extends MultiplexEventTarget {
       this._reconnect.maxAttempts > 0 ? new ResumeSession() : null;
     this._answerTimer = null;    // waiting for the answer to a resume
     this._ackTimer = null;
+    if (this._session !== null && typeof addEventListener === "function") {
+      // A page going away says goodbye, so that the server does not keep
+      // its session (and its channels' group memberships) for nothing.
+      const that = this;
+      addEventListener("pagehide", function (e) {
+        if (!e.persisted) { that._goodbye(); }
+      });
+    }
     this._queued = 0;            // messages in the channels' queues
     this._channels = new Map();  // topic -> open or opening channel
     this._instances = 0;         // the last instance id given
@@ -749,17 +759,22 @@ class WebSocketMultiplex extends MultiplexEventTarget {
       reason: reason === undefined ? "" : String(reason),
       wasClean: true,
     };
-    const session = this._session;
     const channels = this._takeChannels(details);
     const sock = this._sock;
-    if (session !== null && session.on && sock.readyState === OPEN) {
-      sock.send(GOODBYE);  // the server need not keep the session
-    }
+    this._goodbye();  // the server need not keep the session
     if (sock.readyState === CONNECTING || sock.readyState === OPEN) {
       closeSocket(sock, code, reason);
     }
     const that = this;
     setTimeout(function () { that._closeAll(channels, details); }, 0);
+  }
+
+  _goodbye() {
+    const session = this._session;
+    if (session !== null && session.on && this._sock.readyState === OPEN) {
+      this._sock.send(GOODBYE);
+      session.giveUp();  // said once: nothing more is resumed
+    }
   }
 
   // -- socket events ---------------------------------------------------------
