@@ -328,3 +328,27 @@ async def test_an_ended_session_closes_the_carrier_it_is_attached_to() -> None:
     assert await item(ended) is CloseReason.NOT_RESUMED
     assert await frame(old) is None  # closed, not left open and silent
     assert old.transport.closed_with is not None
+
+
+async def test_a_flood_of_dropped_sessions_stays_bounded_and_others_are_served() -> (
+    None
+):
+    """A client that opens sessions and drops them, hundreds of times: at
+    most max_detached_sessions wait, their buffers within resume_buffer,
+    and a control client on the same server is answered throughout."""
+    server, _ = echo_server(Limits(max_detached_sessions=20, resume_buffer=10_000))
+    control = await session_on(server, "control")
+    await control.send("sub,echo")
+    for n in range(300):
+        flood = await session_on(server, f"flood{n}")
+        await flood.send("sub,echo")
+        await flood.send("msg,echo," + "x" * 5000)
+        await flood.close()
+        if n % 50 == 0:
+            await control.send(f"msg,echo,{n}")
+            while (got := await frame(control)) is not None and got.startswith("ack,"):
+                pass
+            assert got == f"msg,echo,{n}"
+    assert server.sessions is not None
+    assert server.sessions.detached_count == 20
+    assert len(server.connections) == 21  # the detached ones and the control
