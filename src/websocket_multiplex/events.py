@@ -21,7 +21,10 @@ __all__ = [
     "CloseReason",
     "Event",
     "LimitExceeded",
+    "MessagePublished",
     "MessageReceived",
+    "PositionPresented",
+    "StreamGap",
 ]
 
 
@@ -88,10 +91,45 @@ class ChannelClosedEvent:
     detail: str = ""
 
 
+@dataclass(slots=True)
+class PositionPresented:
+    """A client said where its channel ``topic`` stands in ``group``'s
+    history (a ``pos`` frame, docs/PROTOCOL-EXTENSIONS.md, section 4)."""
+
+    topic: str
+    group: str
+    epoch: str
+    offset: str
+
+
+@dataclass(slots=True)
+class MessagePublished:
+    """A group message for the client's channel ``topic``, with its place
+    in the group's history (a ``pub`` frame)."""
+
+    topic: str
+    payload: str
+    group: str
+    epoch: str
+    offset: str
+
+
+@dataclass(slots=True)
+class StreamGap:
+    """The server could not replay all of ``group``'s messages that the
+    client's channel ``topic`` missed (a ``gap`` frame)."""
+
+    topic: str
+    group: str
+
+
 Event = (
     ChannelOpened
     | MessageReceived
     | ChannelClosedEvent
     | ChannelRefused
     | LimitExceeded
+    | PositionPresented
+    | MessagePublished
+    | StreamGap
 )

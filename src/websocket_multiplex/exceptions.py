@@ -6,6 +6,7 @@
      ├── ChannelClosed            the channel is closed; ``reason`` says why
      ├── ConnectionClosed         a plain SockJS connection is closed
      ├── ChannelGap               a reconnection cut a client channel's stream
+     │    └── GroupGap            a group's history no longer held what it missed
      ├── BrokerUnavailable        the fan-out broker cannot take a publish now
      ├── LocalProtocolError       you used the API in a way it cannot honour
      │    ├── ServiceNotFound     no service is registered under that name
@@ -39,6 +40,7 @@ __all__ = [
     "ConnectionClosed",
     "DisconnectCause",
     "Disconnection",
+    "GroupGap",
     "InvalidFrame",
     "LocalProtocolError",
     "MultiplexError",
@@ -148,6 +150,29 @@ class ChannelGap(MultiplexError):
         self.name = name
         self.disconnection = disconnection
         self.reconnections = reconnections
+
+
+class GroupGap(ChannelGap):
+    """Raised by a client channel's ``receive`` where messages of ``group``
+    are missing for good.
+
+    Only with ``report_gaps=True``. After a session the server could not
+    resume, a server of ours replays each group's messages the channel
+    missed from the group's history (docs/PROTOCOL-EXTENSIONS.md, section
+    4); this says the history no longer held all of them (trimmed by its
+    size or age, or lost with a broker restart). What follows is what it
+    still held, then the live messages. Other groups are not affected.
+    """
+
+    def __init__(
+        self, name: str, group: str, disconnection: Disconnection, reconnections: int
+    ) -> None:
+        super().__init__(name, disconnection, reconnections)
+        self.args = (
+            f"channel {name!r}: messages of group {group!r} were lost here "
+            "(no longer in its history)",
+        )
+        self.group = group
 
 
 class BrokerUnavailable(MultiplexError):

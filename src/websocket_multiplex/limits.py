@@ -127,6 +127,11 @@ class Limits:
     """Resumable connections waiting for their client, per server. One more
     ends the one that has waited longest."""
 
+    max_stream_positions: int = 256
+    """Group positions (``pos`` frames, docs/PROTOCOL-EXTENSIONS.md, section
+    4) a client may present on one connection and not yet used by a join;
+    further ones are ignored, and those groups replay nothing."""
+
     def __post_init__(self) -> None:
         for name in self.__slots__:
             value = getattr(self, name)

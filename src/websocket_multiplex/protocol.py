@@ -22,11 +22,24 @@ from .events import (
     CloseReason,
     Event,
     LimitExceeded,
+    MessagePublished,
     MessageReceived,
+    PositionPresented,
+    StreamGap,
 )
 from .exceptions import InvalidFrame, LocalProtocolError
 from .limits import DEFAULT_LIMITS, Limits
 from .pacing import TokenBucket
+from .streams import (
+    POS,
+    Position,
+    gap_frame,
+    parse_gap,
+    parse_position,
+    parse_publication,
+    position_frame,
+    publication_frame,
+)
 from .wire import (
     ERR,
     MSG,
@@ -88,6 +101,9 @@ class ServerProtocol:
         # subscribe_rate per second, subscribe_burst deep.
         self._subscribes = TokenBucket(limits.subscribe_rate, limits.subscribe_burst)
         self.counters = ProtocolCounters()
+        self.extended = False
+        """The client negotiated our extensions (its session is on): it may
+        present group positions, and group messages go as ``pub``."""
 
     @property
     def open_topics(self) -> frozenset[str]:
@@ -111,6 +127,8 @@ class ServerProtocol:
             if topic in self._open:
                 self.counters.frames_received += 1
                 return MessageReceived(topic, payload)
+        elif kind == POS and self.extended and len(text) <= self._limits.max_frame_size:
+            return self._position(text)
         frame = _parse_counted(text, self.counters)
         if frame is None:
             return None
@@ -146,6 +164,17 @@ class ServerProtocol:
         self._open.add(topic)
         return ChannelOpened(topic)
 
+    def _position(self, text: str) -> Event | None:
+        """A ``pos`` frame: the topic need not be open yet (it comes before
+        its ``sub``)."""
+        self.counters.frames_received += 1
+        presented = parse_position(text)
+        if presented is None:
+            self.counters.invalid_frames += 1
+            return None
+        topic, group, position = presented
+        return PositionPresented(topic, group, position.epoch, position.offset)
+
     def _oversized(self, kind: str, topic: str) -> Event | None:
         self.counters.hit("max_frame_size")
         if kind == MSG and topic in self._open:
@@ -158,6 +187,21 @@ class ServerProtocol:
             self._require_open(topic)  # raises
         self.counters.frames_sent += 1
         return f"msg,{topic},{payload}"
+
+    def publish(self, topic: str, tail: str) -> str:
+        """The ``pub`` frame of a group message on an open channel
+        (``tail``: :func:`~websocket_multiplex.streams.publication_tail`)."""
+        if topic not in self._open:
+            self._require_open(topic)  # raises
+        self.counters.frames_sent += 1
+        return publication_frame(topic, tail)
+
+    def gap(self, topic: str, group: str) -> str:
+        """The ``gap`` frame: ``group``'s history could not give the channel
+        ``topic`` everything it missed."""
+        self._require_open(topic)
+        self.counters.frames_sent += 1
+        return gap_frame(topic, group)
 
     def close(self, topic: str) -> str:
         """Close an open channel; return the ``uns`` frame to send."""
@@ -257,6 +301,11 @@ class ClientProtocol:
 
     def receive(self, text: str) -> Event | None:
         """Interpret one carrier message from the server."""
+        kind = text[:4]
+        if kind == "pub,":
+            return self._published(text)
+        if kind == "gap,":
+            return self._gap(text)
         frame = _parse_counted(text, self.counters)
         if frame is None:
             return None
@@ -274,6 +323,38 @@ class ClientProtocol:
                 return None
         self.counters.ignored_frames += 1
         return None
+
+    def _published(self, text: str) -> Event | None:
+        self.counters.frames_received += 1
+        published = parse_publication(text)
+        if published is None:
+            self.counters.invalid_frames += 1
+            return None
+        if published.topic not in self._open:
+            self.counters.ignored_frames += 1
+            return None
+        position = published.position
+        return MessagePublished(
+            published.topic,
+            published.payload,
+            published.group,
+            position.epoch,
+            position.offset,
+        )
+
+    def _gap(self, text: str) -> Event | None:
+        self.counters.frames_received += 1
+        gap = parse_gap(text)
+        if gap is None or gap[0] not in self._open:
+            self.counters.ignored_frames += 1
+            return None
+        return StreamGap(*gap)
+
+    def present(self, topic: str, group: str, position: Position) -> str:
+        """The ``pos`` frame that tells a new connection where the channel
+        ``topic`` stands in ``group`` (sent before its ``sub``)."""
+        self.counters.frames_sent += 1
+        return position_frame(topic, group, position)
 
     def connection_lost(self) -> list[ChannelClosedEvent]:
         """Close every channel: the carrier is gone and will not come back."""

@@ -9,6 +9,7 @@ from ..events import CloseReason
 from ..exceptions import ChannelClosed
 from ..flow import Held
 from ..request import RequestInfo
+from ..streams import Position
 from .inbox import ReceivingChannel
 
 __all__ = ["Channel", "ChannelOwner"]
@@ -36,6 +37,19 @@ class ChannelOwner(Protocol):
 
     def offer_frame(self, topic: str, data: str) -> None:
         """Queue ``data`` on ``topic`` without waiting."""
+        ...
+
+    def offer_publication(self, topic: str, data: str, tail: str | None) -> None:
+        """Queue a group message on ``topic`` without waiting, with its place
+        in the group's history if ``tail``."""
+        ...
+
+    def offer_gap(self, topic: str, group: str) -> None:
+        """Tell the client ``group`` could not replay all it missed."""
+        ...
+
+    def presented(self, topic: str, group: str) -> Position | None:
+        """Where the client says the channel stands in ``group`` (taken once)."""
         ...
 
     def close_channel(
@@ -167,6 +181,24 @@ class Channel(ReceivingChannel):
         instead; nothing happens on a closed channel."""
         if self._close_reason is None and not self.connection.closed:
             self.connection.offer_frame(self.topic, data)
+
+    # -- for its groups (not the application) ------------------------------------
+
+    def offer_publication(self, data: str, tail: str | None) -> None:
+        """:meth:`offer` a group message, with its place in the group's
+        history (``tail``, if it has one) for a client that can keep it."""
+        if self._close_reason is None and not self.connection.closed:
+            self.connection.offer_publication(self.topic, data, tail)
+
+    def offer_gap(self, group: str) -> None:
+        """Tell the client that ``group`` could not replay all it missed."""
+        if self._close_reason is None and not self.connection.closed:
+            self.connection.offer_gap(self.topic, group)
+
+    def presented(self, group: str) -> Position | None:
+        """Where the client says this channel stands in ``group``: set when a
+        client of ours comes back after losing its session; a join takes it."""
+        return self.connection.presented(self.topic, group)
 
     def close_nowait(self, message: str | None = None) -> None:
         """:meth:`close` for plain code: ``message`` goes with

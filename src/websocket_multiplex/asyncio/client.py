@@ -19,18 +19,26 @@ from typing import Protocol, runtime_checkable
 
 from ..backoff import Backoff  # re-exported from here
 from ..codes import NoticeCode, notice_code
-from ..events import ChannelClosedEvent, CloseReason, MessageReceived
+from ..events import (
+    ChannelClosedEvent,
+    CloseReason,
+    MessagePublished,
+    MessageReceived,
+    StreamGap,
+)
 from ..exceptions import (  # ChannelGap and Disconnection: re-exported from here
     ChannelClosed,
     ChannelGap,
     DisconnectCause,
     Disconnection,
+    GroupGap,
     LocalProtocolError,
 )
 from ..flow import Held, Ledger
 from ..pacing import FRAMES_PER_TURN
 from ..protocol import ClientProtocol
 from ..resume import GOODBYE, Hello, is_control
+from ..streams import Position
 from .client_session import ClientSession, Offer
 from .inbox import ReceivingChannel
 
@@ -47,6 +55,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("websocket_multiplex.client")
+
+MAX_POSITIONS = 256
+"""Groups whose position one channel keeps (the server's default
+``Limits.max_stream_positions``); a further group's is not kept."""
 
 HELLO_TIMEOUT = 10.0
 """Seconds a resuming client waits for the server's answer to its hello
@@ -118,11 +130,15 @@ class _GapMark(str):
 
     disconnection: Disconnection
     reconnections: int
+    group: str | None  # a group's history lacked some (GroupGap)
 
-    def __new__(cls, disconnection: Disconnection, reconnections: int) -> _GapMark:
+    def __new__(
+        cls, disconnection: Disconnection, reconnections: int, group: str | None = None
+    ) -> _GapMark:
         mark = super().__new__(cls, "")
         mark.disconnection = disconnection
         mark.reconnections = reconnections
+        mark.group = group
         return mark
 
 
@@ -181,6 +197,9 @@ class ClientChannel(ReceivingChannel):
         self._close_detail = ""
         self._report_gaps = report_gaps
         self._open_gap: _GapMark | None = None  # queued last, and not read yet
+        self._positions: dict[str, Position] = {}
+        self.group_gaps = 0
+        """Times a group's history could not replay all this channel missed."""
 
     @property
     def report_gaps(self) -> bool:
@@ -214,7 +233,18 @@ class ClientChannel(ReceivingChannel):
         """What a gap mark just read stands for."""
         if mark is self._open_gap:
             self._open_gap = None
+        if mark.group is not None:
+            return GroupGap(
+                self.name, mark.group, mark.disconnection, mark.reconnections
+            )
         return ChannelGap(self.name, mark.disconnection, mark.reconnections)
+
+    @property
+    def positions(self) -> dict[str, Position]:
+        """Where this channel stands in each group whose messages it got from
+        a server that keeps group histories (a copy): what it presents to
+        a server that could not resume its session."""
+        return dict(self._positions)
 
     @property
     def close_detail(self) -> str:
@@ -257,6 +287,26 @@ class ClientChannel(ReceivingChannel):
         self.deliver(payload)
         self._open_gap = None
         return True
+
+    def published(self, event: MessagePublished) -> bool:
+        """Queue a group message and note its position; ``False`` if the
+        inbox is full (see :meth:`accept`)."""
+        positions = self._positions
+        if event.group in positions or len(positions) < MAX_POSITIONS:
+            positions[event.group] = Position(event.epoch, event.offset)
+        return self.accept(event.payload)
+
+    def group_gap(self, group: str, disconnection: Disconnection) -> None:
+        """``group``'s history could not replay all this channel missed."""
+        self.group_gaps += 1
+        logger.warning(
+            "channel %r: messages of group %r were lost (no longer in its history)",
+            self.name,
+            group,
+        )
+        if self._report_gaps:
+            self._open_gap = None  # a point of its own
+            self.deliver(_GapMark(disconnection, 1, group))
 
     def mark_closed(self, reason: CloseReason, detail: str = "") -> None:
         """The channel is closed; ``detail`` is the server's refusal notice."""
@@ -634,6 +684,14 @@ class MultiplexClient:
             if not channel.accept(event.payload):
                 logger.warning("%r: inbox full, closing the channel", channel)
                 await self.close_channel(channel, CloseReason.INBOX_FULL)
+        elif type(event) is MessagePublished:
+            channel = self._channels[event.topic]
+            if not channel.published(event):
+                logger.warning("%r: inbox full, closing the channel", channel)
+                await self.close_channel(channel, CloseReason.INBOX_FULL)
+        elif type(event) is StreamGap:
+            disconnection = self.disconnection or Disconnection(DisconnectCause.LOST)
+            self._channels[event.topic].group_gap(event.group, disconnection)
         elif type(event) is ChannelClosedEvent:
             going_away = notice_code(event.detail) == NoticeCode.GOING_AWAY
             if going_away and self._backoff is not None:
@@ -722,7 +780,7 @@ class MultiplexClient:
             # out: a gap, never a repeat.
             self._session_lost()
             session.restart(answer.token)
-            await self._resubscribe(carrier, unwritten)
+            await self._resubscribe(carrier, unwritten, present=True)
             return False
         session.adopt(answer.token)
         resend = session.resend_after(answer.received)
@@ -781,17 +839,29 @@ class MultiplexClient:
         )
 
     async def _resubscribe(
-        self, carrier: Carrier, unwritten: list[str] | None = None
+        self,
+        carrier: Carrier,
+        unwritten: list[str] | None = None,
+        *,
+        present: bool = False,
     ) -> None:
         """Send ``sub`` for every open channel, also those opened meanwhile,
         then the ``unwritten`` messages of a lost session whose channel is
-        still open.
+        still open. With ``present`` (a new session with a server of ours),
+        each channel's group positions go first, so that the handlers
+        rejoining those groups replay what it missed
+        (docs/PROTOCOL-EXTENSIONS.md, section 4).
 
         A channel opened while these sends wait is not in the first round;
         the next round includes it. Repeating a ``sub`` for a topic that is
         open is harmless: servers ignore it (docs/PROTOCOL.md, "Semantics").
         """
         self._restarting.clear()
+        if present:
+            for channel in list(self._channels.values()):
+                for group, position in channel.positions.items():
+                    frame = self._protocol.present(channel.topic, group, position)
+                    await self._write(carrier, frame)
         subscribed: frozenset[str] | None = None
         while subscribed != self._protocol.open_topics:
             subscribed = self._protocol.open_topics

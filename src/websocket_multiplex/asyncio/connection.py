@@ -19,6 +19,7 @@ from ..events import (
     CloseReason,
     LimitExceeded,
     MessageReceived,
+    PositionPresented,
 )
 from ..exceptions import ChannelClosed
 from ..flow import Ledger, Overflow
@@ -26,6 +27,7 @@ from ..limits import Limits
 from ..protocol import ProtocolCounters, ServerProtocol
 from ..request import RequestInfo
 from ..resume import Hello
+from ..streams import Position
 from .authorization import Authorizer, Subscription, authorized
 from .callbacks import TaskFreeServices
 from .channel import Channel
@@ -121,6 +123,8 @@ class Connection:
         self._finishing: asyncio.Task[None] | None = None
         self._session: Session | None = None  # on the resumable protocol
         self._carrying: Session | None = None  # another's, for its carrier
+        # Where the client's channels stand in groups, until a join uses it.
+        self._presented: dict[tuple[str, str], Position] = {}
         # What a frame meets before the protocol: the first one may be a
         # hello; on a session, every one is counted (None: nothing).
         self._before: Callable[[str], str | None] | None = (
@@ -209,6 +213,16 @@ class Connection:
                 self._outbox.put(frame)
         elif type(event) is LimitExceeded:
             self._limit_exceeded(event)
+        elif type(event) is PositionPresented:
+            self._present(event)
+
+    def _present(self, event: PositionPresented) -> None:
+        key = event.topic, event.group
+        full = len(self._presented) >= self.server.limits.max_stream_positions
+        if full and key not in self._presented:
+            self._protocol.counters.hit("max_stream_positions")
+            return
+        self._presented[key] = Position(event.epoch, event.offset)
 
     def _overflowed(self, overflow: Overflow, channel: Channel, size: int) -> bool:
         """Shed what the ledger says to; whether to deliver the message to
@@ -344,6 +358,25 @@ class Connection:
         dropped instead)."""
         self._outbox.put(self._protocol.send(topic, data))
 
+    def offer_publication(self, topic: str, data: str, tail: str | None) -> None:
+        """Queue a group message without waiting: a ``pub`` frame (with its
+        place in the group's history, ``tail``) to a client of ours, a
+        ``msg`` to any other."""
+        if tail is not None and self._protocol.extended:
+            self._outbox.put(self._protocol.publish(topic, tail))
+        else:
+            self._outbox.put(self._protocol.send(topic, data))
+
+    def offer_gap(self, topic: str, group: str) -> None:
+        """Tell the client that ``group`` could not replay all it missed."""
+        if self._protocol.extended:
+            self._outbox.put(self._protocol.gap(topic, group))
+
+    def presented(self, topic: str, group: str) -> Position | None:
+        """Where the client said the channel ``topic`` stands in ``group``;
+        a join takes it (once)."""
+        return self._presented.pop((topic, group), None)
+
     def close_channel(
         self, channel: Channel, reason: CloseReason, notice: str | None = None
     ) -> None:
@@ -388,6 +421,7 @@ class Connection:
                 session.owner.expire(CloseReason.NOT_RESUMED)  # nobody can
         session = sessions.open(self._own_carrier, self, proposed)
         self._session = session
+        self._protocol.extended = True
         self.transport = session.carrier
         self._outbox.reroute(session.carrier)
         self._outbox.put(session.welcome())

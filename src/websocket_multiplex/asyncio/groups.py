@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 
-from ..exceptions import ChannelClosed
-from ..fanout.broker import Broker, Delivery
+from ..exceptions import BrokerUnavailable, ChannelClosed
+from ..fanout.broker import Broker, Delivery, Replay
+from ..streams import Position, publication_tail
 from .channel import Channel
 
 __all__ = ["Groups"]
@@ -31,6 +32,10 @@ class Groups:
         self._joins: dict[tuple[Channel, str], asyncio.Future[None]] = {}
         self._broker_started: asyncio.Future[None] | None = None
         self._membership_tasks: set[asyncio.Task[None]] = set()
+        # Members replaying what they missed (section 4 of
+        # docs/PROTOCOL-EXTENSIONS.md): the live messages held meanwhile.
+        self._replaying: dict[tuple[Channel, str], list[Delivery]] = {}
+        self._replaying_groups: dict[str, int] = {}
 
     def of(self, channel: Channel) -> frozenset[str]:
         """The groups ``channel`` is in (or joining)."""
@@ -67,11 +72,16 @@ class Groups:
         # its join gets ChannelClosed, as a join after the close would.
         groups.add(group)
         self._joins[channel, group] = done = asyncio.get_running_loop().create_future()
+        since = channel.presented(group)
         try:
             await self.start_broker()
             if self._joining(channel, group):
+                if since is not None:
+                    self._hold(channel, group)
                 self._groups.setdefault(group, set()).add(channel)
                 await self._subscribed(group)
+            if since is not None and self._joining(channel, group):
+                await self._replay(channel, group, since)
             if self._joining(channel, group):
                 await self.broker.set_presence(group, channel.member_id, True)
                 if not self._joining(channel, group):
@@ -82,10 +92,52 @@ class Groups:
             await self._drop_member(channel, group)
             raise
         finally:
+            if since is not None:
+                self._release(channel, group)
             del self._joins[channel, group]
             done.set_result(None)
         if channel.close_reason is not None:
             raise ChannelClosed(channel.name, channel.close_reason)
+
+    def _hold(self, channel: Channel, group: str) -> None:
+        """Hold ``group``'s live messages for ``channel`` while it replays."""
+        self._replaying[channel, group] = []
+        self._replaying_groups[group] = self._replaying_groups.get(group, 0) + 1
+
+    def _release(self, channel: Channel, group: str) -> list[Delivery]:
+        """Stop holding; what was held."""
+        held = self._replaying.pop((channel, group), None)
+        if held is None:
+            return []
+        count = self._replaying_groups[group] - 1
+        if count:
+            self._replaying_groups[group] = count
+        else:
+            del self._replaying_groups[group]
+        return held
+
+    async def _replay(self, channel: Channel, group: str, since: Position) -> None:
+        """Give ``channel`` what ``group``'s history holds after ``since``,
+        then the live messages held meanwhile that it has not had: each
+        once, in order; a ``gap`` first if the history lacks some."""
+        try:
+            replay = await self.broker.history(group, since)
+        except BrokerUnavailable:
+            replay = Replay((), complete=False)
+        if not self._joining(channel, group):
+            return
+        if not replay.complete:
+            channel.offer_gap(group)
+        last = since
+        member = channel.member_id
+        for delivery in (*replay.deliveries, *self._release(channel, group)):
+            position = delivery.position
+            if position is not None and position.epoch == last.epoch:
+                if not position.follows(last):
+                    continue  # had it: in the history, or before
+                last = position
+            if delivery.exclude != member:
+                channel.offer_publication(delivery.message, _tail(delivery))
 
     def _joining(self, channel: Channel, group: str) -> bool:
         """Whether a join of ``group`` still stands: no leave() or close since."""
@@ -157,9 +209,20 @@ class Groups:
             task.add_done_callback(self._membership_tasks.discard)
 
     def deliver(self, delivery: Delivery) -> None:
-        for channel in list(self._groups.get(delivery.group, ())):
-            if channel.member_id != delivery.exclude:
-                channel.offer(delivery.message)
+        members = self._groups.get(delivery.group)
+        if not members:
+            return
+        message, tail = delivery.message, _tail(delivery)
+        replaying = delivery.group in self._replaying_groups
+        for channel in list(members):
+            if channel.member_id == delivery.exclude:
+                continue
+            if replaying:
+                held = self._replaying.get((channel, delivery.group))
+                if held is not None:
+                    held.append(delivery)
+                    continue
+            channel.offer_publication(message, tail)
 
     async def start_broker(self) -> None:
         if self._broker_started is None:
@@ -175,3 +238,11 @@ class Groups:
         if self._broker_started is not None:
             self._broker_started = None
             await self.broker.close()
+
+
+def _tail(delivery: Delivery) -> str | None:
+    """The ``pub`` frame's tail of ``delivery``, if it has a position."""
+    position = delivery.position
+    if position is None:
+        return None
+    return publication_tail(delivery.group, position, delivery.message)

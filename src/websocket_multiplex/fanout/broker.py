@@ -6,25 +6,14 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ..exceptions import BrokerUnavailable  # defined with the error tree
+from ..streams import Position
+from .history import History
+from .messages import Delivery, Replay
 
-__all__ = ["Broker", "BrokerUnavailable", "Delivery", "InMemoryBroker"]
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One published message, as every subscribed process receives it.
-
-    ``exclude`` is the member id (see :attr:`Channel.member_id`) of a
-    channel that must not receive it, usually the sender's.
-    """
-
-    group: str
-    message: str
-    exclude: str | None = None
+__all__ = ["Broker", "BrokerUnavailable", "Delivery", "InMemoryBroker", "Replay"]
 
 
 Deliver = Callable[[Delivery], None]
@@ -65,16 +54,30 @@ class Broker(Protocol):
         """Members of ``group`` in every live process."""
         ...
 
+    async def history(self, group: str, since: Position) -> Replay:
+        """What ``group``'s history holds after ``since``, for a member that
+        comes back (``Replay((), complete=False)`` from a broker that keeps
+        none). Raise :class:`BrokerUnavailable` if it cannot be read."""
+        ...
+
     async def close(self) -> None: ...
 
 
 class InMemoryBroker:
-    """Fan-out within one process: zero configuration, the default."""
+    """Fan-out within one process: zero configuration, the default.
 
-    def __init__(self) -> None:
+    It keeps the last ``history_size`` messages of each group, none older
+    than ``history_age`` seconds, so that a member that comes back (a
+    client whose session could not be resumed) gets what it missed
+    (docs/PROTOCOL-EXTENSIONS.md, section 4). ``history_size=0`` keeps
+    nothing: messages then carry no position.
+    """
+
+    def __init__(self, *, history_size: int = 1000, history_age: float = 300.0) -> None:
         self._deliver: Deliver | None = None
         self._groups: set[str] = set()
         self._presence: dict[str, set[str]] = {}
+        self._history = History(history_size, history_age) if history_size else None
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -88,6 +91,8 @@ class InMemoryBroker:
     async def publish(self, delivery: Delivery) -> None:
         if self._deliver is None:
             raise BrokerUnavailable("the broker is not started: mount the server first")
+        if self._history is not None:
+            delivery = self._history.record(delivery, time.monotonic())
         if delivery.group in self._groups:
             self._deliver(delivery)
 
@@ -102,6 +107,11 @@ class InMemoryBroker:
 
     async def members(self, group: str) -> list[str]:
         return sorted(self._presence.get(group, ()))
+
+    async def history(self, group: str, since: Position) -> Replay:
+        if self._history is None:
+            return Replay((), complete=False)
+        return self._history.since(group, since, time.monotonic())
 
     async def close(self) -> None:
         self._deliver = None

@@ -15,8 +15,10 @@ from typing import Literal
 from redis.asyncio import Redis
 
 from ...exceptions import LocalProtocolError
-from ..broker import BrokerUnavailable, Deliver, Delivery
-from .link import command_client
+from ...streams import Position
+from ..broker import BrokerUnavailable, Deliver, Delivery, Replay
+from .history import StreamHistory
+from .link import LOST, command_client
 from .presence import Presence
 from .publisher import Publisher
 from .subscriber import DEFAULT_RECONNECT, ReconnectDelays, Subscriber
@@ -85,6 +87,8 @@ class RedisBroker:
         reconnect: ReconnectDelays = DEFAULT_RECONNECT,
         presence_ttl: float = 30.0,
         timeout: float = 5.0,
+        history_size: int = 1000,
+        history_age: float = 300.0,
     ) -> None:
         if outage_buffer < 0:
             raise ValueError("outage_buffer must be 0 or more")
@@ -100,9 +104,18 @@ class RedisBroker:
         self._client: Redis | None = None
         self._tasks: list[asyncio.Task[None]] = []
         names, where = Names(channel_prefix), redact(url)
+        self._history = (
+            StreamHistory(names, size=history_size, age=history_age)
+            if history_size
+            else None
+        )
         self._subscriber = Subscriber(url, names, reconnect=reconnect, timeout=timeout)
         self._publisher = Publisher(
-            names, self._subscriber, outage_buffer=outage_buffer, where=where
+            names,
+            self._subscriber,
+            outage_buffer=outage_buffer,
+            where=where,
+            history=self._history,
         )
         self._presence = Presence(
             names, self._subscriber, ttl=presence_ttl, timeout=timeout, where=where
@@ -123,6 +136,8 @@ class RedisBroker:
         self._state = "running"
         client = self._client = command_client(self.url, self.timeout)
         self._presence.attach(client)
+        if self._history is not None:
+            self._history.attach(client)
         self._subscriber.start(deliver, _Parts(client, self._publisher, self._presence))
         self._tasks = [
             asyncio.create_task(self._subscriber.run(), name="redis-broker-subscriber"),
@@ -162,6 +177,18 @@ class RedisBroker:
         """The members of ``group`` in every process whose entries have not
         expired. Raises :class:`BrokerUnavailable` while Redis is unreachable."""
         return await self._presence.members(group)
+
+    async def history(self, group: str, since: Position) -> Replay:
+        """What the stream of ``group`` holds after ``since``. Raises
+        :class:`BrokerUnavailable` while Redis is unreachable."""
+        if self._history is None:
+            return Replay((), complete=False)
+        if self._client is None or not self._subscriber.up:
+            raise BrokerUnavailable(f"redis unreachable at {redact(self.url)}")
+        try:
+            return await self._history.since(self._client, group, since)
+        except LOST as exc:
+            raise BrokerUnavailable(f"redis unreachable at {redact(self.url)}") from exc
 
     async def close(self) -> None:
         """Stop the background tasks and close both connections. Messages

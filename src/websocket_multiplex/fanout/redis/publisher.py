@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ..broker import BrokerUnavailable, Delivery
+from .history import StreamHistory
 from .link import LOST, Link, execute, logger
 from .wire import Names, encode
 
@@ -32,6 +33,7 @@ PUBLISH_BATCH = 500
 class Outgoing:
     """One message in the backlog, encoded for its channel."""
 
+    group: str
     channel: str
     payload: str
     published: asyncio.Future[None] | None = None
@@ -46,9 +48,16 @@ class Publisher:
     """
 
     def __init__(
-        self, names: Names, link: Link, *, outage_buffer: int, where: str
+        self,
+        names: Names,
+        link: Link,
+        *,
+        outage_buffer: int,
+        where: str,
+        history: StreamHistory | None = None,
     ) -> None:
         self._names = names
+        self._history = history
         self._link = link
         self._outage_buffer = outage_buffer
         self._where = where  # the Redis URL, redacted for messages
@@ -65,7 +74,8 @@ class Publisher:
         """Returns once Redis took ``delivery`` or, while Redis is down, once
         it is buffered; raises :class:`BrokerUnavailable` if the outage
         buffer is full (the message is then *not* published)."""
-        item = Outgoing(self._names.channel(delivery.group), encode(delivery))
+        group = delivery.group
+        item = Outgoing(group, self._names.channel(group), encode(delivery))
         if not self._link.up:
             if len(self._backlog) >= self._outage_buffer:
                 raise BrokerUnavailable(
@@ -103,8 +113,12 @@ class Publisher:
             batch = list(itertools.islice(self._backlog, PUBLISH_BATCH))
             try:
                 async with client.pipeline(transaction=False) as pipe:
+                    history = self._history
                     for item in batch:
-                        pipe.publish(item.channel, item.payload)
+                        if history is not None:
+                            await history.publish(pipe, item.group, item.payload)
+                        else:
+                            pipe.publish(item.channel, item.payload)
                     results = await execute(pipe, "publish")
             except LOST as exc:
                 self._link.fail(exc, session)

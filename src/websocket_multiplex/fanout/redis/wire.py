@@ -5,6 +5,14 @@ With the default prefix ``websocket-multiplex:``, group ``lobby`` is the
 pub/sub channel ``websocket-multiplex:group:lobby``, whose messages are
 the JSON object ``{"m": <message>, "x": <excluded member id or null>}``,
 and the presence sorted set ``websocket-multiplex:presence:lobby``.
+
+With a history (docs/PROTOCOL-EXTENSIONS.md, section 4) the group also has
+the stream ``websocket-multiplex:stream:lobby``, whose entry ``<n>-0``
+holds the ``n``-th message as fields ``d`` (the JSON object above) and
+``t`` (when, in ms of the Redis clock), and the hash
+``websocket-multiplex:history:lobby`` with the epoch ``e`` and the count
+``n``; a published message then also has ``"e"`` and ``"o"`` (its offset,
+``n``).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from ...streams import Position
 from ..broker import Delivery
 
 __all__ = ["Names", "decode", "encode", "redact"]
@@ -31,6 +40,14 @@ class Names:
     def key(self, group: str) -> str:
         """The sorted set of ``group``'s members (see :mod:`.presence`)."""
         return f"{self.prefix}presence:{group}"
+
+    def stream(self, group: str) -> str:
+        """The stream of ``group``'s last messages (see :mod:`.history`)."""
+        return f"{self.prefix}stream:{group}"
+
+    def history(self, group: str) -> str:
+        """The hash with the epoch and count of ``group``'s stream."""
+        return f"{self.prefix}history:{group}"
 
     def group(self, channel: bytes) -> str:
         """The group whose messages ``channel`` carries (one we subscribed:
@@ -53,9 +70,14 @@ def decode(group: str, payload: bytes) -> Delivery | None:
     if not isinstance(fields, dict):
         return None
     message, exclude = fields.get("m"), fields.get("x")
-    if isinstance(message, str) and (exclude is None or isinstance(exclude, str)):
-        return Delivery(group, message, exclude)
-    return None
+    if not isinstance(message, str):
+        return None
+    if exclude is not None and not isinstance(exclude, str):
+        return None
+    epoch, offset = fields.get("e"), fields.get("o")
+    if isinstance(epoch, str) and isinstance(offset, str):
+        return Delivery(group, message, exclude, Position.parse(epoch, offset))
+    return Delivery(group, message, exclude)
 
 
 def redact(url: str) -> str:
