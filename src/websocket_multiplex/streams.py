@@ -83,6 +83,11 @@ class Position:
         """Whether this position comes after ``other`` in the same history."""
         return self.epoch == other.epoch and self.key > other.key
 
+    def after(self, other: Position) -> bool:
+        """Whether this position is news to whoever had ``other``: later in
+        the same history, or in another one (a history that began again)."""
+        return self.epoch != other.epoch or self.key > other.key
+
     def __str__(self) -> str:
         return f"{self.epoch}:{self.offset}"
 

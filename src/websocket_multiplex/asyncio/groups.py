@@ -12,6 +12,7 @@ import asyncio
 
 from ..exceptions import BrokerUnavailable, ChannelClosed
 from ..fanout.broker import Broker, Delivery, Replay
+from ..fanout.history import unseen
 from ..streams import Position, publication_tail
 from .channel import Channel
 
@@ -128,14 +129,9 @@ class Groups:
             return
         if not replay.complete:
             channel.offer_gap(group)
-        last = since
         member = channel.member_id
-        for delivery in (*replay.deliveries, *self._release(channel, group)):
-            position = delivery.position
-            if position is not None and position.epoch == last.epoch:
-                if not position.follows(last):
-                    continue  # had it: in the history, or before
-                last = position
+        held = self._release(channel, group)
+        for delivery in unseen(since, (*replay.deliveries, *held)):
             if delivery.exclude != member:
                 channel.offer_publication(delivery.message, _tail(delivery))
 

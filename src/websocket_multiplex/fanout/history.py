@@ -12,17 +12,35 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from ..streams import Position
 from .messages import Delivery, Replay
 
-__all__ = ["History", "new_epoch"]
+__all__ = ["History", "new_epoch", "unseen"]
 
 
 def new_epoch() -> str:
     """A name for a new history of a group: 48 random bits, base64url."""
     return secrets.token_urlsafe(6)
+
+
+def unseen(
+    since: Position | None, deliveries: Iterable[Delivery]
+) -> Iterator[Delivery]:
+    """``deliveries`` (a replay, then live messages held meanwhile) without
+    those at or before the last position seen, starting from ``since``
+    (``None``: none seen yet): so each message once, in order. A message
+    of another epoch begins anew."""
+    last = since
+    for delivery in deliveries:
+        position = delivery.position
+        if position is not None:
+            if last is not None and not position.after(last):
+                continue
+            last = position
+        yield delivery
 
 
 @dataclass(slots=True)

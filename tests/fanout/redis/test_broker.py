@@ -17,7 +17,8 @@ from websocket_multiplex.fanout import BrokerUnavailable, Delivery
 from websocket_multiplex.fanout.redis import RedisBroker
 from websocket_multiplex.fanout.redis.wire import Names, redact
 
-from ...asyncio.helpers import TIMEOUT, frames
+from ...asyncio.helpers import frames
+from ...support.proxy import Proxy
 from ..redis_server import RedisServer
 from .support import (
     REDIS_URL,
@@ -26,6 +27,7 @@ from .support import (
     is_up,
     messages,
     subscribers,
+    through,
 )
 
 # -- across processes ----------------------------------------------------------------
@@ -107,15 +109,11 @@ async def test_groups_recover_and_buffered_messages_flow_after_a_redis_restart(
     await eventually(lambda: is_up(a))
     await eventually(lambda: is_up(b))
 
-    # b hears the buffered messages published after it subscribed again:
-    # a suffix of them, in order (Redis pub/sub keeps nothing for anyone).
+    # b hears every buffered message, in order, once: those published before
+    # it subscribed again from the group's history (a new one: this Redis
+    # kept nothing), the others live.
     await ann.send("msg,chat,after")
-    heard: list[str | None] = []
-    async with asyncio.timeout(TIMEOUT):
-        while (heard and heard[-1]) != "msg,chat,after":
-            heard.append(await bob.receive())
-    before = heard[:-1]
-    assert before == messages(*buffered)[len(buffered) - len(before) :]
+    assert await frames(bob, 4) == messages(*buffered, "after")
     assert await frames(alice, 1) == messages("after")
 
     await bob.send("msg,chat,reply")
@@ -199,3 +197,51 @@ async def test_a_broker_serves_one_server_once(shared: Redis, names: Names) -> N
 def test_the_url_in_the_repr_hides_the_password() -> None:
     broker = RedisBroker("redis://user:secret@redis:6379/0")
     assert repr(broker) == "<RedisBroker redis://user:***@redis:6379/0 down>"
+
+
+async def test_a_process_cut_off_from_redis_gets_what_others_published_meanwhile(
+    nodes: Callable[..., Node], proxy: Proxy
+) -> None:
+    a, b = nodes(url=through(proxy)), nodes()
+    alice, _ = await a.connect()
+    bob, _ = await b.connect()
+    await b.server.publish("lobby", "before")
+    assert await frames(alice, 1) == messages("before")
+    proxy.cut()  # Redis keeps running, and keeps the group's history
+
+    async def a_is_down() -> bool:
+        return not await is_up(a)
+
+    await eventually(a_is_down)
+    missed = [f"missed {i}" for i in range(5)]
+    for text in missed:
+        await b.server.publish("lobby", text)
+    proxy.restore()
+    # From the history, once, in order, before what comes live.
+    await eventually(lambda: is_up(a))
+    await bob.send("msg,chat,live")
+    assert await frames(alice, 6) == messages(*missed, "live")
+    await b.server.publish("lobby", "marker")
+    assert await frames(alice, 1) == messages("marker")  # and nothing twice
+
+
+async def test_a_process_back_after_the_history_was_trimmed_warns_of_the_loss(
+    nodes: Callable[..., Node], proxy: Proxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = nodes(url=through(proxy), history_size=2), nodes(history_size=2)
+    alice, _ = await a.connect()
+    await b.connect()
+    await b.server.publish("lobby", "before")
+    assert await frames(alice, 1) == messages("before")
+    proxy.cut()
+
+    async def a_is_down() -> bool:
+        return not await is_up(a)
+
+    await eventually(a_is_down)
+    for i in range(5):
+        await b.server.publish("lobby", f"missed {i}")
+    proxy.restore()
+    await eventually(lambda: is_up(a))
+    assert await frames(alice, 2) == messages("missed 3", "missed 4")
+    assert "are no longer in its history: lost for this process" in caplog.text

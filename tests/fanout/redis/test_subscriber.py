@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from websocket_multiplex import Backoff
 from websocket_multiplex.fanout import BrokerUnavailable, Delivery
+from websocket_multiplex.fanout.broker import Replay
 from websocket_multiplex.fanout.redis import subscriber as subscriber_module
 from websocket_multiplex.fanout.redis.subscriber import (
     DEFAULT_RECONNECT,
@@ -27,6 +28,7 @@ from websocket_multiplex.fanout.redis.subscriber import (
     Subscriber,
 )
 from websocket_multiplex.fanout.redis.wire import Names, encode
+from websocket_multiplex.streams import Position
 
 from ...asyncio.helpers import TIMEOUT, frames, item, settle
 from ...support.proxy import Proxy
@@ -61,6 +63,12 @@ class CountingOwner:
 
     def session_ended(self) -> None:
         self.endings += 1
+
+    async def recover(self, group: str, since: Position | None) -> Replay:
+        return Replay((), complete=True)
+
+    async def head(self, group: str) -> Position | None:
+        return None
 
 
 @dataclass

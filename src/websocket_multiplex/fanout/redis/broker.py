@@ -138,7 +138,9 @@ class RedisBroker:
         self._presence.attach(client)
         if self._history is not None:
             self._history.attach(client)
-        self._subscriber.start(deliver, _Parts(client, self._publisher, self._presence))
+        self._subscriber.start(
+            deliver, _Parts(client, self._publisher, self._presence, self._history)
+        )
         self._tasks = [
             asyncio.create_task(self._subscriber.run(), name="redis-broker-subscriber"),
             asyncio.create_task(
@@ -216,6 +218,7 @@ class _Parts:
     client: Redis
     publisher: Publisher
     presence: Presence
+    history: StreamHistory | None
 
     @property
     def buffered(self) -> int:
@@ -230,3 +233,13 @@ class _Parts:
 
     def session_ended(self) -> None:
         self.publisher.release()
+
+    async def recover(self, group: str, since: Position | None) -> Replay:
+        if self.history is None:
+            return Replay((), complete=True)  # positions come only with one
+        return await self.history.recover(self.client, group, since)
+
+    async def head(self, group: str) -> Position | None:
+        if self.history is None:
+            return None
+        return await self.history.head(self.client, group)

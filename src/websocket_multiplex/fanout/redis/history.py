@@ -79,35 +79,62 @@ class StreamHistory:
 
     async def since(self, client: Redis, group: str, since: Position) -> Replay:
         """What ``group``'s history holds after ``since``."""
+        return await self._read(client, group, since, restarted=False)
+
+    async def recover(
+        self, client: Redis, group: str, since: Position | None
+    ) -> Replay:
+        """What a process that last had ``since`` of ``group`` missed: as
+        :meth:`since`, but if the group's history began again meanwhile
+        (a new epoch: Redis lost it), the whole new history, which this
+        process cannot have seen any of. ``since=None``: the group had no
+        history when this process subscribed it."""
+        return await self._read(client, group, since, restarted=True)
+
+    async def head(self, client: Redis, group: str) -> Position | None:
+        """The position of ``group``'s latest message, if it has a history."""
+        epoch, count = await client.hmget(self._names.history(group), "e", "n")
+        if not isinstance(epoch, bytes) or not isinstance(count, bytes):
+            return None
+        return Position(epoch.decode(), count.decode())
+
+    async def _read(
+        self, client: Redis, group: str, since: Position | None, *, restarted: bool
+    ) -> Replay:
         names = self._names
-        try:
-            after = int(since.offset)
-        except ValueError:  # not one of ours (a memory broker's, or junk)
-            return Replay((), complete=False)
+        if since is None:
+            since, after = Position("-", "0"), -1  # matches no epoch
+        else:
+            try:
+                after = int(since.offset)
+            except ValueError:  # not one of ours (a memory broker's, or junk)
+                after = -1
+        # A recovery reads the whole stream: it may be of another epoch.
+        start = "-" if restarted or after < 0 else f"({after}-0"
         async with client.pipeline(transaction=True) as pipe:
             pipe.hmget(names.history(group), "e", "n")
             pipe.time()
-            pipe.xrange(names.stream(group), f"({after}-0", "+", count=self.size)
-            (epoch, count), (seconds, micros), entries = await pipe.execute()
-        if epoch is None or epoch.decode() != since.epoch or after > int(count):
+            pipe.xrange(names.stream(group), start, "+", count=self.size)
+            (name, count), (seconds, micros), entries = await pipe.execute()
+        if name is None:
             return Replay((), complete=False)
+        epoch = name.decode()
+        if epoch != since.epoch or after < 0:
+            if not restarted:
+                return Replay((), complete=False)
+            after = 0  # all of the new history is new
+        elif after > int(count):
+            return Replay((), complete=False)  # a position never given
         oldest = seconds * 1000 + micros // 1000 - self._age_ms
         kept: list[Delivery] = []
-        first = int(count) + 1  # the offset of the first message kept
         for entry_id, fields in entries:
-            if int(fields[b"t"]) < oldest:
-                continue  # too old to replay: missed
-            offset = entry_id.decode().partition("-")[0]
+            offset = int(entry_id.decode().partition("-")[0])
             delivery = decode(group, fields[b"d"])
-            if delivery is None:
-                continue
-            first = min(first, int(offset))
-            kept.append(
-                Delivery(
-                    group,
-                    delivery.message,
-                    delivery.exclude,
-                    Position(since.epoch, offset),
-                )
-            )
+            if offset <= after or int(fields[b"t"]) < oldest or delivery is None:
+                continue  # had it, or too old to replay (then missed)
+            position = Position(epoch, str(offset))
+            kept.append(Delivery(group, delivery.message, delivery.exclude, position))
+        first = int(kept[0].position.offset) if kept and kept[0].position else None
+        if first is None:
+            first = int(count) + 1  # nothing kept: complete if nothing came
         return Replay(tuple(kept), complete=first == after + 1)

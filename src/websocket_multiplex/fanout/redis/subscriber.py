@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable
 from typing import Protocol
 
 from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
 
 from ...backoff import Backoff
-from ..broker import Deliver
+from ...streams import Position
+from ..broker import Deliver, Delivery, Replay
+from ..history import unseen
 from .link import LOST, describe, logger, subscriber_pool
 from .wire import Names, decode, redact
 
@@ -70,6 +73,17 @@ class SessionOwner(Protocol):
 
     def session_ended(self) -> None:
         """The session went down: release whoever waits on Redis."""
+        ...
+
+    async def recover(self, group: str, since: Position | None) -> Replay:
+        """What this process missed of ``group`` since it last had
+        ``since`` (see :meth:`.history.StreamHistory.recover`); raises
+        alike."""
+        ...
+
+    async def head(self, group: str) -> Position | None:
+        """Where ``group``'s history stands (``None``: it has none, or
+        groups have no history here); raises alike."""
         ...
 
 
@@ -170,6 +184,11 @@ class Subscriber:
         self._failure: BaseException | None = None
         self._up = asyncio.Event()
         self._pong_pending = False
+        # The last position delivered per group, and while a new session
+        # recovers what this process missed, the live messages held.
+        # A group whose history was empty at its subscription has None.
+        self._last: dict[str, Position | None] = {}
+        self._held: dict[str, list[Delivery]] | None = None
 
     def __repr__(self) -> str:
         state = "up" if self.up else "connecting" if self.connected else "down"
@@ -219,13 +238,23 @@ class Subscriber:
             return
         try:
             await self._subscribe_on(connection, [group])
+            await self._note_head(group)
         except LOST as exc:
             self.fail(exc, session)
+
+    async def _note_head(self, group: str) -> None:
+        """Where a group just subscribed stands: what a later recovery goes
+        on from, unless a message came first."""
+        assert self._owner is not None
+        head = await self._owner.head(group)
+        if group in self._groups and group not in self._last:
+            self._last[group] = head
 
     async def unsubscribe(self, group: str) -> None:
         if group not in self._groups:
             return
         self._groups.discard(group)
+        self._last.pop(group, None)
         connection, session = self._connection, self._session
         if connection is None or not connection.is_connected:
             return
@@ -297,6 +326,7 @@ class Subscriber:
             reader = self._reader = asyncio.create_task(self._read(connection))
             if self._groups:
                 await self._subscribe_on(connection, list(self._groups))
+                await self._recover()
             await self._owner.restore()
             if self._failure is None and not reader.done():
                 self._mark_up()
@@ -313,6 +343,45 @@ class Subscriber:
                 if not reader.cancelled():
                     reader.exception()  # retrieved: the returned reason says it
             await connection.disconnect(nowait=True)
+
+    async def _recover(self) -> None:
+        """Deliver what each group published while this process was away
+        from Redis, read from its history: each message once, in order,
+        before the live ones held meanwhile (with a history; docs/
+        PROTOCOL-EXTENSIONS.md, section 4). A history that no longer holds
+        everything is a warning: those messages are lost for this process."""
+        assert self._owner is not None
+        positions = [(g, p) for g, p in self._last.items() if g in self._groups]
+        self._held = {group: [] for group, _ in positions}
+        try:
+            for group, since in positions:
+                replay = await self._owner.recover(group, since)
+                if not replay.complete:
+                    logger.warning(
+                        "group %r: messages published while redis was unreachable "
+                        "are no longer in its history: lost for this process",
+                        group,
+                    )
+                self._deliver_all(
+                    unseen(since, (*replay.deliveries, *self._held.pop(group)))
+                )
+        finally:
+            # After a failure, what is still held is in the history too: the
+            # next session recovers it from the last position delivered.
+            self._held = None
+        for group in self._groups - self._last.keys():  # subscribed while down
+            await self._note_head(group)
+
+    def _deliver_all(self, deliveries: Iterable[Delivery]) -> None:
+        for delivery in deliveries:
+            self._advance(delivery)
+            self._deliver_one(delivery)
+
+    def _advance(self, delivery: Delivery) -> None:
+        """Note the position of ``delivery``; never backwards."""
+        position, last = delivery.position, self._last.get(delivery.group)
+        if position is not None and (last is None or position.after(last)):
+            self._last[delivery.group] = position
 
     async def _subscribe_on(
         self, connection: AbstractConnection, groups: list[str]
@@ -359,11 +428,21 @@ class Subscriber:
                 payload[:80],
             )
             return
+        if delivery.position is not None:
+            held = self._held
+            if held is not None and group in held:
+                held[group].append(delivery)
+                return
+            self._advance(delivery)
+        self._deliver_one(delivery)
+
+    def _deliver_one(self, delivery: Delivery) -> None:
+        assert self._deliver is not None
         try:
             self._deliver(delivery)
         except Exception:
             # One failing delivery must not end the subscription of every group.
-            logger.exception("delivering a message of group %r failed", group)
+            logger.exception("delivering a message of group %r failed", delivery.group)
 
     def _why(self, reader: asyncio.Task[None]) -> BaseException:
         failure = None if reader.cancelled() else reader.exception()
