@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -27,6 +29,8 @@ from websocket_multiplex.fanout import InMemoryBroker
 
 from ..support.proxy import Proxy
 from .support import FAST, TIMEOUT, serving, sockjs_app
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @dataclass
@@ -139,4 +143,106 @@ async def test_without_the_extension_group_messages_are_plain_messages() -> None
         await publish(room, 1, 3)
         assert await receive(channel, 3) == ["1", "2", "3"]
         assert channel.positions == {}
+        await client.close()
+
+
+# -- across servers, through Redis -------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def two_servers_and_a_publisher(
+    **history: int,
+) -> AsyncIterator[tuple[Proxy, int, MultiplexServer, Room]]:
+    """Servers A and B whose ``room`` handlers join ``room`` on open, and a
+    third that only publishes, all on one Redis under a prefix of the
+    test's own; the proxy leads to A. Yields the proxy, B's port, the
+    publisher and A."""
+    from websocket_multiplex.fanout.redis import RedisBroker
+
+    prefix = f"test-{uuid.uuid4().hex}:"
+
+    def broker() -> RedisBroker:
+        return RedisBroker(REDIS_URL, channel_prefix=prefix, **history)  # type: ignore[arg-type]
+
+    a = room_server(broker(), Limits())
+    b = room_server(broker(), Limits())
+    publisher = MultiplexServer(broker=broker())
+    async with (
+        serving(sockjs_app(a.server)) as a_port,
+        serving(sockjs_app(b.server)) as b_port,
+        Proxy(a_port) as proxy,
+    ):
+        try:
+            yield proxy, b_port, publisher, a
+        finally:
+            await publisher.close()
+
+
+async def publish_numbers(publisher: MultiplexServer, first: int, last: int) -> None:
+    for n in range(first, last + 1):
+        await publisher.publish("room", str(n))
+
+
+async def numbers(channel: ClientChannel, count: int) -> list[int]:
+    return [int(await channel.receive(TIMEOUT)) for _ in range(count)]
+
+
+@pytest.mark.parametrize("history_size", [1000, 5])
+async def test_on_another_server_the_client_gets_what_it_missed_or_a_group_gap(
+    history_size: int,
+) -> None:
+    async with two_servers_and_a_publisher(history_size=history_size) as (
+        proxy,
+        b_port,
+        publisher,
+        a,
+    ):
+        client = await connect(
+            f"ws://127.0.0.1:{proxy.port}/multiplex/websocket", reconnect=FAST
+        )
+        channel = await client.channel("room", report_gaps=True)
+        await a.joined.get()
+        await publish_numbers(publisher, 1, 10)
+        assert await numbers(channel, 10) == list(range(1, 11))
+        proxy.cut()  # A is gone for this client, with its session
+        await publish_numbers(publisher, 11, 30)
+        proxy.upstream = b_port
+        proxy.restore()
+        with pytest.raises(ChannelGap) as gap:
+            await channel.receive(TIMEOUT)
+        assert type(gap.value) is ChannelGap  # the session, not the group
+        if history_size < 20:
+            with pytest.raises(GroupGap):
+                await channel.receive(TIMEOUT)
+            assert await numbers(channel, 5) == list(range(26, 31))
+        else:
+            assert await numbers(channel, 20) == list(range(11, 31))
+        await publish_numbers(publisher, 31, 32)
+        assert await numbers(channel, 2) == [31, 32]  # live, and nothing twice
+        assert client.resumptions == 0
+        await client.close()
+
+
+async def test_mid_stream_the_client_moves_to_another_server_losing_nothing() -> None:
+    async with two_servers_and_a_publisher() as (proxy, b_port, publisher, a):
+        client = await connect(
+            f"ws://127.0.0.1:{proxy.port}/multiplex/websocket", reconnect=FAST
+        )
+        channel = await client.channel("room", report_gaps=True)
+        await a.joined.get()
+        count = 600
+        streaming = asyncio.create_task(publish_numbers(publisher, 1, count))
+        got: list[int] = []
+        async with asyncio.timeout(30):
+            while len(got) < count:
+                try:
+                    got.append(int(await channel.receive()))
+                except ChannelGap:
+                    continue
+                if len(got) == 100:  # mid-stream: off to B
+                    proxy.upstream = b_port
+                    proxy.abort()
+            await streaming
+        assert got == list(range(1, count + 1))
+        assert channel.gaps == 1 and channel.group_gaps == 0
         await client.close()
