@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
@@ -22,7 +24,9 @@ import aiohttp
 import pytest
 from playwright.async_api import Page
 
+from websocket_multiplex import ChannelGap, MultiplexServer
 from websocket_multiplex.client import connect
+from websocket_multiplex.fanout.redis import RedisBroker
 
 from ..client.support import FAST
 from ..support.chromium import CHROMIUM, launch
@@ -121,6 +125,59 @@ async def test_a_dropped_connection_resumes_on_the_worker_that_holds_it(
                 assert client.resumptions == n
         finally:
             await client.close()
+
+
+async def test_a_client_whose_worker_dies_mid_stream_misses_no_publish(
+    tmp_path: Path,
+) -> None:
+    """The worker holding a client's session is killed while a script
+    publishes to the client's room: the client lands on the other worker
+    through nginx (a new session: the old one died with its worker),
+    joins the room again, and gets from the room's history in Redis
+    every publish it missed, then the live ones: each once, in order."""
+    redis_url = require_redis()
+    count = 300
+    with (
+        chat_workers(2, "--redis-url", redis_url, logs=tmp_path) as started,
+        nginx(tmp_path / "nginx", [f"127.0.0.1:{p}" for p, _ in started]) as url,
+    ):
+        client = await connect(f"{url}/multiplex", reconnect=FAST)
+        channel = await client.channel("chat", report_gaps=True)
+        chat = WebSocketChat(client, channel)
+        publisher = MultiplexServer(broker=RedisBroker(redis_url))
+        try:
+            async with asyncio.timeout(60):
+                pid = (await ask(chat, "/whoami", "whoami"))["pid"]
+                room = new_room()
+                await ask(chat, f"/join {room}", "joined")
+                streaming = asyncio.create_task(publish_numbers(publisher, room, count))
+                got: list[int] = []
+                while len(got) < count:
+                    try:
+                        event = json.loads(await channel.receive())
+                    except ChannelGap:  # on the other worker, a new handler
+                        await channel.send(f"/join {room}")
+                        continue
+                    if event["type"] == "message":
+                        got.append(int(event["text"]))
+                    if len(got) == count // 4:
+                        os.kill(pid, signal.SIGKILL)
+                await streaming
+                assert (await ask(chat, "/whoami", "whoami"))["pid"] != pid
+        finally:
+            await publisher.close()
+            await client.close()
+    assert got == list(range(1, count + 1))
+    assert channel.gaps == 1 and channel.group_gaps == 0
+
+
+async def publish_numbers(publisher: MultiplexServer, room: str, count: int) -> None:
+    """What a script publishing to a room does, at a pace that outlasts the
+    client's move to the other worker."""
+    for n in range(1, count + 1):
+        message = {"type": "message", "room": room, "from": "script", "text": str(n)}
+        await publisher.publish(room, json.dumps(message))
+        await asyncio.sleep(0.005)
 
 
 async def test_xhr_polling_sessions_stay_on_their_worker(
