@@ -94,6 +94,31 @@ export interface MultiplexMessageEvent extends MultiplexChannelEvent {
   readonly type: "message";
   /** The payload: everything after the topic, commas included. */
   readonly data: string;
+  /**
+   * For a group message from a server that keeps group histories
+   * (docs/PROTOCOL-EXTENSIONS.md, section 4): the group's name. Absent
+   * for every other message.
+   */
+  readonly group?: string;
+}
+
+/**
+ * After a session our server could not resume, it replays each group's
+ * messages the channel missed from the group's history; this says the
+ * history no longer held all of them (trimmed, expired, or lost with the
+ * broker). The messages that follow are what it still held, then live ones.
+ */
+export interface MultiplexGapEvent extends MultiplexChannelEvent {
+  readonly type: "gap";
+  /** The group whose messages were lost. */
+  readonly group: string;
+  readonly recovered: false;
+}
+
+/** Where a channel stands in a group's history. */
+export interface MultiplexPosition {
+  readonly epoch: string;
+  readonly offset: string;
 }
 
 export interface MultiplexCloseEvent extends MultiplexChannelEvent {
@@ -154,6 +179,7 @@ export interface MultiplexChannelEventMap {
   message: MultiplexMessageEvent;
   close: MultiplexCloseEvent;
   reconnect: MultiplexReconnectEvent;
+  gap: MultiplexGapEvent;
 }
 
 /** A listener function or object; `this` is the target (T). */
@@ -190,6 +216,15 @@ export declare class MultiplexChannel {
   onclose: ((this: MultiplexChannel, event: MultiplexCloseEvent) => unknown) | null;
   /** After each reconnection while the channel is open: see MultiplexReconnectEvent. */
   onreconnect: ((this: MultiplexChannel, event: MultiplexReconnectEvent) => unknown) | null;
+  /** Messages of a group were lost for good: see MultiplexGapEvent. */
+  ongap: ((this: MultiplexChannel, event: MultiplexGapEvent) => unknown) | null;
+  /**
+   * Where this channel stands in each group whose messages came with their
+   * place in the group's history, by group name (a copy). Presented to a
+   * server of ours that could not resume the session, so that it replays
+   * what the channel missed.
+   */
+  readonly positions: { readonly [group: string]: MultiplexPosition };
 
   addEventListener<K extends keyof MultiplexChannelEventMap>(
     type: K,

@@ -73,6 +73,15 @@
  * server first ("hey,r1,bye"), so that it does not keep the session. The
  * original server ignores the offer: nothing changes.
  *
+ * Group streams (section 4): a server of ours that keeps group histories
+ * sends group messages with their place in the group's history; a
+ * message event then has `group` set, and channel.positions says where
+ * the channel stands. When the server could not resume the session, the
+ * new one is told those positions, and the handlers that rejoin the groups
+ * replay what the channel missed, once and in order. Where a group's
+ * history no longer held all of it, the channel fires "gap" ({group,
+ * recovered: false}) before what it still held.
+ *
  * Queued sends are bounded. Options (with a socket or a function):
  *
  *     new WebSocketMultiplex(sock, {maxQueue: 1000});
@@ -155,6 +164,11 @@ function reportHandlerError(error) {
 
 // Split a frame the way the reference does (split on "," then join the
 // rest): returns null when there is no topic.
+// The payload of a "pub" frame: group, epoch, offset, message
+// (PROTOCOL-EXTENSIONS.md, section 4).
+const PUBLICATION = /^([^,]+),([A-Za-z0-9_-]{1,32}),(\d{1,20}(?:-\d{1,20})?),([\s\S]*)$/;
+const MAX_POSITIONS = 256;  // groups whose position a channel keeps
+
 function parseFrame(text) {
   const first = text.indexOf(",");
   if (first < 0) {
@@ -495,10 +509,11 @@ class MultiplexEventTarget {
  */
 class MultiplexChannel extends MultiplexEventTarget {
   constructor(multiplexer, name, topic) {
-    super(["open", "message", "close", "reconnect"]);
+    super(["open", "message", "close", "reconnect", "gap"]);
     this._multiplexer = multiplexer;
     this.name = name;
     this.topic = topic;
+    this._positions = new Map();  // group -> [epoch, offset] of its last message
     this.readyState = CONNECTING;
     this._queue = [];          // messages sent while not subscribed
     this._subscribed = false;  // "sub" is on the wire of the current socket
@@ -599,6 +614,51 @@ class MultiplexChannel extends MultiplexEventTarget {
   _received(payload) {
     this._opened();  // a frame can beat the open event's timer
     this.dispatchEvent({ type: "message", data: payload });
+  }
+
+  /**
+   * Where this channel stands in each group whose messages came with their
+   * place in the group's history (PROTOCOL-EXTENSIONS.md, section 4): what
+   * it tells a server that could not resume its session. A copy.
+   */
+  get positions() {
+    const positions = {};
+    for (const [group, position] of this._positions) {
+      positions[group] = { epoch: position[0], offset: position[1] };
+    }
+    return positions;
+  }
+
+  // A "pub" frame: a group message and its place in the group's history.
+  _published(payload) {
+    const match = PUBLICATION.exec(payload);
+    if (match === null) {
+      return;
+    }
+    const group = unescape(match[1]);
+    if (this._positions.has(group) || this._positions.size < MAX_POSITIONS) {
+      this._positions.set(group, [match[2], match[3]]);
+    }
+    this._opened();
+    this.dispatchEvent({ type: "message", data: match[4], group: group });
+  }
+
+  // "pos" frames for a new session, before this channel's "sub".
+  _positionFrames() {
+    const frames = [];
+    for (const [group, position] of this._positions) {
+      frames.push("pos," + this.topic + "," + escape(group) + "," +
+                  position[0] + "," + position[1]);
+    }
+    return frames;
+  }
+
+  // A "gap" frame: the group's history no longer held all that was missed.
+  _gap(payload) {
+    if (this.readyState === OPEN || this.readyState === CONNECTING) {
+      this._opened();
+      this.dispatchEvent({ type: "gap", group: unescape(payload), recovered: false });
+    }
   }
 
   // "uns" from the server: a refusal if an "err" came first (but 1001, a
@@ -842,7 +902,7 @@ export class WebSocketMultiplex extends MultiplexEventTarget {
       // reconnection, and only what never went out is sent again.
       session.restart(answer.token);
       this._unsubscribeAll();
-      this._subscribeAll(false, unwritten);
+      this._subscribeAll(false, unwritten, true);
       return;
     }
     session.adopt(answer.token);  // resumed
@@ -867,8 +927,10 @@ export class WebSocketMultiplex extends MultiplexEventTarget {
   // "open" or "reconnect"). `resumed`: the server resumed the session, so
   // the channels that stayed subscribed lost nothing and hear nothing.
   // `unwritten`: messages of a lost session that never went out, to send
-  // after the subscriptions (for the channels still open).
-  _subscribeAll(resumed, unwritten) {
+  // after the subscriptions (for the channels still open). `present`: a
+  // new session with a server of ours: each channel's group positions go
+  // before its "sub", so that what it missed is replayed.
+  _subscribeAll(resumed, unwritten, present) {
     const reconnected = this._everOpened;
     const lost = this._lost;
     this._everOpened = true;
@@ -878,6 +940,11 @@ export class WebSocketMultiplex extends MultiplexEventTarget {
       return !c._subscribed;
     });
     for (const channel of waiting) {
+      if (present) {
+        for (const frame of channel._positionFrames()) {
+          this._write(frame);
+        }
+      }
       channel._subscribe();
     }
     for (const frame of unwritten || []) {
@@ -933,6 +1000,10 @@ export class WebSocketMultiplex extends MultiplexEventTarget {
     }
     if (frame.type === "msg") {
       channel._received(frame.payload);
+    } else if (frame.type === "pub" && session !== null && session.on) {
+      channel._published(frame.payload);
+    } else if (frame.type === "gap" && session !== null && session.on) {
+      channel._gap(frame.payload);
     } else if (frame.type === "err") {
       channel._notice = parseNotice(frame.payload);
     } else if (frame.type === "uns") {
