@@ -1,8 +1,9 @@
 """Group histories in Redis (docs/PROTOCOL-EXTENSIONS.md, section 4).
 
 Each group with a history has a stream of its last ``size`` messages and a
-hash with its epoch and count (names in :mod:`.wire`). A publish is one Lua
-script: it counts the message, appends it to the stream as entry
+hash with its epoch and count (names in
+:mod:`websocket_multiplex.fanout.redis.wire`). A publish is one Lua script:
+it counts the message, appends it to the stream as entry
 ``<n>-0``, and publishes it with its position, as one step. So members see
 offsets in order, a reader of the stream sees exactly the messages
 published before it read, and a member that was away can tell what is
@@ -67,8 +68,8 @@ class StreamHistory:
 
     async def publish(self, pipe: Pipeline, group: str, payload: str) -> None:
         """Add the publish of ``payload`` (a message in the format of
-        :func:`.wire.encode`) to ``pipe`` (the pipeline loads the script
-        if Redis lacks it)."""
+        :func:`websocket_multiplex.fanout.redis.wire.encode`) to ``pipe``
+        (the pipeline loads the script if Redis lacks it)."""
         assert self._script is not None, "attach() first"
         names = self._names
         await self._script(

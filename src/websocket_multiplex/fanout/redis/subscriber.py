@@ -77,7 +77,7 @@ class SessionOwner(Protocol):
 
     async def recover(self, group: str, since: Position | None) -> Replay:
         """What this process missed of ``group`` since it last had
-        ``since`` (see :meth:`.history.StreamHistory.recover`); raises
+        ``since`` (see :meth:`.StreamHistory.recover`); raises
         alike."""
         ...
 

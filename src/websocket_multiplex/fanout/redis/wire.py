@@ -42,7 +42,8 @@ class Names:
         return f"{self.prefix}presence:{group}"
 
     def stream(self, group: str) -> str:
-        """The stream of ``group``'s last messages (see :mod:`.history`)."""
+        """The stream of ``group``'s last messages (see
+        :mod:`websocket_multiplex.fanout.redis.history`)."""
         return f"{self.prefix}stream:{group}"
 
     def history(self, group: str) -> str:
