@@ -136,6 +136,7 @@ class Target:
     compressing: bool = False  # the server accepts it at this path
     memory: bool = True  # run M1
     original: str | None = None  # the original's row on the same carrier
+    resume: bool = False  # the generator negotiates a resumable session
 
 
 TARGETS = (
@@ -206,6 +207,26 @@ TARGETS = (
         "ours-sockjs with the echo as task-free ChannelHandler callbacks",
         deflate=True,
         original="original",
+    ),
+    Target(
+        "ours-sockjs+resume",
+        "ours-aiohttp",
+        "/multiplex",
+        "sockjs",
+        "ours-sockjs, the generator speaking the resumable-session extension "
+        "(a hello first, acks every 32 frames), as our clients do",
+        deflate=True,
+        original="original",
+        resume=True,
+    ),
+    Target(
+        "ours-raw+resume",
+        "ours-aiohttp",
+        "/multiplex/websocket",
+        "raw",
+        "ours-raw with the resumable-session extension",
+        original="original-raw",
+        resume=True,
     ),
     Target(
         "ours-raw",
@@ -500,6 +521,7 @@ class Bench:
                     "window": workload.window,
                     "mode": workload.mode,
                     "deflate": target.deflate,
+                    "resume": target.resume,
                     "verify": self.settings.verify,
                     "serverPid": server_pid,
                 }

@@ -23,6 +23,11 @@
  *                replies are always checked while probing)
  *   serverPid    read /proc/<serverPid>/stat at the window's edges (optional)
  *   concurrency  connection handshakes in flight at once (default 64)
+ *   resume       speak the resumable-session extension, as our clients do
+ *                (docs/PROTOCOL-EXTENSIONS.md, section 3; default false):
+ *                offer a session in the first frame, skip the server's
+ *                "hey" and "ack" frames, acknowledge what arrives every 32
+ *                frames and within 50 ms
  *
  * A request is "msg,echoK,<payload>", the payload 100 bytes with commas in
  * it; a reply is the same text sent back. What one event-loop turn sends is
@@ -65,7 +70,7 @@ function say(object) {
 }
 
 const cfg = Object.assign(
-  { deflate: false, verify: false, serverPid: null, concurrency: 64 },
+  { deflate: false, verify: false, serverPid: null, concurrency: 64, resume: false },
   JSON.parse(process.argv[2]),
 );
 if (!(cfg.channels >= 1 && cfg.channels <= 10)) {
@@ -120,7 +125,56 @@ class Conn {
     this.corked = false;
     this.sentAt = new Array(cfg.channels).fill(0);
     this.probing = new Array(cfg.channels).fill(false);
+    this.frames = 0;      // frames received since the hello (resume)
+    this.acked = 0;       // of them, acknowledged
+    this.ackTimer = null;
   }
+}
+
+// -- the resumable-session extension (cfg.resume) ----------------------------
+
+const ACK_EVERY = 32;
+const ACK_DELAY_MS = 50;
+
+// A frame that arrived on a session: control frames are not counted; the
+// rest are acknowledged in batches, as our clients do. Whether to go on.
+function counted(conn, text) {
+  if (text.startsWith("hey,") || text.startsWith("ack,")) {
+    return false;
+  }
+  conn.frames++;
+  if (conn.frames - conn.acked >= ACK_EVERY) {
+    acknowledge(conn);
+  } else if (conn.ackTimer === null) {
+    conn.ackTimer = setTimeout(acknowledge, ACK_DELAY_MS, conn);
+  }
+  return true;
+}
+
+function acknowledge(conn) {
+  if (conn.ackTimer !== null) {
+    clearTimeout(conn.ackTimer);
+    conn.ackTimer = null;
+  }
+  if (conn.frames === conn.acked || closing) {
+    return;
+  }
+  conn.acked = conn.frames;
+  const text = "ack," + conn.frames;
+  const message = SOCKJS ? JSON.stringify([text]) : text;
+  if (FRAME !== null) { // with this turn's requests, in the same write
+    if (conn.queued.length === 0) {
+      process.nextTick(flush, conn);
+    }
+    conn.queued.push(maskedFrame(Buffer.from(message)));
+    return;
+  }
+  if (!conn.corked) {
+    conn.corked = true;
+    conn.ws._socket.cork();
+    process.nextTick(uncork, conn);
+  }
+  conn.ws.send(message, SEND_OPTIONS);
 }
 
 // Everything sent during one event-loop turn leaves in one write.
@@ -190,6 +244,9 @@ function reply(conn, k, text) {
 // from a plain echo does not.)
 
 function onRawMessage(conn, data) {
+  if (cfg.resume && !counted(conn, data.toString())) {
+    return;
+  }
   if (data.length > 9 && data[0] === 0x6d && data[3] === 0x2c && data[7] === 0x6f) {
     reply(conn, data[8] - 48, data);
   }
@@ -201,6 +258,9 @@ function onSockJSMessage(conn, data) {
     const messages = JSON.parse(data.toString("utf8", 1));
     for (let i = 0; i < messages.length; i++) {
       const text = messages[i];
+      if (cfg.resume && !counted(conn, text)) {
+        continue;
+      }
       if (text.startsWith("msg,echo")) {
         reply(conn, text.charCodeAt(8) - 48, text);
       }
@@ -298,6 +358,9 @@ async function connectAndProbe() {
 
 function subscribeAndProbe(conn) {
   const texts = [];
+  if (cfg.resume) {
+    texts.push("hey,r1," + crypto.randomBytes(18).toString("base64url"));
+  }
   for (let k = 0; k < cfg.channels; k++) {
     texts.push("sub,echo" + k);
   }

@@ -10,8 +10,9 @@ by both sides from the ``hey`` that opened the session. It costs no byte
 on the wire. What the sides exchange is how far they got:
 
 * ``ack,<n>``: "I have received your first ``n`` frames", sent every
-  :data:`ACK_EVERY` frames and on a short timer for the rest (the asyncio
-  layer's), never one per frame;
+  :data:`ACK_EVERY` frames (by the server with the frames it sends anyway,
+  alone only after :data:`ACK_ALONE`) and on a short timer for the rest
+  (the asyncio layer's), never one per frame;
 * on a new carrier, ``hey,r1,<token>,<n>`` from each side: the session and
   how many of the other's frames it has; each then resends exactly the
   frames the other lacks, so that every frame arrives once, in order.
@@ -27,13 +28,16 @@ the same for client and server; the hello frames are :class:`Hello`.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from typing import Final
 
 __all__ = [
     "ACK",
+    "ACK_ALONE",
     "ACK_EVERY",
+    "CONTROL",
     "GOODBYE",
     "HELLO",
     "MAX_TOKEN_LENGTH",
@@ -57,13 +61,21 @@ at once instead of keeping it for a client that will not come back."""
 ACK_EVERY: Final = 32
 """Acknowledge after this many unacknowledged frames (and on the timer for
 the rest): acks cost one frame in 32."""
+ACK_ALONE: Final = 8 * ACK_EVERY
+"""A side that sends its acks along with its own frames (:meth:`Book.due`;
+the server) sends one alone once this many wait: a peer that only sends
+is still acknowledged often enough, not only by the timer."""
 _MAX_COUNT_DIGITS: Final = 18
+
+
+CONTROL: Final = (f"{HELLO},", f"{ACK},")
+"""The prefixes of the session's own frames (``str.startswith`` takes it)."""
 
 
 def is_control(frame: str) -> bool:
     """Whether ``frame`` is a hello or an ack: part of the session's own
     talk, never numbered, kept or resent."""
-    return frame.startswith(("hey,", "ack,"))
+    return frame.startswith(CONTROL)
 
 
 def format_ack(count: int) -> str:
@@ -141,7 +153,8 @@ class Book:
     """
 
     __slots__ = (
-        "_retained",
+        "_chunks",
+        "_skip",
         "acked",
         "received_count",
         "retained_size",
@@ -154,7 +167,11 @@ class Book:
         """Frames this side sent: the number of the last one."""
         self.acked = 0
         """Of them, how many the peer said it has."""
-        self._retained: deque[str] = deque()  # frames acked+1 .. sent_count
+        # Frames acked+1 .. sent_count, in the lists they were sent in (so
+        # that acknowledging many costs a few steps, not one per frame),
+        # the first ``_skip`` of the first list acknowledged already.
+        self._chunks: deque[list[str]] = deque()
+        self._skip = 0
         self.retained_size = 0
         """Characters sent and not yet acknowledged: what flow control bounds."""
         self.received_count = 0
@@ -166,12 +183,27 @@ class Book:
         """This side hands ``frame`` to a carrier, or would if it had one:
         keep it until the peer acknowledges it."""
         self.sent_count += 1
-        self._retained.append(frame)
+        self._chunks.append([frame])
         self.retained_size += len(frame)
+
+    def sent_many(self, frames: list[str]) -> None:
+        """:meth:`sent` for each of ``frames``, in order (the book keeps
+        the list itself: do not change it afterwards)."""
+        if frames:
+            self.sent_count += len(frames)
+            self._chunks.append(frames)
+            self.retained_size += sum(map(len, frames))
 
     def received(self) -> str | None:
         """A numbered frame arrived; the ``ack`` to send now, if one is due."""
         self.received_count += 1
+        if self.received_count - self.told < ACK_EVERY:
+            return None
+        return self.ack()
+
+    def due(self) -> str | None:
+        """The ``ack`` to send with the frames going out now, if
+        :data:`ACK_EVERY` frames wait for one."""
         if self.received_count - self.told < ACK_EVERY:
             return None
         return self.ack()
@@ -190,16 +222,29 @@ class Book:
         was sent, or fewer than already acknowledged."""
         if not self.acked <= count <= self.sent_count:
             return False
-        retained = self._retained
-        while self.acked < count:
-            self.retained_size -= len(retained.popleft())
-            self.acked += 1
+        chunks, todo = self._chunks, count - self.acked
+        while todo:
+            first, skip = chunks[0], self._skip
+            left = len(first) - skip
+            done = min(left, todo)
+            self.retained_size -= sum(map(len, islice(first, skip, skip + done)))
+            if done == left:
+                chunks.popleft()
+                self._skip = 0
+            else:
+                self._skip = skip + done
+            todo -= done
+        self.acked = count
         return True
+
+    def _kept(self) -> Iterator[str]:
+        """Every frame kept, in order."""
+        return islice(chain.from_iterable(self._chunks), self._skip, None)
 
     def since(self, count: int) -> list[str]:
         """The frames numbered after ``count`` (at least :attr:`acked`):
         what was kept since the sender last looked."""
-        return list(islice(self._retained, count - self.acked, None))
+        return list(islice(self._kept(), count - self.acked, None))
 
     def resend_after(self, count: int) -> list[str] | None:
         """On a new carrier, the peer says it has this side's first
@@ -208,7 +253,7 @@ class Book:
         peer already acknowledged: frames that are forgotten)."""
         if not self.acknowledged(count):
             return None
-        return list(self._retained)
+        return list(self._kept())
 
     def hello(self, token: str) -> Hello:
         """This side's hello on a new carrier, which acknowledges everything

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from websocket_multiplex import Channel, CloseReason, Limits, MultiplexServer
-from websocket_multiplex.resume import ACK_EVERY, GOODBYE
+from websocket_multiplex.resume import ACK_ALONE, ACK_EVERY, GOODBYE
 from websocket_multiplex.testing import MemoryClient, connect_in_memory
 
 from .helpers import drain, frame, frames, item, nothing_sent, settle
@@ -54,6 +54,33 @@ async def test_the_welcome_then_acks_every_32_frames() -> None:
         f"msg,echo,{n}" for n in range(ACK_EVERY - 1)
     ]
     assert client.connection.session is not None
+
+
+async def test_acks_ride_with_replies_and_go_alone_only_for_a_sender_heard_out() -> (
+    None
+):
+    server, _ = echo_server()
+
+    @server.channel("sink")
+    async def sink(channel: Channel) -> None:
+        async for _ in channel:
+            pass
+
+    client = await session_on(server)
+    # A peer that only sends: no reply carries the ack, which goes alone as
+    # the ACK_ALONE-th frame arrives (a timer's would count all of them).
+    client.connection.receive("sub,sink")
+    for n in range(ACK_ALONE + 9):
+        client.connection.receive(f"msg,sink,{n}")
+    assert await frame(client) == f"ack,{ACK_ALONE}"
+    # With replies going out, the ack due goes in the same write as one.
+    client.connection.receive("sub,echo")
+    for n in range(ACK_EVERY):
+        client.connection.receive(f"msg,echo,{n}")
+    got = await frames(client, ACK_EVERY + 1)
+    acks = [f for f in got if f and f.startswith("ack,")]
+    assert acks == [f"ack,{ACK_ALONE + 10 + 1 + ACK_EVERY}"]
+    assert got[0] == "msg,echo,0"
 
 
 async def test_a_quiet_sender_is_acknowledged_by_the_timer() -> None:

@@ -428,8 +428,14 @@ class Connection:
         self._before = self._from_own_carrier
         return None
 
-    def _from_own_carrier(self, text: str) -> None:
-        self.carried(self._own_carrier, text)
+    def _from_own_carrier(self, text: str) -> str | None:
+        """A frame of this connection's session over its own carrier (what
+        :meth:`carried` does, on every frame of the common case: inline)."""
+        session = self._session
+        assert session is not None
+        if session.carrier.attached is not self._own_carrier:
+            return None  # replaced: the client resends it on the new one
+        return session.incoming(text)
 
     def _carry(self, session: Session) -> None:
         """This carrier took over ``session``'s connection: its frames go

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from ..events import CloseReason
 from ..limits import Limits
-from ..resume import GOODBYE, Book, Hello, is_control, parse_ack
+from ..resume import ACK_ALONE, CONTROL, GOODBYE, Book, Hello, format_ack, parse_ack
 from .throttle import LogThrottle
 from .transport import Transport, WritesNow
 
@@ -78,10 +78,11 @@ class SessionCarrier:
     __slots__ = (
         "_acked",
         "_book",
-        "_carrier",
+        "_carrier_can_write_now",
         "_catching_up",
         "_limit",
         "_on_overflow",
+        "attached",
         "request",
     )
 
@@ -93,23 +94,22 @@ class SessionCarrier:
         on_overflow: Callable[[], None],
     ) -> None:
         self.request = carrier.request
-        self._carrier: Transport | None = carrier
+        self.attached: Transport | None = None
+        """The carrier frames go to now, or ``None`` while detached."""
+        self._carrier_can_write_now: Callable[[], bool] | None = None
+        self._attached(carrier)
         self._book = book
         self._limit = limit
         self._on_overflow = on_overflow
         self._catching_up: asyncio.Task[None] | None = None
         self._acked: asyncio.Event | None = None  # made when a writer waits
 
-    @property
-    def attached(self) -> Transport | None:
-        """The carrier frames go to now, or ``None`` while detached."""
-        return self._carrier
-
     def attach(self, carrier: Transport, first: list[str]) -> Transport | None:
         """Go on over ``carrier``, sending ``first`` (the hello answer and
         the resent frames) before anything else; returns the carrier it
         replaces, if one was still attached."""
-        replaced, self._carrier = self._carrier, carrier
+        replaced = self.attached
+        self._attached(carrier)
         if self._catching_up is not None:  # for a carrier gone already
             self._catching_up.cancel()
         self._catching_up = asyncio.get_running_loop().create_task(
@@ -120,11 +120,17 @@ class SessionCarrier:
 
     def detach(self, carrier: Transport) -> bool:
         """``carrier`` is gone; whether it was the attached one."""
-        if self._carrier is not carrier:
+        if self.attached is not carrier:
             return False
-        self._carrier = None
+        self._attached(None)
         self._wake_writer()
         return True
+
+    def _attached(self, carrier: Transport | None) -> None:
+        self.attached = carrier
+        self._carrier_can_write_now = (
+            carrier.can_write_now if isinstance(carrier, WritesNow) else None
+        )
 
     def acknowledged(self, count: int) -> bool:
         """The client has the first ``count`` frames; whether that made sense."""
@@ -138,41 +144,45 @@ class SessionCarrier:
 
     def can_write_now(self) -> bool:
         """Whether a frame sent now goes out in its sender's turn."""
-        carrier = self._carrier
-        if carrier is None:
+        if self.attached is None:
             return True  # it is only kept
         if self._catching_up is not None or self._book.retained_size > self._limit:
             return False
-        return isinstance(carrier, WritesNow) and carrier.can_write_now()
+        can_write_now = self._carrier_can_write_now
+        return can_write_now is not None and can_write_now()
 
     async def send(self, text: str) -> None:
-        if not is_control(text):
-            self._book.sent(text)
+        book = self._book
+        if not text.startswith(CONTROL):
+            book.sent(text)
         carrier = await self._ready()
         if carrier is None:
             return
         try:
-            await carrier.send(text)
+            ack = book.due()
+            if ack is not None:  # acks ride along with what goes out anyway
+                await carrier.send_many([text, ack])
+            else:
+                await carrier.send(text)
         except ConnectionError:
             return  # kept for the next carrier; this one's end is on its way
         await self._room()
 
     async def send_many(self, texts: list[str]) -> None:
         book = self._book
-        for text in texts:
-            if not is_control(text):
-                book.sent(text)
+        book.sent_many([text for text in texts if not text.startswith(CONTROL)])
         carrier = await self._ready()
         if carrier is None:
             return
         try:
-            await carrier.send_many(texts)
+            ack = book.due()
+            await carrier.send_many(texts if ack is None else [*texts, ack])
         except ConnectionError:
             return
         await self._room()
 
     async def close(self, code: int, reason: str) -> None:
-        carrier = self._carrier
+        carrier = self.attached
         if carrier is not None:
             await carrier.close(code, reason)
 
@@ -184,7 +194,7 @@ class SessionCarrier:
         while (catching_up := self._catching_up) is not None:
             # A resume during a catch-up replaces it: wait for the last one.
             await asyncio.wait([catching_up])
-        carrier = self._carrier
+        carrier = self.attached
         if carrier is None and self._book.retained_size > self._limit:
             self._on_overflow()
         return carrier
@@ -201,7 +211,7 @@ class SessionCarrier:
 
     async def _room(self) -> None:
         """Wait while the client holds back more than ``limit`` unacknowledged."""
-        while self._carrier is not None and self._book.retained_size > self._limit:
+        while self.attached is not None and self._book.retained_size > self._limit:
             if self._acked is None:
                 self._acked = asyncio.Event()
             await self._acked.wait()
@@ -276,16 +286,19 @@ class Session:
     def incoming(self, text: str) -> str | None:
         """A frame from the client: the frame to handle, or ``None`` if it
         was the session's own (an ack, a stray hello)."""
-        if is_control(text):
+        if text.startswith(CONTROL):
             count = parse_ack(text)
             if count is not None and not self.carrier.acknowledged(count):
                 logger.debug("%r: ignoring an impossible ack %d", self, count)
             elif text == GOODBYE:  # the client closed: its carrier's end is final
                 self.end()
             return None
-        ack = self.book.received()
-        if ack is not None:
-            self.owner.send_control(ack)
+        book = self.book  # what Book.arrived() does, inline: every frame
+        book.received_count += 1
+        if book.received_count - book.told >= ACK_ALONE:
+            # Nothing went out to carry the ack: alone.
+            self.owner.send_control(format_ack(book.received_count))
+            book.told = book.received_count
         elif self._ack_timer is None:
             self._ack_timer = asyncio.get_running_loop().call_later(
                 ACK_DELAY, self._flush_ack
