@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ..exceptions import BrokerUnavailable  # defined with the error tree
+from .presence import MemoryPresence, PresenceListener
 
 __all__ = ["Broker", "BrokerUnavailable", "Delivery", "InMemoryBroker"]
 
@@ -75,6 +76,7 @@ class InMemoryBroker:
         self._deliver: Deliver | None = None
         self._groups: set[str] = set()
         self._presence: dict[str, set[str]] = {}
+        self._changes = MemoryPresence()
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -93,18 +95,32 @@ class InMemoryBroker:
 
     async def set_presence(self, group: str, member: str, present: bool) -> None:
         members = self._presence.setdefault(group, set())
+        changed = (member in members) != present
         if present:
             members.add(member)
         else:
             members.discard(member)
             if not members:
                 del self._presence[group]
+        if changed:
+            self._changes.report(group, member, present)
 
     async def members(self, group: str) -> list[str]:
         return sorted(self._presence.get(group, ()))
 
     async def close(self) -> None:
         self._deliver = None
+
+    # -- presence events (fanout/presence.py) --------------------------------------
+
+    def listen_presence(self, listener: PresenceListener) -> None:
+        self._changes.listen(listener)
+
+    async def watch_presence(self, group: str) -> None:
+        self._changes.watch(group)
+
+    async def unwatch_presence(self, group: str) -> None:
+        self._changes.unwatch(group)
 
 
 def process_id() -> str:

@@ -73,6 +73,16 @@
  * server first ("hey,r1,bye"), so that it does not keep the session. The
  * original server ignores the offer: nothing changes.
  *
+ * Presence (docs/PROTOCOL-EXTENSIONS.md, section 6), on a session only: a
+ * service of our server may share who joins and leaves a group with a
+ * channel. The channel then fires "presence" events: {group, kind:
+ * "snapshot" | "joined" | "left", member, reason: "left" | "expired" (its
+ * server process died), gap, members (sorted, after the event)}. Each
+ * group starts with a snapshot; one with gap: true means changes were
+ * missed, and gives the members now.
+ *
+ *     ann.onpresence = function (e) { showWhoIsHere(e.group, e.members); };
+ *
  * Queued sends are bounded. Options (with a socket or a function):
  *
  *     new WebSocketMultiplex(sock, {maxQueue: 1000});
@@ -495,7 +505,7 @@ class MultiplexEventTarget {
  */
 class MultiplexChannel extends MultiplexEventTarget {
   constructor(multiplexer, name, topic) {
-    super(["open", "message", "close", "reconnect"]);
+    super(["open", "message", "close", "reconnect", "presence"]);
     this._multiplexer = multiplexer;
     this.name = name;
     this.topic = topic;
@@ -503,6 +513,7 @@ class MultiplexChannel extends MultiplexEventTarget {
     this._queue = [];          // messages sent while not subscribed
     this._subscribed = false;  // "sub" is on the wire of the current socket
     this._notice = null;       // the server's "err" notice, until its "uns"
+    this._members = new Map(); // group -> Set of member ids, from "prs" frames
   }
 
   /**
@@ -599,6 +610,45 @@ class MultiplexChannel extends MultiplexEventTarget {
   _received(payload) {
     this._opened();  // a frame can beat the open event's timer
     this.dispatchEvent({ type: "message", data: payload });
+  }
+
+  // A "prs" frame (PROTOCOL-EXTENSIONS.md, section 6): "<group>,+<member>"
+  // joined, "-" left, "~" expired, "=" (or "!" after a gap) the members now.
+  // Everything is escape()d, so commas only separate. A second snapshot of
+  // a group is a gap whatever it says (the server lost its session).
+  _presence(payload) {
+    const comma = payload.indexOf(",");
+    const mark = payload.charAt(comma + 1);
+    const rest = payload.slice(comma + 2);
+    if (comma < 0 || "+-~=!".indexOf(mark) < 0 || mark === "") {
+      return;  // not ours: ignored, as unknown frames are
+    }
+    const group = unescape(payload.slice(0, comma));
+    const known = this._members.get(group);
+    const event = { type: "presence", group: group, kind: "snapshot",
+                    member: null, reason: null, gap: false, members: [] };
+    if (mark === "=" || mark === "!") {
+      const members = rest === "" ? [] : rest.split(",").map(unescape);
+      this._members.set(group, new Set(members));
+      event.gap = mark === "!" || known !== undefined;
+    } else {
+      if (rest === "") {
+        return;
+      }
+      const members = known === undefined ? new Set() : known;
+      this._members.set(group, members);
+      event.member = unescape(rest);
+      if (mark === "+") {
+        event.kind = "joined";
+        members.add(event.member);
+      } else {
+        event.kind = "left";
+        event.reason = mark === "~" ? "expired" : "left";
+        members.delete(event.member);
+      }
+    }
+    event.members = Array.from(this._members.get(group)).sort();
+    this.dispatchEvent(event);
   }
 
   // "uns" from the server: a refusal if an "err" came first (but 1001, a
@@ -933,6 +983,8 @@ export class WebSocketMultiplex extends MultiplexEventTarget {
     }
     if (frame.type === "msg") {
       channel._received(frame.payload);
+    } else if (frame.type === "prs" && session !== null && session.on) {
+      channel._presence(frame.payload);  // only our server, on a session
     } else if (frame.type === "err") {
       channel._notice = parseNotice(frame.payload);
     } else if (frame.type === "uns") {

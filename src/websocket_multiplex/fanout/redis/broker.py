@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from ...exceptions import LocalProtocolError
 from ..broker import BrokerUnavailable, Deliver, Delivery
+from ..presence import PresenceListener
 from .link import command_client
 from .presence import Presence
 from .publisher import Publisher
@@ -61,7 +62,12 @@ class RedisBroker:
     **Presence** lives in a sorted set per group (see
     :mod:`~websocket_multiplex.fanout.redis.presence`). Entries expire
     ``presence_ttl`` seconds after the last refresh, so process clocks must
-    agree to well within ``presence_ttl``.
+    agree to well within ``presence_ttl``. Each change is announced once on
+    the group's changes channel (:mod:`~websocket_multiplex.fanout.redis.changes`),
+    which only processes that watch the group subscribe; the members of a
+    dead process are announced as expired by the first live process that
+    sweeps them, within ``presence_ttl * 4 / 3``. After an outage, every
+    watcher reads a snapshot marked as a gap.
 
     A command Redis *refuses* (say, for want of an ACL permission) is logged
     at ERROR rather than retried, and a refused publish raises
@@ -163,6 +169,23 @@ class RedisBroker:
         expired. Raises :class:`BrokerUnavailable` while Redis is unreachable."""
         return await self._presence.members(group)
 
+    # -- presence events (fanout/presence.py) ------------------------------------
+
+    def listen_presence(self, listener: PresenceListener) -> None:
+        """Report presence changes of watched groups to ``listener``."""
+        self._presence.listen(listener)
+
+    async def watch_presence(self, group: str) -> None:
+        """Report ``group``'s changes from every process; returns once
+        subscribed to its changes channel (or once the connection is lost:
+        the next session subscribes it, and reports a gap)."""
+        self._presence.watch(group)
+        await self._subscriber.watch(group)
+
+    async def unwatch_presence(self, group: str) -> None:
+        self._presence.unwatch(group)
+        await self._subscriber.unwatch(group)
+
     async def close(self) -> None:
         """Stop the background tasks and close both connections. Messages
         still buffered for an outage are dropped, with a warning."""
@@ -197,9 +220,13 @@ class _Parts:
     async def restore(self) -> None:
         await self.client.ping()  # publishes and presence go through this one
         await self.presence.refresh()
+        self.presence.resynced()  # last: the session goes up right after it
 
     async def refresh(self) -> None:
         await self.presence.refresh()
 
     def session_ended(self) -> None:
         self.publisher.release()
+
+    def presence_changed(self, group: str, payload: bytes) -> None:
+        self.presence.received(group, payload)
