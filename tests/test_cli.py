@@ -25,8 +25,9 @@ from typing import Any
 
 import pytest
 
-from websocket_multiplex import MultiplexServer
+from websocket_multiplex import Channel, MultiplexServer
 from websocket_multiplex.cli import Router, channel_labels
+from websocket_multiplex.testing import connect_in_memory
 
 from .client.support import (
     PAYLOADS,
@@ -549,3 +550,37 @@ async def test_a_server_shutdown_is_not_a_refusal_and_exits_1(
     closed = [record for record in records if record.get("event") == "closed"]
     assert sorted(record["channel"] for record in closed) == ["ann", "echo"]
     assert {record["reason"] for record in closed} == {"shutdown"}
+
+
+def changed(change: str) -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda records: any(record.get("change") == change for record in records)
+
+
+async def test_shared_presence_is_printed_as_events(server: Server, cli: Start) -> None:
+    member_ids: list[str] = []
+
+    async def lobby(channel: Channel) -> None:
+        member_ids.append(channel.member_id)
+        await channel.join("lobby")
+        channel.share_presence("lobby")
+        async for _ in channel:
+            pass
+
+    server.mux.register("lobby", lobby)
+    run = await cli(server.websocket, "-c", "lobby", "--json")
+    await run.json_until(changed("snapshot"))
+    client = await connect_in_memory(server.mux)
+    await client.send("sub,lobby")
+    await run.json_until(changed("joined"))
+    await client.close()
+    await run.json_until(changed("left"))
+    await run.end_input()
+    assert await run.exit_status() == 0
+    own, other = member_ids
+    presence = [json.loads(line) for line in run.stdout if "presence" in line]
+    common = {"event": "presence", "channel": "lobby", "group": "lobby"}
+    assert presence == [
+        {**common, "change": "snapshot", "members": own},
+        {**common, "change": "joined", "member": other},
+        {**common, "change": "left", "member": other},
+    ]

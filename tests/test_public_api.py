@@ -17,7 +17,14 @@ WHOLE = ["asyncio", "exceptions", "request"]
 # ...and a few of these: their other names (the sans-I/O events, the frame
 # grammar, DEFAULT_LIMITS) are for the layers below, imported from there.
 PARTS = {
-    "events": {"CloseReason"},
+    "events": {
+        "CloseReason",
+        "LeaveReason",
+        "MemberJoined",
+        "MemberLeft",
+        "PresenceEvent",
+        "PresenceSnapshot",
+    },
     "limits": {"Limits"},
     "wire": {"escape", "unescape"},
 }

@@ -21,6 +21,7 @@ from .asyncio import (
     Inlet,
     MultiplexClient,
     MultiplexServer,
+    PresenceWatch,
     Recipient,
     ServerStats,
     Service,
@@ -29,7 +30,14 @@ from .asyncio import (
     Subscription,
     Transport,
 )
-from .events import CloseReason
+from .events import (
+    CloseReason,
+    LeaveReason,
+    MemberJoined,
+    MemberLeft,
+    PresenceEvent,
+    PresenceSnapshot,
+)
 from .exceptions import (
     BrokenFraming,
     BrokerUnavailable,
@@ -74,11 +82,17 @@ __all__ = [
     "Headers",
     "Inlet",
     "InvalidFrame",
+    "LeaveReason",
     "Limits",
     "LocalProtocolError",
+    "MemberJoined",
+    "MemberLeft",
     "MultiplexClient",
     "MultiplexError",
     "MultiplexServer",
+    "PresenceEvent",
+    "PresenceSnapshot",
+    "PresenceWatch",
     "Recipient",
     "RemoteProtocolError",
     "RequestInfo",

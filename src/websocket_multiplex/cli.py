@@ -22,7 +22,12 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .events import CloseReason
+from .events import (
+    CloseReason,
+    MemberJoined,
+    PresenceEvent,
+    PresenceSnapshot,
+)
 from .exceptions import ChannelClosed, LocalProtocolError
 
 if TYPE_CHECKING:
@@ -61,6 +66,13 @@ output:
     {"event": "closed", "channel": "x", "reason": "refused", "detail": "404 ..."}
     {"event": "disconnected", "reason": "closed by the server: 1001 ..."}
     {"event": "error", "channel": "carl", "message": "..."}
+  A service that shares a group's presence with a channel (our server)
+  adds events: first the members, then each change ("change" is
+  "snapshot", "gap", "joined", "left" or "expired"):
+    {"event": "presence", "channel": "chat", "group": "lobby",
+     "change": "snapshot", "members": "host:1:2/3/chat host:1:2/4/chat"}
+    {"event": "presence", "channel": "chat", "group": "lobby",
+     "change": "joined", "member": "host:1:2/5/chat"}
 
 modes:
   Interactive (stdin is a terminal): runs until end of input (Ctrl-D),
@@ -302,6 +314,23 @@ class Output:
         else:
             self._write(self._err, f"* {text}")
 
+    def presence(self, label: str, event: PresenceEvent) -> None:
+        """One presence event of a channel (docs/PROTOCOL-EXTENSIONS.md,
+        section 6); members are ids, which hold no spaces."""
+        fields = {"channel": label, "group": event.group}
+        if isinstance(event, PresenceSnapshot):
+            members = " ".join(sorted(event.members))
+            fields |= {"change": "gap" if event.gap else "snapshot", "members": members}
+            after = "after a gap, " if event.gap else ""
+            text = f"{after}{len(event.members)} members {members}".rstrip()
+        elif isinstance(event, MemberJoined):
+            fields |= {"change": "joined", "member": event.member}
+            text = f"+ {event.member}"
+        else:
+            fields |= {"change": event.reason.value, "member": event.member}
+            text = f"- {event.member} ({event.reason.value})"
+        self.event("presence", f"[{label}] {event.group}: {text}", **fields)
+
     def closed(self, label: str, reason: CloseReason, detail: str) -> None:
         text = _CLOSE_TEXT.get(reason, f"closed: {reason.value}")
         self.event(
@@ -390,6 +419,10 @@ async def _session(args: argparse.Namespace, output: Output, interactive: bool) 
             for label, channel in channels.items()
         ]
         tasks.extend(watchers)
+        tasks += [
+            asyncio.create_task(_watch_presence(label, channel, output))
+            for label, channel in channels.items()
+        ]
         all_closed = asyncio.gather(*watchers)
         tasks.append(all_closed)
         sender = asyncio.create_task(_send_lines(Router(labels), channels, output))
@@ -454,6 +487,14 @@ async def _watch(label: str, channel: ClientChannel, output: Output) -> None:
         output.message(label, data)
     assert channel.close_reason is not None
     output.closed(label, channel.close_reason, channel.close_detail)
+
+
+async def _watch_presence(label: str, channel: ClientChannel, output: Output) -> None:
+    """Presence the service shares with the channel (section 6 of
+    docs/PROTOCOL-EXTENSIONS.md), as events: nothing comes from a server
+    that shares none."""
+    async for event in channel.presence():
+        output.presence(label, event)
 
 
 async def _send_lines(

@@ -20,10 +20,16 @@ __all__ = [
     "ChannelRefused",
     "CloseReason",
     "Event",
+    "LeaveReason",
     "LimitExceeded",
+    "MemberJoined",
+    "MemberLeft",
     "MessagePublished",
     "MessageReceived",
     "PositionPresented",
+    "PresenceChange",
+    "PresenceEvent",
+    "PresenceSnapshot",
     "StreamGap",
 ]
 
@@ -133,3 +139,58 @@ Event = (
     | MessagePublished
     | StreamGap
 )
+
+
+# -- presence (docs/PROTOCOL-EXTENSIONS.md, section 6) ---------------------------
+# Frozen: one is built per join or leave, not per message.
+
+
+class LeaveReason(enum.Enum):
+    """Why a member left a group. The value is its name on the wire."""
+
+    LEFT = "left"
+    """It left the group, or its channel closed."""
+    EXPIRED = "expired"
+    """Its server process stopped refreshing its presence (it died, or lost
+    Redis for longer than ``presence_ttl``): a live process noticed."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    """``member`` (a :attr:`Channel.member_id`) joined ``group``."""
+
+    group: str
+    member: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeft:
+    """``member`` left ``group``, and why."""
+
+    group: str
+    member: str
+    reason: LeaveReason = LeaveReason.LEFT
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSnapshot:
+    """The members of ``group`` now: the first event of every watch, then
+    again after a gap.
+
+    ``gap`` is ``False`` for the first one. ``True`` means that changes were
+    missed (the watcher fell ``Limits.presence_queue`` changes behind, or
+    the broker lost its connection to the other processes): forget what
+    came before and start again from these members; the changes that
+    follow apply to them.
+    """
+
+    group: str
+    members: frozenset[str]
+    gap: bool = False
+
+
+PresenceChange = MemberJoined | MemberLeft
+"""What a broker reports as it happens."""
+
+PresenceEvent = MemberJoined | MemberLeft | PresenceSnapshot
+"""What a presence watcher reads."""

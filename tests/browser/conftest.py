@@ -117,6 +117,17 @@ class Services:
             self._record(channel)
             await channel.close("Carl says goodbye!")
 
+        @self.server.channel("lobby")
+        async def lobby(channel: Channel) -> None:
+            # The first message names the group: a test's own, in a
+            # session-wide server. Then it says whether presence is shared.
+            self._record(channel)
+            group = await channel.receive()
+            await channel.join(group)
+            await channel.send(f"shared {channel.share_presence(group)}")
+            async for data in channel:
+                self.received[channel].append(data)
+
         @self.server.channel("tag")
         async def tag(channel: Channel) -> None:
             self._record(channel)

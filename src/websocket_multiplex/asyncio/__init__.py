@@ -13,6 +13,7 @@ from .client import (
     MultiplexClient,
 )
 from .connection import Connection
+from .presence import PresenceWatch
 from .server import ChannelHandler, Handler, MultiplexServer, Service
 from .sockjs_connection import SockJSConnection, SockJSHandler
 from .stats import ServerStats
@@ -33,6 +34,7 @@ __all__ = [
     "Inlet",
     "MultiplexClient",
     "MultiplexServer",
+    "PresenceWatch",
     "Recipient",
     "ServerStats",
     "Service",

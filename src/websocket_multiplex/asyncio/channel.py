@@ -68,6 +68,10 @@ class ChannelOwner(Protocol):
 
     async def leave(self, channel: Channel, group: str) -> None: ...
 
+    def share_presence(self, channel: Channel, group: str) -> bool: ...
+
+    def unshare_presence(self, channel: Channel, group: str) -> None: ...
+
 
 class TaskFreeHandler(Protocol):
     """A task-free :class:`ChannelHandler` as its channel holds it."""
@@ -138,6 +142,25 @@ class Channel(ReceivingChannel):
     async def leave(self, group: str) -> None:
         """Stop receiving ``group``; leaving a group one is not in does nothing."""
         await self.connection.leave(self, group)
+
+    def share_presence(self, group: str) -> bool:
+        """Tell this channel's client who joins and leaves ``group``.
+
+        The client gets the members, then every change, as ``prs`` frames
+        (docs/PROTOCOL-EXTENSIONS.md, section 6), until :meth:`unshare_presence`
+        or the channel closes; it need not be a member. Returns ``False``,
+        and sends nothing, to a client that speaks only the base protocol
+        (the original browser client): it would not understand them. Raises
+        :class:`~websocket_multiplex.LocalProtocolError` past
+        ``Limits.max_presence_shares`` groups per connection.
+        """
+        if self._close_reason is not None:
+            raise ChannelClosed(self.name, self._close_reason)
+        return self.connection.share_presence(self, group)
+
+    def unshare_presence(self, group: str) -> None:
+        """Stop sharing ``group``'s presence (not shared: nothing)."""
+        self.connection.unshare_presence(self, group)
 
     # -- sending ---------------------------------------------------------------
 

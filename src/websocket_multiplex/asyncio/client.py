@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
@@ -24,6 +24,7 @@ from ..events import (
     CloseReason,
     MessagePublished,
     MessageReceived,
+    PresenceEvent,
     StreamGap,
 )
 from ..exceptions import (  # ChannelGap and Disconnection: re-exported from here
@@ -36,9 +37,11 @@ from ..exceptions import (  # ChannelGap and Disconnection: re-exported from her
 )
 from ..flow import Held, Ledger
 from ..pacing import FRAMES_PER_TURN
+from ..presence import PRS, parse_presence
 from ..protocol import ClientProtocol
 from ..resume import GOODBYE, Hello, is_control
 from ..streams import Position
+from .client_presence import PresenceInbox
 from .client_session import ClientSession, Offer
 from .inbox import ReceivingChannel
 
@@ -200,6 +203,7 @@ class ClientChannel(ReceivingChannel):
         self._positions: dict[str, Position] = {}
         self.group_gaps = 0
         """Times a group's history could not replay all this channel missed."""
+        self._presence = PresenceInbox(owner.max_queue)
 
     @property
     def report_gaps(self) -> bool:
@@ -250,6 +254,26 @@ class ClientChannel(ReceivingChannel):
     def close_detail(self) -> str:
         """The server's refusal notice, e.g. ``"404 no such service"``."""
         return self._close_detail
+
+    def presence(self) -> AsyncIterator[PresenceEvent]:
+        """The presence of the groups the service shares with this channel
+        (``Channel.share_presence`` on the server), until the channel closes::
+
+            async for event in channel.presence():
+                ...  # PresenceSnapshot, then MemberJoined / MemberLeft
+
+        Each group starts with a :class:`~websocket_multiplex.PresenceSnapshot`;
+        one with ``gap=True`` means changes were missed (more than
+        ``max_queue`` events left unread, or the server's session was lost),
+        and gives the members now. Only our server, on a resumable
+        connection, sends these: with any other, nothing comes. One reader
+        at a time.
+        """
+        return self._presence.events()
+
+    def members(self, group: str) -> frozenset[str]:
+        """The members of ``group`` as the server last said."""
+        return self._presence.members(group)
 
     async def send(self, data: str) -> None:
         """Send ``data``; while reconnecting, wait for the new connection."""
@@ -312,6 +336,11 @@ class ClientChannel(ReceivingChannel):
         """The channel is closed; ``detail`` is the server's refusal notice."""
         self._close_detail = detail
         super().mark_closed(reason)
+        self._presence.close()
+
+    def presence_received(self, event: PresenceEvent) -> None:
+        """A ``prs`` frame of this channel came."""
+        self._presence.received(event)
 
     def reconnected(self, disconnection: Disconnection) -> None:
         """Count a gap and, if reported, mark its place in the inbox."""
@@ -678,6 +707,9 @@ class MultiplexClient:
                     await self._send_control(ack)
                 else:
                     self._ack_later()
+            if text.startswith(PRS + ","):  # only on a session: section 6
+                self._presence_frame(text)
+                return
         event = self._protocol.receive(text)
         if type(event) is MessageReceived:
             channel = self._channels[event.topic]
@@ -703,6 +735,14 @@ class MultiplexClient:
                 reason = CloseReason.SHUTDOWN if going_away else event.reason
                 channel = self._channels.pop(event.topic)
                 channel.mark_closed(reason, event.detail)
+
+    def _presence_frame(self, text: str) -> None:
+        _, _, rest = text.partition(",")
+        topic, _, payload = rest.partition(",")
+        channel = self._channels.get(topic)
+        event = parse_presence(payload)
+        if channel is not None and event is not None:
+            channel.presence_received(event)
 
     async def _reconnect(self, backoff: Backoff, ended: Disconnection) -> bool:
         """Reconnect and resubscribe; ``False`` once it gave up (and closed)."""

@@ -24,15 +24,18 @@ from ..events import (
 from ..exceptions import ChannelClosed
 from ..flow import Ledger, Overflow
 from ..limits import Limits
+from ..presence import PRS
 from ..protocol import ProtocolCounters, ServerProtocol
 from ..request import RequestInfo
 from ..resume import Hello
 from ..streams import Position
+from ..wire import format_frame
 from .authorization import Authorizer, Subscription, authorized
 from .callbacks import TaskFreeServices
 from .channel import Channel
 from .groups import Groups
 from .outbox import Outbox
+from .presence import PresenceHub
 from .resumption import Session, Sessions
 from .services import Service, Services
 from .stats import ConnectionStats
@@ -71,6 +74,8 @@ class ConnectionHost(Protocol):
     def registry(self) -> Services: ...
     @property
     def groups(self) -> Groups: ...
+    @property
+    def presence_hub(self) -> PresenceHub: ...
     @property
     def sessions(self) -> Sessions | None:
         """Resumable sessions, or ``None`` if the server offers none."""
@@ -493,6 +498,24 @@ class Connection:
     async def leave(self, channel: Channel, group: str) -> None:
         await self.server.groups.leave(channel, group)
 
+    def share_presence(self, channel: Channel, group: str) -> bool:
+        """Send ``prs`` frames of ``group`` on ``channel``'s topic, on the
+        extended protocol only (docs/PROTOCOL-EXTENSIONS.md, section 6)."""
+        if self._session is None or channel.closed or self.state is not State.OPEN:
+            return False
+        topic = channel.topic
+
+        def send(payload: str) -> Awaitable[None] | None:
+            if channel.closed or self.state is State.CLOSED:
+                return None
+            return self._outbox.send(format_frame(PRS, topic, payload), True)
+
+        self.server.presence_hub.share(self, channel, group, send)
+        return True
+
+    def unshare_presence(self, channel: Channel, group: str) -> None:
+        self.server.presence_hub.unshare(self, channel, group)
+
     # -- channels --------------------------------------------------------------
 
     def _closed(self, channel: Channel, reason: CloseReason) -> None:
@@ -500,6 +523,7 @@ class Connection:
         self._ledger.closed(channel.topic)
         channel.mark_closed(reason)
         self.server.groups.forget(channel)
+        self.server.presence_hub.forget(self, channel)
         if self._task_free is not None:
             self._task_free.closed(channel, reason)
 

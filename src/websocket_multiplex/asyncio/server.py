@@ -16,6 +16,7 @@ from .authorization import Authorizer
 from .channel import Channel
 from .connection import Connection
 from .groups import Groups
+from .presence import PresenceHub, PresenceWatch
 from .resumption import Sessions
 from .services import ChannelHandler, Handler, Service, Services
 from .stats import ServerStats
@@ -73,6 +74,8 @@ class MultiplexServer:
         self.authorize = _checked_authorizer(authorize)
         self.groups = Groups(broker if broker is not None else InMemoryBroker())
         """Group membership and fan-out (for connections and their channels)."""
+        self.presence_hub = PresenceHub(self.groups, limits)
+        """Presence watchers (for connections: see :meth:`presence`)."""
         self.process_id = process_id()
         self.log_throttle = LogThrottle()
         """Rate-limits the log lines a client can cause at will, per server:
@@ -160,6 +163,25 @@ class MultiplexServer:
         """The member ids of ``group`` across every live server process."""
         return await self.groups.members(group)
 
+    def presence(self, group: str) -> PresenceWatch:
+        """Watch who joins and leaves ``group``, on every process::
+
+            async with server.presence("lobby") as watch:
+                async for event in watch:
+                    ...
+
+        The first event is a :class:`~websocket_multiplex.PresenceSnapshot`
+        of the members, then each :class:`~websocket_multiplex.MemberJoined`
+        and :class:`~websocket_multiplex.MemberLeft` once, in order; a
+        watcher that falls ``Limits.presence_queue`` changes behind, or
+        whose broker lost its connection, reads a snapshot with ``gap=True``
+        and goes on from there (docs/PROTOCOL-EXTENSIONS.md, section 6).
+        Raises :class:`~websocket_multiplex.LocalProtocolError` if the
+        broker reports no presence changes
+        (:class:`~websocket_multiplex.fanout.PresenceBroker`).
+        """
+        return self.presence_hub.watch(group)
+
     # -- connections -------------------------------------------------------------
 
     @property
@@ -216,6 +238,7 @@ class MultiplexServer:
             await asyncio.gather(
                 *(c.close(code, reason) for c in connections), return_exceptions=True
             )
+        self.presence_hub.close()
         await self.groups.close()
 
 

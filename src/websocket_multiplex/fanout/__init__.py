@@ -2,12 +2,21 @@
 
 :class:`Broker` is the seam; :class:`InMemoryBroker` (the default) serves
 one process; :class:`~websocket_multiplex.fanout.redis.RedisBroker` (which
-imports ``redis``) serves many.
+imports ``redis``) serves many. Brokers that also implement
+:class:`PresenceBroker` report members joining and leaving.
 """
 
 from .broker import Broker, BrokerUnavailable, Delivery, InMemoryBroker
+from .presence import PresenceBroker, PresenceListener
 
-__all__ = ["Broker", "BrokerUnavailable", "Delivery", "InMemoryBroker"]
+__all__ = [
+    "Broker",
+    "BrokerUnavailable",
+    "Delivery",
+    "InMemoryBroker",
+    "PresenceBroker",
+    "PresenceListener",
+]
 
 
 def __getattr__(name: str) -> object:

@@ -12,6 +12,7 @@ from ..exceptions import BrokerUnavailable  # defined with the error tree
 from ..streams import Position
 from .history import History
 from .messages import Delivery, Replay
+from .presence import MemoryPresence, PresenceListener
 
 __all__ = ["Broker", "BrokerUnavailable", "Delivery", "InMemoryBroker", "Replay"]
 
@@ -78,6 +79,7 @@ class InMemoryBroker:
         self._groups: set[str] = set()
         self._presence: dict[str, set[str]] = {}
         self._history = History(history_size, history_age) if history_size else None
+        self._changes = MemoryPresence()
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -98,12 +100,15 @@ class InMemoryBroker:
 
     async def set_presence(self, group: str, member: str, present: bool) -> None:
         members = self._presence.setdefault(group, set())
+        changed = (member in members) != present
         if present:
             members.add(member)
         else:
             members.discard(member)
             if not members:
                 del self._presence[group]
+        if changed:
+            self._changes.report(group, member, present)
 
     async def members(self, group: str) -> list[str]:
         return sorted(self._presence.get(group, ()))
@@ -115,6 +120,17 @@ class InMemoryBroker:
 
     async def close(self) -> None:
         self._deliver = None
+
+    # -- presence events (fanout/presence.py) --------------------------------------
+
+    def listen_presence(self, listener: PresenceListener) -> None:
+        self._changes.listen(listener)
+
+    async def watch_presence(self, group: str) -> None:
+        self._changes.watch(group)
+
+    async def unwatch_presence(self, group: str) -> None:
+        self._changes.unwatch(group)
 
 
 def process_id() -> str:

@@ -179,12 +179,34 @@ export interface MultiplexReconnectEvent extends MultiplexChannelEvent {
   readonly wasClean: boolean;
 }
 
+/**
+ * A member joined or left a group whose presence the service shares with
+ * this channel (our server only, on a resumable session: see
+ * docs/PROTOCOL-EXTENSIONS.md, section 6). Each group starts with a
+ * "snapshot"; one with `gap: true` means changes were missed, and gives the
+ * members now.
+ */
+export interface MultiplexPresenceEvent extends MultiplexChannelEvent {
+  readonly type: "presence";
+  readonly group: string;
+  readonly kind: "snapshot" | "joined" | "left";
+  /** Who joined or left; null for a snapshot. */
+  readonly member: string | null;
+  /** Why a member left ("expired": its server process died); else null. */
+  readonly reason: "left" | "expired" | null;
+  /** A snapshot after missed changes. */
+  readonly gap: boolean;
+  /** The group's members after this event, sorted. */
+  readonly members: string[];
+}
+
 export interface MultiplexChannelEventMap {
   open: MultiplexOpenEvent;
   message: MultiplexMessageEvent;
   close: MultiplexCloseEvent;
   reconnect: MultiplexReconnectEvent;
   gap: MultiplexGapEvent;
+  presence: MultiplexPresenceEvent;
 }
 
 /** A listener function or object; `this` is the target (T). */
@@ -230,6 +252,8 @@ export declare class MultiplexChannel {
    * what the channel missed.
    */
   readonly positions: { readonly [group: string]: MultiplexPosition };
+  /** Members joining and leaving shared groups: see MultiplexPresenceEvent. */
+  onpresence: ((this: MultiplexChannel, event: MultiplexPresenceEvent) => unknown) | null;
 
   addEventListener<K extends keyof MultiplexChannelEventMap>(
     type: K,

@@ -80,6 +80,16 @@
  * history no longer held all of it, the channel fires "gap" ({group,
  * recovered: false}) before what it still held.
  *
+ * Presence (docs/PROTOCOL-EXTENSIONS.md, section 6), on a session only: a
+ * service of our server may share who joins and leaves a group with a
+ * channel. The channel then fires "presence" events: {group, kind:
+ * "snapshot" | "joined" | "left", member, reason: "left" | "expired" (its
+ * server process died), gap, members (sorted, after the event)}. Each
+ * group starts with a snapshot; one with gap: true means changes were
+ * missed, and gives the members now.
+ *
+ *     ann.onpresence = function (e) { showWhoIsHere(e.group, e.members); };
+ *
  * Queued sends are bounded. Options (with a socket or a function):
  *
  *     new WebSocketMultiplex(sock, {maxQueue: 1000});
@@ -163,13 +173,13 @@ function reportHandlerError(error) {
   }
 }
 
-// Split a frame the way the reference does (split on "," then join the
-// rest): returns null when there is no topic.
 // The payload of a "pub" frame: group, epoch, offset, message
 // (PROTOCOL-EXTENSIONS.md, section 4).
 const PUBLICATION = /^([^,]+),([A-Za-z0-9_-]{1,32}),(\d{1,20}(?:-\d{1,20})?),([\s\S]*)$/;
 const MAX_POSITIONS = 256;  // groups whose position a channel keeps
 
+// Split a frame the way the reference does (split on "," then join the
+// rest): returns null when there is no topic.
 function parseFrame(text) {
   const first = text.indexOf(",");
   if (first < 0) {
@@ -510,7 +520,7 @@ class MultiplexEventTarget {
  */
 class MultiplexChannel extends MultiplexEventTarget {
   constructor(multiplexer, name, topic) {
-    super(["open", "message", "close", "reconnect", "gap"]);
+    super(["open", "message", "close", "reconnect", "gap", "presence"]);
     this._multiplexer = multiplexer;
     this.name = name;
     this.topic = topic;
@@ -519,6 +529,7 @@ class MultiplexChannel extends MultiplexEventTarget {
     this._queue = [];          // messages sent while not subscribed
     this._subscribed = false;  // "sub" is on the wire of the current socket
     this._notice = null;       // the server's "err" notice, until its "uns"
+    this._members = new Map(); // group -> Set of member ids, from "prs" frames
   }
 
   /**
@@ -660,6 +671,45 @@ class MultiplexChannel extends MultiplexEventTarget {
       this._opened();
       this.dispatchEvent({ type: "gap", group: unescape(payload), recovered: false });
     }
+  }
+
+  // A "prs" frame (PROTOCOL-EXTENSIONS.md, section 6): "<group>,+<member>"
+  // joined, "-" left, "~" expired, "=" (or "!" after a gap) the members now.
+  // Everything is escape()d, so commas only separate. A second snapshot of
+  // a group is a gap whatever it says (the server lost its session).
+  _presence(payload) {
+    const comma = payload.indexOf(",");
+    const mark = payload.charAt(comma + 1);
+    const rest = payload.slice(comma + 2);
+    if (comma < 0 || "+-~=!".indexOf(mark) < 0 || mark === "") {
+      return;  // not ours: ignored, as unknown frames are
+    }
+    const group = unescape(payload.slice(0, comma));
+    const known = this._members.get(group);
+    const event = { type: "presence", group: group, kind: "snapshot",
+                    member: null, reason: null, gap: false, members: [] };
+    if (mark === "=" || mark === "!") {
+      const members = rest === "" ? [] : rest.split(",").map(unescape);
+      this._members.set(group, new Set(members));
+      event.gap = mark === "!" || known !== undefined;
+    } else {
+      if (rest === "") {
+        return;
+      }
+      const members = known === undefined ? new Set() : known;
+      this._members.set(group, members);
+      event.member = unescape(rest);
+      if (mark === "+") {
+        event.kind = "joined";
+        members.add(event.member);
+      } else {
+        event.kind = "left";
+        event.reason = mark === "~" ? "expired" : "left";
+        members.delete(event.member);
+      }
+    }
+    event.members = Array.from(this._members.get(group)).sort();
+    this.dispatchEvent(event);
   }
 
   // "uns" from the server: a refusal if an "err" came first (but 1001, a
@@ -1005,6 +1055,8 @@ class WebSocketMultiplex extends MultiplexEventTarget {
       channel._published(frame.payload);
     } else if (frame.type === "gap" && session !== null && session.on) {
       channel._gap(frame.payload);
+    } else if (frame.type === "prs" && session !== null && session.on) {
+      channel._presence(frame.payload);  // only our server, on a session
     } else if (frame.type === "err") {
       channel._notice = parseNotice(frame.payload);
     } else if (frame.type === "uns") {

@@ -95,7 +95,8 @@ async def test_an_entry_expires_presence_ttl_after_its_last_refresh(
         await here.refresh()
     assert await here.members("g") == ["alice"]
     assert await in_redis(shared, names) == ["alice"]  # the refresh dropped bob
-    assert 0 < await shared.pttl(names.key("g")) <= ttl * 1000  # the key expires too
+    # The key expires too, twice the TTL after: sweeps see expired entries.
+    assert ttl * 1000 < await shared.pttl(names.key("g")) <= 2 * ttl * 1000
 
 
 async def test_who_left_while_disconnected_is_removed_when_a_session_restores(

@@ -45,3 +45,11 @@ def test_a_group_has_a_channel_and_a_presence_key_under_the_prefix() -> None:
 def test_the_group_of_a_channel_is_read_back_from_its_name(group: str) -> None:
     names = Names("app:")
     assert names.group(names.channel(group).encode()) == group
+
+
+@pytest.mark.parametrize("group", ["lobby", "", "a:b", "caf\u00e9", "watch:x"])
+def test_a_changes_channel_names_its_group_and_no_other_is_one(group: str) -> None:
+    names = Names("app:")
+    assert names.changes("lobby") == "app:watch:lobby"
+    assert names.watched(names.changes(group).encode()) == group
+    assert names.watched(names.channel(group).encode()) is None

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from ...exceptions import LocalProtocolError
 from ...streams import Position
 from ..broker import BrokerUnavailable, Deliver, Delivery, Replay
+from ..presence import PresenceListener
 from .history import StreamHistory
 from .link import LOST, command_client
 from .presence import Presence
@@ -63,7 +64,12 @@ class RedisBroker:
     **Presence** lives in a sorted set per group (see
     :mod:`~websocket_multiplex.fanout.redis.presence`). Entries expire
     ``presence_ttl`` seconds after the last refresh, so process clocks must
-    agree to well within ``presence_ttl``.
+    agree to well within ``presence_ttl``. Each change is announced once on
+    the group's changes channel (:mod:`~websocket_multiplex.fanout.redis.changes`),
+    which only processes that watch the group subscribe; the members of a
+    dead process are announced as expired by the first live process that
+    sweeps them, within ``presence_ttl * 4 / 3``. After an outage, every
+    watcher reads a snapshot marked as a gap.
 
     A command Redis *refuses* (say, for want of an ACL permission) is logged
     at ERROR rather than retried, and a refused publish raises
@@ -192,6 +198,23 @@ class RedisBroker:
         except LOST as exc:
             raise BrokerUnavailable(f"redis unreachable at {redact(self.url)}") from exc
 
+    # -- presence events (fanout/presence.py) ------------------------------------
+
+    def listen_presence(self, listener: PresenceListener) -> None:
+        """Report presence changes of watched groups to ``listener``."""
+        self._presence.listen(listener)
+
+    async def watch_presence(self, group: str) -> None:
+        """Report ``group``'s changes from every process; returns once
+        subscribed to its changes channel (or once the connection is lost:
+        the next session subscribes it, and reports a gap)."""
+        self._presence.watch(group)
+        await self._subscriber.watch(group)
+
+    async def unwatch_presence(self, group: str) -> None:
+        self._presence.unwatch(group)
+        await self._subscriber.unwatch(group)
+
     async def close(self) -> None:
         """Stop the background tasks and close both connections. Messages
         still buffered for an outage are dropped, with a warning."""
@@ -227,6 +250,7 @@ class _Parts:
     async def restore(self) -> None:
         await self.client.ping()  # publishes and presence go through this one
         await self.presence.refresh()
+        self.presence.resynced()  # last: the session goes up right after it
 
     async def refresh(self) -> None:
         await self.presence.refresh()
@@ -243,3 +267,6 @@ class _Parts:
         if self.history is None:
             return None
         return await self.history.head(self.client, group)
+
+    def presence_changed(self, group: str, payload: bytes) -> None:
+        self.presence.received(group, payload)

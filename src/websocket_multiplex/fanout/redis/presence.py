@@ -12,6 +12,14 @@ this process's clock, so process clocks must agree to well within
 Locally, :class:`Presence` keeps who is here and who left while Redis was
 unreachable, so that a new session writes the first again and removes the
 others.
+
+Every write announces the changes it makes (:mod:`.changes`), and each
+refresh also sweeps the groups this process watches, so that the members of
+a dead process are announced as expired even where no live process has a
+member. The key lives twice ``presence_ttl``, so that a sweep finds
+expired entries before the key goes. :class:`Presence` hands what the
+changes channels bring to its listener, and tells it after each new
+session that changes may have been missed.
 """
 
 from __future__ import annotations
@@ -21,9 +29,12 @@ import time
 from collections.abc import Iterable
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from ..broker import BrokerUnavailable
+from ..presence import PresenceListener
+from .changes import JOIN, LEAVE, REFRESH, decode_change
 from .link import LOST, Link, describe, execute, logger
 from .wire import Names
 
@@ -52,6 +63,11 @@ class Presence:
         # One writer at a time: a refresh must not write back a member that
         # a concurrent removal has just deleted.
         self._lock = asyncio.Lock()
+        # The key outlives its entries: a sweep must find them expired,
+        # to announce them, before the key goes.
+        self._key_ttl = int(ttl * 2000)  # milliseconds
+        self._watched: set[str] = set()  # swept too, and their changes reported
+        self._listener: PresenceListener | None = None
 
     @property
     def local(self) -> bool:
@@ -61,6 +77,37 @@ class Presence:
     def attach(self, client: Redis) -> None:
         """Write through ``client`` from now on (the broker started)."""
         self._client = client
+
+    # -- presence events ----------------------------------------------------------
+
+    def listen(self, listener: PresenceListener) -> None:
+        self._listener = listener
+
+    def watch(self, group: str) -> None:
+        """Sweep ``group`` on every refresh, and report its changes."""
+        self._watched.add(group)
+
+    def unwatch(self, group: str) -> None:
+        self._watched.discard(group)
+
+    def received(self, group: str, payload: bytes) -> None:
+        """A change of a watched ``group`` came over its changes channel."""
+        change = decode_change(group, payload)
+        if change is None:
+            logger.warning(
+                "ignoring a foreign presence change of %r: %r", group, payload[:80]
+            )
+        elif self._listener is not None and group in self._watched:
+            self._listener.changed(change)
+
+    def resynced(self) -> None:
+        """A new session began: whatever changed while none was up went
+        unheard, so every watcher of every watched group fetches again."""
+        if self._listener is not None:
+            for group in tuple(self._watched):
+                self._listener.lost(group)
+
+    # -- members ------------------------------------------------------------------
 
     async def set(self, group: str, member: str, present: bool) -> None:
         """Record locally, then in Redis if connected; a process that is not
@@ -115,7 +162,7 @@ class Presence:
                 self._client.pipeline(transaction=False) as pipe,
             ):
                 for group, members in self._present.items():
-                    pipe.zrem(self._names.key(group), *members)
+                    self._leave(pipe, group, members)
                 await execute(pipe, "presence")
         except LOST as exc:
             logger.info("could not remove presence on close: %s", describe(exc))
@@ -131,15 +178,20 @@ class Presence:
             if not members:
                 del gone[group]
 
+    def _keys(self, group: str) -> tuple[str, str]:
+        return self._names.key(group), self._names.changes(group)
+
+    def _leave(self, pipe: Pipeline, group: str, members: Iterable[str]) -> None:
+        pipe.eval(LEAVE, 2, *self._keys(group), *members)
+
     async def _write(self, group: str, member: str, present: bool) -> None:
         assert self._client is not None
-        key = self._names.key(group)
         async with self._client.pipeline(transaction=False) as pipe:
             if present:
-                pipe.zadd(key, {member: time.time() + self._ttl})
-                pipe.pexpire(key, int(self._ttl * 1000))
+                expiry = time.time() + self._ttl
+                pipe.eval(JOIN, 2, *self._keys(group), expiry, self._key_ttl, member)
             else:
-                pipe.zrem(key, member)
+                self._leave(pipe, group, [member])
             await execute(pipe, "presence")
         if not present:
             self._written(group, [member])
@@ -148,14 +200,13 @@ class Presence:
         assert self._client is not None
         now = time.time()
         departed = {group: list(gone) for group, gone in self._departed.items()}
+        timing = (now, now + self._ttl, self._key_ttl)
         async with self._client.pipeline(transaction=False) as pipe:
-            for group, members in self._present.items():
-                key = self._names.key(group)
-                pipe.zadd(key, dict.fromkeys(members, now + self._ttl))
-                pipe.pexpire(key, int(self._ttl * 1000))
-                pipe.zremrangebyscore(key, "-inf", now)
+            for group in self._present.keys() | self._watched:
+                members = self._present.get(group, ())
+                pipe.eval(REFRESH, 2, *self._keys(group), *timing, *members)
             for group, gone in departed.items():
-                pipe.zrem(self._names.key(group), *gone)
+                self._leave(pipe, group, gone)
             await execute(pipe, "presence")
         for group, gone in departed.items():
             self._written(group, gone)

@@ -86,6 +86,10 @@ class SessionOwner(Protocol):
         groups have no history here); raises alike."""
         ...
 
+    def presence_changed(self, group: str, payload: bytes) -> None:
+        """A change of a watched group's members came (see :mod:`.changes`)."""
+        ...
+
 
 class Retries:
     """Which reconnection attempt comes next, and since when Redis is down.
@@ -171,6 +175,8 @@ class Subscriber:
         self._timeout = timeout
         self._where = redact(url)  # for log lines
         self._groups: set[str] = set()
+        self._watched: set[str] = set()  # groups whose presence changes we want
+        self._changes_prefix = names.changes("").encode()
         self._confirmations = Confirmations()
         self._retries = Retries()
         self._tried = asyncio.Event()  # the first session ended or went up
@@ -230,17 +236,14 @@ class Subscriber:
     async def subscribe(self, group: str) -> None:
         """Subscribe ``group``; returns once Redis confirmed it (or once the
         connection is lost: the next session subscribes it again)."""
-        if group in self._groups:
-            return
-        self._groups.add(group)
-        connection, session = self._connection, self._session
-        if connection is None or not connection.is_connected:
-            return
-        try:
-            await self._subscribe_on(connection, [group])
-            await self._note_head(group)
-        except LOST as exc:
-            self.fail(exc, session)
+        if group not in self._groups:
+            self._groups.add(group)
+            if await self._add(self._names.channel(group)):
+                session = self._session
+                try:
+                    await self._note_head(group)
+                except LOST as exc:
+                    self.fail(exc, session)
 
     async def _note_head(self, group: str) -> None:
         """Where a group just subscribed stands: what a later recovery goes
@@ -251,15 +254,48 @@ class Subscriber:
             self._last[group] = head
 
     async def unsubscribe(self, group: str) -> None:
-        if group not in self._groups:
-            return
-        self._groups.discard(group)
-        self._last.pop(group, None)
+        if group in self._groups:
+            self._groups.discard(group)
+            self._last.pop(group, None)
+            await self._remove(self._names.channel(group))
+
+    async def watch(self, group: str) -> None:
+        """Subscribe ``group``'s presence changes; returns once Redis
+        confirmed it, as :meth:`subscribe` does."""
+        if group not in self._watched:
+            self._watched.add(group)
+            await self._add(self._names.changes(group))
+
+    async def unwatch(self, group: str) -> None:
+        if group in self._watched:
+            self._watched.discard(group)
+            await self._remove(self._names.changes(group))
+
+    def _channels(self) -> list[str]:
+        """Every pub/sub channel this process wants, for a new session."""
+        names = self._names
+        return [names.channel(group) for group in self._groups] + [
+            names.changes(group) for group in self._watched
+        ]
+
+    async def _add(self, channel: str) -> bool:
+        """Subscribe ``channel`` now, if connected; whether Redis confirmed it."""
+        connection, session = self._connection, self._session
+        if connection is None or not connection.is_connected:
+            return False  # the next session subscribes it
+        try:
+            await self._subscribe_on(connection, [channel])
+        except LOST as exc:
+            self.fail(exc, session)
+            return False
+        return True
+
+    async def _remove(self, channel: str) -> None:
         connection, session = self._connection, self._session
         if connection is None or not connection.is_connected:
             return
         try:
-            await connection.send_command("UNSUBSCRIBE", self._names.channel(group))
+            await connection.send_command("UNSUBSCRIBE", channel)
         except LOST as exc:
             self.fail(exc, session)
 
@@ -324,8 +360,8 @@ class Subscriber:
             await connection.connect()
             self._connection = connection
             reader = self._reader = asyncio.create_task(self._read(connection))
-            if self._groups:
-                await self._subscribe_on(connection, list(self._groups))
+            if channels := self._channels():
+                await self._subscribe_on(connection, channels)
                 await self._recover()
             await self._owner.restore()
             if self._failure is None and not reader.done():
@@ -384,11 +420,10 @@ class Subscriber:
             self._last[delivery.group] = position
 
     async def _subscribe_on(
-        self, connection: AbstractConnection, groups: list[str]
+        self, connection: AbstractConnection, channels: list[str]
     ) -> None:
         """Send one SUBSCRIBE; wait (bounded) until Redis confirmed each
-        group, or until the reader stopped (which releases every wait)."""
-        channels = [self._names.channel(group) for group in groups]
+        channel, or until the reader stopped (which releases every wait)."""
         confirmed = self._confirmations.expect(channels)
         await connection.send_command("SUBSCRIBE", *channels)
         async with asyncio.timeout(self._timeout):
@@ -417,6 +452,13 @@ class Subscriber:
             self._pong_pending = False
 
     def _receive(self, channel: bytes, payload: bytes) -> None:
+        # Presence changes come on channels of their own; a process that
+        # watches nothing spends one check per message on them.
+        if self._watched and channel.startswith(self._changes_prefix):
+            watched = self._names.watched(channel)
+            if watched in self._watched and self._owner is not None:
+                self._owner.presence_changed(watched, payload)
+            return
         group = self._names.group(channel)
         if group not in self._groups or self._deliver is None:
             return  # unsubscribed while this one was on its way

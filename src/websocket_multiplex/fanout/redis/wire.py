@@ -4,7 +4,9 @@ the URL in its log lines. Pure functions: no connection, no ``redis`` import.
 With the default prefix ``websocket-multiplex:``, group ``lobby`` is the
 pub/sub channel ``websocket-multiplex:group:lobby``, whose messages are
 the JSON object ``{"m": <message>, "x": <excluded member id or null>}``,
-and the presence sorted set ``websocket-multiplex:presence:lobby``.
+and the presence sorted set ``websocket-multiplex:presence:lobby``, whose
+changes go out on the pub/sub channel ``websocket-multiplex:watch:lobby``
+(see :mod:`.changes`).
 
 With a history (docs/PROTOCOL-EXTENSIONS.md, section 4) the group also has
 the stream ``websocket-multiplex:stream:lobby``, whose entry ``<n>-0``
@@ -38,7 +40,8 @@ class Names:
         return f"{self.prefix}group:{group}"
 
     def key(self, group: str) -> str:
-        """The sorted set of ``group``'s members (see :mod:`.presence`)."""
+        """The sorted set of ``group``'s members (see
+        :mod:`~websocket_multiplex.fanout.redis.presence`)."""
         return f"{self.prefix}presence:{group}"
 
     def stream(self, group: str) -> str:
@@ -49,6 +52,16 @@ class Names:
     def history(self, group: str) -> str:
         """The hash with the epoch and count of ``group``'s stream."""
         return f"{self.prefix}history:{group}"
+
+    def changes(self, group: str) -> str:
+        """The pub/sub channel that carries changes of ``group``'s members."""
+        return f"{self.prefix}watch:{group}"
+
+    def watched(self, channel: bytes) -> str | None:
+        """The group whose member changes ``channel`` carries, if it is such
+        a channel (:meth:`changes`)."""
+        name, start = channel.decode(), self.changes("")
+        return name[len(start) :] if name.startswith(start) else None
 
     def group(self, channel: bytes) -> str:
         """The group whose messages ``channel`` carries (one we subscribed:
