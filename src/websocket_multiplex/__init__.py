@@ -22,6 +22,7 @@ from .asyncio import (
     MultiplexClient,
     MultiplexServer,
     Recipient,
+    Request,
     ServerStats,
     Service,
     SockJSConnection,
@@ -31,6 +32,7 @@ from .asyncio import (
 )
 from .events import CloseReason
 from .exceptions import (
+    AlreadyAnswered,
     BrokenFraming,
     BrokerUnavailable,
     ChannelClosed,
@@ -43,6 +45,9 @@ from .exceptions import (
     LocalProtocolError,
     MultiplexError,
     RemoteProtocolError,
+    RequestFailed,
+    RequestsNotSupported,
+    RequestTimeout,
     ServiceNotFound,
 )
 from .limits import Limits
@@ -52,6 +57,7 @@ from .wire import escape, unescape
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyAnswered",
     "Authorizer",
     "Backoff",
     "BrokenFraming",
@@ -79,7 +85,11 @@ __all__ = [
     "MultiplexServer",
     "Recipient",
     "RemoteProtocolError",
+    "Request",
+    "RequestFailed",
     "RequestInfo",
+    "RequestTimeout",
+    "RequestsNotSupported",
     "ServerStats",
     "Service",
     "ServiceNotFound",

@@ -22,6 +22,9 @@ __all__ = [
     "Event",
     "LimitExceeded",
     "MessageReceived",
+    "ReplyReceived",
+    "RequestDeclined",
+    "RequestReceived",
 ]
 
 
@@ -88,10 +91,44 @@ class ChannelClosedEvent:
     detail: str = ""
 
 
+@dataclass(slots=True)
+class RequestReceived:
+    """The peer asks for a reply to ``payload`` on an open channel, under
+    ``request_id`` (docs/PROTOCOL-EXTENSIONS.md, section 5)."""
+
+    topic: str
+    request_id: str
+    payload: str
+
+
+@dataclass(slots=True)
+class ReplyReceived:
+    """The peer answered our request ``request_id``: with ``payload``, or,
+    when ``notice`` is not ``None``, with an error (``"501 ..."``)."""
+
+    topic: str
+    request_id: str
+    payload: str
+    notice: str | None = None
+
+
+@dataclass(slots=True)
+class RequestDeclined:
+    """A request the core will not hand on (a bound): answer it with
+    ``rer`` and ``notice`` at once."""
+
+    topic: str
+    request_id: str
+    notice: str
+
+
 Event = (
     ChannelOpened
     | MessageReceived
     | ChannelClosedEvent
     | ChannelRefused
     | LimitExceeded
+    | RequestReceived
+    | ReplyReceived
+    | RequestDeclined
 )

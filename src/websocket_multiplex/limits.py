@@ -127,6 +127,15 @@ class Limits:
     """Resumable connections waiting for their client, per server. One more
     ends the one that has waited longest."""
 
+    max_outstanding_requests: int = 64
+    """Requests (docs/PROTOCOL-EXTENSIONS.md, section 5) in flight per
+    channel and per direction. A handler's ``channel.request()`` past it
+    raises :class:`~websocket_multiplex.RequestFailed` (429) at once; a
+    client's request past it is answered ``rer,T,<id>,429 too many
+    requests``. A request the service has not answered holds its place
+    until it is answered or the channel closes; requests waiting to be
+    read count in the inbox bounds above, as messages do."""
+
     def __post_init__(self) -> None:
         for name in self.__slots__:
             value = getattr(self, name)

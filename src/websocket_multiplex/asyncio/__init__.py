@@ -13,6 +13,7 @@ from .client import (
     MultiplexClient,
 )
 from .connection import Connection
+from .requests import Request
 from .server import ChannelHandler, Handler, MultiplexServer, Service
 from .sockjs_connection import SockJSConnection, SockJSHandler
 from .stats import ServerStats
@@ -34,6 +35,7 @@ __all__ = [
     "MultiplexClient",
     "MultiplexServer",
     "Recipient",
+    "Request",
     "ServerStats",
     "Service",
     "SockJSConnection",
