@@ -23,6 +23,7 @@ from .asyncio import (
     MultiplexServer,
     PresenceWatch,
     Recipient,
+    Request,
     ServerStats,
     Service,
     SockJSConnection,
@@ -39,6 +40,7 @@ from .events import (
     PresenceSnapshot,
 )
 from .exceptions import (
+    AlreadyAnswered,
     BrokenFraming,
     BrokerUnavailable,
     ChannelClosed,
@@ -52,6 +54,9 @@ from .exceptions import (
     LocalProtocolError,
     MultiplexError,
     RemoteProtocolError,
+    RequestFailed,
+    RequestsNotSupported,
+    RequestTimeout,
     ServiceNotFound,
 )
 from .limits import Limits
@@ -61,6 +66,7 @@ from .wire import escape, unescape
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyAnswered",
     "Authorizer",
     "Backoff",
     "BrokenFraming",
@@ -95,7 +101,11 @@ __all__ = [
     "PresenceWatch",
     "Recipient",
     "RemoteProtocolError",
+    "Request",
+    "RequestFailed",
     "RequestInfo",
+    "RequestTimeout",
+    "RequestsNotSupported",
     "ServerStats",
     "Service",
     "ServiceNotFound",

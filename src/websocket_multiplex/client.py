@@ -194,7 +194,9 @@ class connect:  # a class used like a function, as websockets.connect is
     lost connection carries on where it stopped, nothing lost or repeated
     (see :class:`MultiplexClient`).
     ``max_queue`` and ``max_queue_size`` (characters) bound each channel's
-    unread messages. ``on_state`` is
+    unread messages (and requests), ``max_outstanding_requests`` the
+    requests in flight per channel and direction
+    (docs/PROTOCOL-EXTENSIONS.md, section 5). ``on_state`` is
     called with each :class:`ClientState` change and a reason: first
     ``CONNECTING``, and at the end ``CLOSED`` with ``str()`` of
     ``client.disconnection`` (a
@@ -214,6 +216,7 @@ class connect:  # a class used like a function, as websockets.connect is
         open_timeout: float = 10.0,
         on_state: Callable[[ClientState, str], None] | None = None,
         resume: bool = True,
+        max_outstanding_requests: int = 64,
     ) -> None:
         backoff = Backoff() if reconnect is True else reconnect or None
         server_id = new_server_id()  # the same for every carrier: see open_carrier
@@ -234,6 +237,7 @@ class connect:  # a class used like a function, as websockets.connect is
             max_queue_size=max_queue_size,
             on_state=on_state,
             resume=resume,
+            max_outstanding_requests=max_outstanding_requests,
         )
 
     async def _start(self) -> MultiplexClient:

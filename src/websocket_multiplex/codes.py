@@ -26,6 +26,7 @@ __all__ = [
     "TOO_MANY_CHANNELS",
     "CloseCode",
     "NoticeCode",
+    "RequestCode",
     "notice_code",
 ]
 
@@ -63,6 +64,30 @@ def notice_code(notice: str) -> int | None:
     ``None`` if it starts with none."""
     code, _, _ = notice.partition(" ")
     return int(code) if code.isascii() and code.isdigit() and len(code) <= 4 else None
+
+
+class RequestCode(enum.IntEnum):
+    """The code of a request that got no reply: the code of an
+    ``rer,<topic>,<id>,<code> <text>`` frame (docs/PROTOCOL-EXTENSIONS.md,
+    section 5), or one the requester's side gives itself (``LOST``,
+    ``TIMEOUT``), carried by :class:`~websocket_multiplex.RequestFailed`."""
+
+    REFUSED = 400
+    """The answerer refused it (``request.fail(text)``'s default code)."""
+    TOO_LARGE = 413
+    """The request was longer than the answerer's ``Limits.max_frame_size``."""
+    TOO_MANY = 429
+    """More requests were outstanding on the channel than
+    ``max_outstanding_requests`` allows (said locally, or by the answerer)."""
+    FAILED = 500
+    """The answerer's handler raised while answering it."""
+    NO_ANSWERER = 501
+    """Nothing on that channel answers requests."""
+    LOST = 502
+    """The connection was replaced without resuming the session: the
+    request may or may not have been answered (never on the wire)."""
+    TIMEOUT = 504
+    """No reply within the timeout (never on the wire)."""
 
 
 class CloseCode(enum.IntEnum):

@@ -30,6 +30,9 @@ __all__ = [
     "PresenceChange",
     "PresenceEvent",
     "PresenceSnapshot",
+    "ReplyReceived",
+    "RequestDeclined",
+    "RequestReceived",
     "StreamGap",
 ]
 
@@ -129,6 +132,37 @@ class StreamGap:
     group: str
 
 
+@dataclass(slots=True)
+class RequestReceived:
+    """The peer asks for a reply to ``payload`` on an open channel, under
+    ``request_id`` (docs/PROTOCOL-EXTENSIONS.md, section 5)."""
+
+    topic: str
+    request_id: str
+    payload: str
+
+
+@dataclass(slots=True)
+class ReplyReceived:
+    """The peer answered our request ``request_id``: with ``payload``, or,
+    when ``notice`` is not ``None``, with an error (``"501 ..."``)."""
+
+    topic: str
+    request_id: str
+    payload: str
+    notice: str | None = None
+
+
+@dataclass(slots=True)
+class RequestDeclined:
+    """A request the core will not hand on (a bound): answer it with
+    ``rer`` and ``notice`` at once."""
+
+    topic: str
+    request_id: str
+    notice: str
+
+
 Event = (
     ChannelOpened
     | MessageReceived
@@ -138,6 +172,9 @@ Event = (
     | PositionPresented
     | MessagePublished
     | StreamGap
+    | RequestReceived
+    | ReplyReceived
+    | RequestDeclined
 )
 
 

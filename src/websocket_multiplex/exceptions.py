@@ -8,9 +8,13 @@
      ├── ChannelGap               a reconnection cut a client channel's stream
      │    └── GroupGap            a group's history no longer held what it missed
      ├── BrokerUnavailable        the fan-out broker cannot take a publish now
+     ├── RequestFailed            a request got no reply; ``code`` says why
+     │    └── RequestTimeout      no reply within the timeout (a TimeoutError)
      ├── LocalProtocolError       you used the API in a way it cannot honour
      │    ├── ServiceNotFound     no service is registered under that name
-     │    └── ConcurrentReceive   a second task waits on one channel's receive
+     │    ├── ConcurrentReceive   a second task waits on one channel's receive
+     │    ├── RequestsNotSupported  the peer speaks only the base protocol
+     │    └── AlreadyAnswered     a request was replied to (or failed) twice
      └── RemoteProtocolError      the peer sent something the protocol forbids
           ├── InvalidFrame        one carrier message is not a multiplex frame
           └── BrokenFraming       one SockJS message is not what SockJS allows
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 from .events import CloseReason
 
 __all__ = [
+    "AlreadyAnswered",
     "BrokenFraming",
     "BrokerUnavailable",
     "ChannelClosed",
@@ -45,6 +50,9 @@ __all__ = [
     "LocalProtocolError",
     "MultiplexError",
     "RemoteProtocolError",
+    "RequestFailed",
+    "RequestTimeout",
+    "RequestsNotSupported",
     "ServiceNotFound",
 ]
 
@@ -180,6 +188,39 @@ class BrokerUnavailable(MultiplexError):
     outage buffer is full). The message was not published."""
 
 
+class RequestFailed(MultiplexError):
+    """Raised by ``channel.request()`` when the request got no reply.
+
+    ``code`` is a :class:`~websocket_multiplex.codes.RequestCode` (or the
+    code the answering application chose in ``request.fail()``) and
+    ``text`` the answerer's words: 400 refused by the answerer, 429 too
+    many requests outstanding (raised at once, before anything is sent,
+    when it is this side's bound), 500 the answerer's handler failed,
+    501 nothing on that channel answers requests, 502 the connection was
+    replaced without resuming its session (the request may or may not
+    have been answered: retry it only if it is safe to repeat). A
+    request on a channel that closes raises
+    :class:`ChannelClosed` instead.
+    """
+
+    def __init__(self, name: str, code: int, text: str) -> None:
+        super().__init__(f"request on channel {name!r} failed: {code} {text}")
+        self.name = name
+        self.code = code
+        self.text = text
+
+
+class RequestTimeout(RequestFailed, TimeoutError):
+    """No reply came within the request's ``timeout`` (code 504).
+
+    The answerer may still be working on it; a late reply is ignored.
+    """
+
+    def __init__(self, name: str, timeout: float) -> None:
+        super().__init__(name, 504, f"no reply within {timeout:g} s")
+        self.timeout = timeout
+
+
 class LocalProtocolError(MultiplexError):
     """The calling code asked for something the protocol cannot do."""
 
@@ -204,6 +245,19 @@ class ConcurrentReceive(LocalProtocolError):
             "read it from one task only and share the messages yourself"
         )
         self.name = name
+
+
+class RequestsNotSupported(LocalProtocolError):
+    """``channel.request()`` on a connection where the peer does not take
+    part in the extensions (docs/PROTOCOL-EXTENSIONS.md, section 5): the
+    original server or browser client, or a client made with
+    ``resume=False``. Nothing was sent. Use messages on the channel
+    instead, or connect with our client and server and resumable sessions
+    on (the default)."""
+
+
+class AlreadyAnswered(LocalProtocolError):
+    """A request was answered already: each gets one ``reply`` or ``fail``."""
 
 
 class RemoteProtocolError(MultiplexError):

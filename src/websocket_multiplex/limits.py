@@ -131,15 +131,26 @@ class Limits:
     """Group positions (``pos`` frames, docs/PROTOCOL-EXTENSIONS.md, section
     4) a client may present on one connection and not yet used by a join;
     further ones are ignored, and those groups replay nothing."""
+
     presence_queue: int = 1024
     """Presence changes (joins and departures) one watcher of a group has
     not read yet (docs/PROTOCOL-EXTENSIONS.md, section 6). One more drops
     them all: the watcher reads a snapshot of the members, marked as a gap,
     and goes on from there. Joins, leaves and other watchers never wait."""
+
     max_presence_shares: int = 64
     """Groups whose presence the channels of one connection share with
     their client (``Channel.share_presence``). One more raises
     :class:`~websocket_multiplex.LocalProtocolError` in the handler."""
+
+    max_outstanding_requests: int = 64
+    """Requests (docs/PROTOCOL-EXTENSIONS.md, section 5) in flight per
+    channel and per direction. A handler's ``channel.request()`` past it
+    raises :class:`~websocket_multiplex.RequestFailed` (429) at once; a
+    client's request past it is answered ``rer,T,<id>,429 too many
+    requests``. A request the service has not answered holds its place
+    until it is answered or the channel closes; requests waiting to be
+    read count in the inbox bounds above, as messages do."""
 
     def __post_init__(self) -> None:
         for name in self.__slots__:

@@ -30,6 +30,7 @@ from .events import (
 from .exceptions import InvalidFrame, LocalProtocolError
 from .limits import DEFAULT_LIMITS, Limits
 from .pacing import TokenBucket
+from .reqrep import RequestBook
 from .streams import (
     POS,
     Position,
@@ -43,6 +44,7 @@ from .streams import (
 from .wire import (
     ERR,
     MSG,
+    REQUEST_FRAMES,
     SUB,
     UNS,
     Frame,
@@ -104,6 +106,15 @@ class ServerProtocol:
         self.extended = False
         """The client negotiated our extensions (its session is on): it may
         present group positions, and group messages go as ``pub``."""
+        self.requests: RequestBook | None = None
+        """Requests both ways, once :meth:`take_requests` is called."""
+
+    def take_requests(self) -> RequestBook:
+        """The client takes part in the extensions (it opened a resumable
+        session): ``req``, ``rep`` and ``rer`` are no longer ignored."""
+        if self.requests is None:
+            self.requests = RequestBook(self._limits.max_outstanding_requests)
+        return self.requests
 
     @property
     def open_topics(self) -> frozenset[str]:
@@ -134,13 +145,17 @@ class ServerProtocol:
             return None
         topic = frame.topic
         if len(text) > self._limits.max_frame_size:
-            return self._oversized(frame.type, topic)
+            return self._oversized(frame.type, topic, frame.payload)
         if topic in self._open:
             if frame.type == MSG:
                 return MessageReceived(topic, frame.payload)
             if frame.type == UNS:
-                self._open.discard(topic)
+                self._close(topic)
                 return ChannelClosedEvent(topic, CloseReason.CLIENT_CLOSED)
+            if frame.type in REQUEST_FRAMES and self.requests is not None:
+                event = self.requests.receive(frame)
+                if event is not None:
+                    return event
         elif frame.type == SUB:
             return self._subscribe(topic, now)
         self.counters.ignored_frames += 1
@@ -175,10 +190,13 @@ class ServerProtocol:
         topic, group, position = presented
         return PositionPresented(topic, group, position.epoch, position.offset)
 
-    def _oversized(self, kind: str, topic: str) -> Event | None:
+    def _oversized(self, kind: str, topic: str, payload: str) -> Event | None:
         self.counters.hit("max_frame_size")
-        if kind == MSG and topic in self._open:
-            return LimitExceeded("max_frame_size", topic, TOO_LARGE)
+        if topic in self._open:
+            if kind == MSG:
+                return LimitExceeded("max_frame_size", topic, TOO_LARGE)
+            if self.requests is not None:
+                return self.requests.too_large(Frame(kind, topic, payload))
         return None
 
     def send(self, topic: str, payload: str) -> str:
@@ -206,9 +224,14 @@ class ServerProtocol:
     def close(self, topic: str) -> str:
         """Close an open channel; return the ``uns`` frame to send."""
         self._require_open(topic)
-        self._open.discard(topic)
+        self._close(topic)
         self.counters.frames_sent += 1
         return format_frame(UNS, topic)
+
+    def _close(self, topic: str) -> None:
+        self._open.discard(topic)
+        if self.requests is not None:
+            self.requests.closed(topic)
 
     def fail(self, topic: str, notice: str) -> list[str]:
         """Close an open channel with a refusal notice such as ``"500 ..."``.
@@ -235,6 +258,8 @@ class ServerProtocol:
         """Close every channel because the carrier is gone; nothing to send."""
         closed = [ChannelClosedEvent(topic, reason) for topic in self._open]
         self._open.clear()
+        if self.requests is not None:
+            self.requests.clear()
         return closed
 
     def _require_open(self, topic: str) -> None:
@@ -254,11 +279,25 @@ class ClientProtocol:
     reconnect; :meth:`resubscribe` then gives the frames that reopen them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_outstanding_requests: int = 64) -> None:
         self._open: set[str] = set()
         self._notices: dict[str, str] = {}
         self._instances = 0
+        self._max_outstanding = max_outstanding_requests
+        self._last_request_id = 0  # ids go on across sessions
         self.counters = ProtocolCounters()
+        self.requests: RequestBook | None = None
+        """Requests both ways while :meth:`take_requests` holds."""
+
+    def take_requests(self, on: bool = True) -> RequestBook | None:
+        """The server takes part in the extensions (``on``), or no longer
+        does; either way nothing asked or owed before is kept."""
+        last_id = 0 if self.requests is None else self.requests.last_id
+        self._last_request_id = max(self._last_request_id, last_id)
+        self.requests = (
+            RequestBook(self._max_outstanding, self._last_request_id) if on else None
+        )
+        return self.requests
 
     @property
     def open_topics(self) -> frozenset[str]:
@@ -294,10 +333,16 @@ class ClientProtocol:
     def close(self, topic: str) -> str:
         """Close a channel from this side; return the ``uns`` frame."""
         self._require_open(topic)
-        self._open.discard(topic)
-        self._notices.pop(topic, None)
+        self._forget(topic)
         self.counters.frames_sent += 1
         return format_frame(UNS, topic)
+
+    def _forget(self, topic: str) -> str:
+        """``topic`` is closed: its notice (returned), its requests."""
+        self._open.discard(topic)
+        if self.requests is not None:
+            self.requests.closed(topic)
+        return self._notices.pop(topic, "")
 
     def receive(self, text: str) -> Event | None:
         """Interpret one carrier message from the server."""
@@ -314,13 +359,16 @@ class ClientProtocol:
             if frame.type == MSG:
                 return MessageReceived(topic, frame.payload)
             if frame.type == UNS:
-                self._open.discard(topic)
-                notice = self._notices.pop(topic, "")
+                notice = self._forget(topic)
                 reason = CloseReason.REFUSED if notice else CloseReason.SERVER_CLOSED
                 return ChannelClosedEvent(topic, reason, notice)
             if frame.type == ERR:
                 self._notices[topic] = frame.payload
                 return None
+            if frame.type in REQUEST_FRAMES and self.requests is not None:
+                event = self.requests.receive(frame)
+                if event is not None:
+                    return event
         self.counters.ignored_frames += 1
         return None
 
@@ -364,6 +412,8 @@ class ClientProtocol:
         ]
         self._open.clear()
         self._notices.clear()
+        if self.requests is not None:
+            self.requests.clear()
         return closed
 
     def _require_open(self, topic: str) -> None:

@@ -20,6 +20,10 @@ __all__ = [
     "ERR",
     "FRAME_TYPES",
     "MSG",
+    "REP",
+    "REQ",
+    "REQUEST_FRAMES",
+    "RER",
     "SUB",
     "UNS",
     "Frame",
@@ -35,7 +39,12 @@ SUB: Final = "sub"
 MSG: Final = "msg"
 UNS: Final = "uns"
 ERR: Final = "err"  # extension: refusal notice (docs/PROTOCOL-EXTENSIONS.md)
-FRAME_TYPES: Final = frozenset({SUB, MSG, UNS, ERR})
+# extension: request/reply (docs/PROTOCOL-EXTENSIONS.md, section 5)
+REQ: Final = "req"
+REP: Final = "rep"
+RER: Final = "rer"
+REQUEST_FRAMES: Final = frozenset({REQ, REP, RER})
+FRAME_TYPES: Final = frozenset({SUB, MSG, UNS, ERR}) | REQUEST_FRAMES
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from .client import (
 )
 from .connection import Connection
 from .presence import PresenceWatch
+from .requests import Request
 from .server import ChannelHandler, Handler, MultiplexServer, Service
 from .sockjs_connection import SockJSConnection, SockJSHandler
 from .stats import ServerStats
@@ -36,6 +37,7 @@ __all__ = [
     "MultiplexServer",
     "PresenceWatch",
     "Recipient",
+    "Request",
     "ServerStats",
     "Service",
     "SockJSConnection",

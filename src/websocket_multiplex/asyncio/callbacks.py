@@ -26,6 +26,7 @@ from typing import Final
 from ..events import CloseReason
 from ..exceptions import ChannelClosed
 from .channel import Channel, TaskFreeHandler
+from .requests import Request
 from .services import ChannelHandler
 from .throttle import LogThrottle
 
@@ -74,6 +75,15 @@ class TaskFreeServices:
         channel.callbacks = handler
         if self._call(channel, handler.on_open):
             self.message(channel)
+            for request in channel.take_requests():
+                self.request(channel, request)
+
+    def request(self, channel: Channel, request: Request) -> None:
+        """A request on ``channel``: its ``on_request`` now, whatever turn
+        its messages wait for (a request is answered on its own)."""
+        handler = channel.callbacks
+        if handler is not None:
+            self._call(channel, handler.on_request, request)
 
     def message(self, channel: Channel) -> None:
         """Messages are in the inbox of ``channel``: call it now, or in turn."""

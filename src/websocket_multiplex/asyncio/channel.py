@@ -6,16 +6,17 @@ from collections.abc import Awaitable
 from typing import Protocol
 
 from ..events import CloseReason
-from ..exceptions import ChannelClosed
+from ..exceptions import ChannelClosed, RequestsNotSupported
 from ..flow import Held
 from ..request import RequestInfo
 from ..streams import Position
 from .inbox import ReceivingChannel
+from .requests import DEFAULT_TIMEOUT, Calls, Request, RequestOwner
 
 __all__ = ["Channel", "ChannelOwner"]
 
 
-class ChannelOwner(Protocol):
+class ChannelOwner(RequestOwner, Protocol):
     """What a channel asks of its connection (a
     :class:`~websocket_multiplex.Connection` implements it): send a frame,
     offer one, close me, am I closed, and group membership."""
@@ -62,6 +63,21 @@ class ChannelOwner(Protocol):
         """The id of the channel of ``topic`` in groups, across processes."""
         ...
 
+    @property
+    def takes_requests(self) -> bool:
+        """The client takes part in the extensions: requests may be sent."""
+        ...
+
+    def send_request(
+        self, topic: str, name: str, data: str
+    ) -> tuple[str, Awaitable[None] | None]:
+        """Send a request on ``topic``: its id, and what to await (room)."""
+        ...
+
+    def abandon(self, topic: str, request_id: str) -> None:
+        """Stop awaiting the reply to ``request_id``."""
+        ...
+
     def groups_of(self, channel: Channel) -> frozenset[str]: ...
 
     async def join(self, channel: Channel, group: str) -> None: ...
@@ -79,6 +95,7 @@ class TaskFreeHandler(Protocol):
     def on_open(self) -> Awaitable[None] | None: ...
     def on_message(self, data: str) -> Awaitable[None] | None: ...
     def on_close(self, reason: CloseReason) -> Awaitable[None] | None: ...
+    def on_request(self, request: Request) -> Awaitable[None] | None: ...
 
 
 class Channel(ReceivingChannel):
@@ -91,7 +108,7 @@ class Channel(ReceivingChannel):
     :class:`~websocket_multiplex.ChannelClosed`.
     """
 
-    __slots__ = ("callbacks", "connection", "identity")
+    __slots__ = ("_calls", "callbacks", "connection", "identity")
 
     def __init__(
         self, connection: ChannelOwner, name: str, topic: str, held: Held | None = None
@@ -103,6 +120,7 @@ class Channel(ReceivingChannel):
         self.callbacks: TaskFreeHandler | None = None
         """The task-free :class:`ChannelHandler` serving this channel, if
         any (set by its connection)."""
+        self._calls: Calls | None = None  # made on the first request
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]} on {self.connection!r}>"
@@ -243,3 +261,96 @@ class Channel(ReceivingChannel):
         if message is not None:
             await self.send(message)
         self.connection.close_channel(self, CloseReason.SERVER_CLOSED)
+
+    # -- requests (docs/PROTOCOL-EXTENSIONS.md, section 5) ----------------------
+
+    def _get_calls(self) -> Calls:
+        calls = self._calls
+        if calls is None:
+            calls = self._calls = Calls(self.name, self.held)
+            if self._close_reason is not None:
+                calls.close(self._close_reason)
+        return calls
+
+    def requests(self) -> Calls:
+        """The client's requests on this channel, in order:
+        ``async for request in channel.requests(): await request.reply(...)``.
+
+        Requests wait (counted in the inbox bounds, at most
+        ``Limits.max_outstanding_requests`` unanswered) until they are read;
+        the iteration ends when the channel closes. Read them from one task;
+        a handler that also reads messages reads these from a second task.
+        Each :class:`Request` is answered once, with ``reply`` or ``fail``.
+        """
+        return self._get_calls()
+
+    def refuse_requests(self) -> None:
+        """Answer every request on this channel ``rer 501`` (nothing answers
+        here), those waiting included, so that the client need not wait for
+        its timeout. A :class:`ChannelHandler` without ``on_request`` does
+        this for itself."""
+        self._get_calls().refuse()
+
+    async def ask(self, data: str, *, timeout: float | None = DEFAULT_TIMEOUT) -> str:
+        """Send the client a request and return its reply (``data`` of its
+        ``request.reply()``): the client's ``channel.request()``, the other
+        way (``request`` is taken here: :attr:`request` is the HTTP request).
+
+        Raises :class:`~websocket_multiplex.RequestTimeout` after
+        ``timeout`` seconds (``None``: wait as long as the channel lasts),
+        :class:`~websocket_multiplex.RequestFailed` if the client answered
+        with an error or ``Limits.max_outstanding_requests`` are in flight
+        on this channel already, :class:`ChannelClosed` if the channel
+        closes first, and
+        :class:`~websocket_multiplex.RequestsNotSupported` (sending
+        nothing) if the client speaks only the base protocol (the
+        original browser client, a client with ``resume=False``).
+        """
+        if not isinstance(data, str):
+            raise TypeError(f"channels carry text: encode {type(data).__name__} first")
+        if self._close_reason is not None:
+            raise ChannelClosed(self.name, self._close_reason)
+        connection = self.connection
+        if connection.closed:
+            raise ChannelClosed(self.name, CloseReason.CONNECTION_LOST)
+        if not connection.takes_requests:
+            raise RequestsNotSupported(
+                f"channel {self.name!r}: its client does not take requests (the "
+                "original browser client, or one connected with resume=False); "
+                "send it a message instead"
+            )
+        calls = self._get_calls()
+        request_id, pending = connection.send_request(self.topic, self.name, data)
+        future = calls.expect(request_id)
+        try:
+            if pending is not None:
+                await pending
+            return await calls.wait(request_id, future, timeout)
+        finally:
+            connection.abandon(self.topic, request_id)
+
+    # -- for its connection ------------------------------------------------------
+
+    def deliver_request(self, request: Request) -> None:
+        """A request from the client, counted in ``held`` already."""
+        self._get_calls().put(request)
+
+    def take_requests(self) -> list[Request]:
+        """The requests waiting to be read (for a task-free handler that
+        starts after they came)."""
+        return [] if self._calls is None else self._calls.take_all()
+
+    def replied(self, request_id: str, payload: str, notice: str | None) -> None:
+        """The client answered our request ``request_id``."""
+        if self._calls is not None:
+            self._calls.replied(request_id, payload, notice)
+
+    def mark_closed(self, reason: CloseReason) -> None:
+        super().mark_closed(reason)
+        if self._calls is not None:
+            self._calls.close(reason)
+
+    def drop_unread(self) -> None:
+        if self._calls is not None:
+            self._calls.take_all()
+        super().drop_unread()

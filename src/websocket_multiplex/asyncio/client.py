@@ -18,13 +18,16 @@ from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from ..backoff import Backoff  # re-exported from here
-from ..codes import NoticeCode, notice_code
+from ..codes import NoticeCode, RequestCode, notice_code
 from ..events import (
     ChannelClosedEvent,
     CloseReason,
     MessagePublished,
     MessageReceived,
     PresenceEvent,
+    ReplyReceived,
+    RequestDeclined,
+    RequestReceived,
     StreamGap,
 )
 from ..exceptions import (  # ChannelGap and Disconnection: re-exported from here
@@ -34,16 +37,20 @@ from ..exceptions import (  # ChannelGap and Disconnection: re-exported from her
     Disconnection,
     GroupGap,
     LocalProtocolError,
+    RequestFailed,
+    RequestsNotSupported,
 )
 from ..flow import Held, Ledger
 from ..pacing import FRAMES_PER_TURN
 from ..presence import PRS, parse_presence
 from ..protocol import ClientProtocol
+from ..reqrep import RequestBook
 from ..resume import GOODBYE, Hello, is_control
 from ..streams import Position
 from .client_presence import PresenceInbox
 from .client_session import ClientSession, Offer
 from .inbox import ReceivingChannel
+from .requests import DEFAULT_TIMEOUT, AnswerKind, Calls, Request, RequestOwner
 
 __all__ = [
     "Backoff",
@@ -145,10 +152,10 @@ class _GapMark(str):
         return mark
 
 
-class ClientChannelOwner(Protocol):
+class ClientChannelOwner(RequestOwner, Protocol):
     """What a :class:`ClientChannel` asks of its client (a
     :class:`MultiplexClient` implements it): the bounds of its inbox, send
-    a message, close me."""
+    a message or a request, close me."""
 
     @property
     def max_queue(self) -> int: ...
@@ -165,6 +172,21 @@ class ClientChannelOwner(Protocol):
         """Unsubscribe ``channel`` and mark it closed with ``reason`` (a
         closed one: nothing)."""
         ...
+
+    async def requests_ready(self) -> None:
+        """Wait until the server's part is known; raise
+        :class:`RequestsNotSupported` if it takes no requests."""
+        ...
+
+    def new_request(self, topic: str, name: str, data: str) -> tuple[str, str]:
+        """The id and frame of a request on ``topic`` (429 past the bound)."""
+        ...
+
+    async def send_request(self, frame: str) -> None:
+        """Send a request's frame, as :meth:`send_frame` sends a message."""
+        ...
+
+    def abandon(self, topic: str, request_id: str) -> None: ...
 
 
 class ClientChannel(ReceivingChannel):
@@ -204,6 +226,7 @@ class ClientChannel(ReceivingChannel):
         self.group_gaps = 0
         """Times a group's history could not replay all this channel missed."""
         self._presence = PresenceInbox(owner.max_queue)
+        self._calls: Calls | None = None  # made on the first request
 
     @property
     def report_gaps(self) -> bool:
@@ -292,6 +315,97 @@ class ClientChannel(ReceivingChannel):
         """Unsubscribe (``uns``); closing a closed channel does nothing."""
         await self._owner.close_channel(self, CloseReason.CLIENT_CLOSED)
 
+    # -- requests (docs/PROTOCOL-EXTENSIONS.md, section 5) ----------------------
+
+    def _get_calls(self) -> Calls:
+        calls = self._calls
+        if calls is None:
+            calls = self._calls = Calls(self.name, self._share)
+            if (reason := self.close_reason) is not None:
+                calls.close(reason)
+        return calls
+
+    async def request(
+        self, data: str, *, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> str:
+        """Send the service a request and return its reply.
+
+        The service answers with ``request.reply(data)`` (see
+        :meth:`~websocket_multiplex.Channel.requests`); replies are matched
+        by id, whatever their order. Raises
+        :class:`~websocket_multiplex.RequestTimeout` after ``timeout``
+        seconds (``None``: no limit), :class:`RequestFailed` if the service
+        answered with an error (``code``: 400 refused, 500 its handler
+        failed, 501 it answers no requests), if ``max_outstanding_requests``
+        are in flight already on this channel (429, at once), or if the
+        connection was replaced without resuming its session (502),
+        :class:`ChannelClosed` if the channel closes first, and
+        :class:`~websocket_multiplex.RequestsNotSupported`, sending
+        nothing, if the server speaks only the base protocol (the original
+        node server) or this client was made with ``resume=False`` or
+        without reconnection. A resumed reconnection loses no request.
+        """
+        if not isinstance(data, str):
+            raise TypeError(f"channels carry text: encode {type(data).__name__} first")
+        if (reason := self.close_reason) is not None:
+            raise ChannelClosed(self.name, reason)
+        owner = self._owner
+        await owner.requests_ready()
+        if (reason := self.close_reason) is not None:
+            raise ChannelClosed(self.name, reason)
+        calls = self._get_calls()
+        request_id, frame = owner.new_request(self.topic, self.name, data)
+        future = calls.expect(request_id)
+        try:
+            try:
+                await owner.send_request(frame)
+            except ConnectionError:
+                raise ChannelClosed(
+                    self.name, self.close_reason or CloseReason.CONNECTION_LOST
+                ) from None
+            return await calls.wait(request_id, future, timeout)
+        finally:
+            owner.abandon(self.topic, request_id)
+
+    def requests(self) -> Calls:
+        """The server's requests on this channel, in order:
+        ``async for request in channel.requests(): await request.reply(...)``.
+
+        Unread requests count in the inbox bounds (``max_queue``,
+        ``max_queue_size``); the iteration ends when the channel closes.
+        """
+        return self._get_calls()
+
+    def accept_request(self, request: Request) -> bool:
+        """Queue a request from the server; ``False`` if the inbox is full."""
+        owner, share = self._owner, self._share
+        if share.count >= owner.max_queue or (
+            share.count and share.size + len(request.data) > owner.max_queue_size
+        ):
+            return False
+        share.arrived(len(request.data))
+        self._get_calls().put(request)
+        return True
+
+    def replied(self, request_id: str, payload: str, notice: str | None) -> None:
+        """The server answered our request ``request_id``."""
+        if self._calls is not None:
+            self._calls.replied(request_id, payload, notice)
+
+    def requests_lost(self) -> None:
+        """The session they belonged to is gone: requests awaited fail
+        (502), the server's unread ones are dropped (nobody awaits them)."""
+        if self._calls is not None:
+            self._calls.fail_all(
+                RequestFailed(
+                    self.name,
+                    RequestCode.LOST,
+                    "the connection was replaced and its session not resumed: "
+                    "the request may or may not have been answered",
+                )
+            )
+            self._calls.take_all()
+
     async def __aenter__(self) -> ClientChannel:
         return self
 
@@ -337,6 +451,8 @@ class ClientChannel(ReceivingChannel):
         self._close_detail = detail
         super().mark_closed(reason)
         self._presence.close()
+        if self._calls is not None:
+            self._calls.close(reason)
 
     def presence_received(self, event: PresenceEvent) -> None:
         """A ``prs`` frame of this channel came."""
@@ -416,13 +532,15 @@ class MultiplexClient:
         max_queue_size: int = 1 << 20,
         on_state: Callable[[ClientState, str], None] | None = None,
         resume: bool = True,
+        max_outstanding_requests: int = 64,
     ) -> None:
         self.max_queue = max_queue
         self.max_queue_size = max_queue_size
         self._open_carrier = open_carrier
         self._backoff = reconnect
         self._on_state = on_state
-        self._protocol = ClientProtocol()
+        self._protocol = ClientProtocol(max_outstanding_requests)
+        self._requests_of: int | None = None  # the session epoch they ride on
         self._channels: dict[str, ClientChannel] = {}
         self._carrier: Carrier | None = None
         self._state = ClientState.CONNECTING
@@ -478,6 +596,7 @@ class MultiplexClient:
         except BaseException:
             await carrier.close()
             raise
+        self._sync_requests()
         self._carrier = carrier
         self._set_state(ClientState.OPEN, "connected")
         self._reader = asyncio.get_running_loop().create_task(self._run())
@@ -582,6 +701,98 @@ class MultiplexClient:
                 await self._write(carrier, frame)
 
     # -- internals -----------------------------------------------------------
+
+    # -- requests (ClientChannelOwner, RequestOwner) ----------------------------
+
+    async def requests_ready(self) -> None:
+        """Wait for the server's answer to the offer, then raise
+        :class:`RequestsNotSupported` unless it takes part."""
+        session = self._session
+        if session is not None:
+            # Our server answers the offer first thing; the original never
+            # does, and may say nothing at all for a while.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HELLO_TIMEOUT):
+                    await session.settled()
+        if self._protocol.requests is None:
+            why = (
+                "this client was made with resume=False or without reconnection"
+                if session is None
+                else "the server speaks only the base protocol (the original "
+                "node server?)"
+            )
+            raise RequestsNotSupported(
+                f"requests need our server and a resumable session: {why}; "
+                "send messages instead"
+            )
+
+    def new_request(self, topic: str, name: str, data: str) -> tuple[str, str]:
+        requests = self._protocol.requests
+        if requests is None:  # lost while the caller waited
+            raise RequestsNotSupported("the server no longer takes requests")
+        return requests.ask(topic, name, data)
+
+    async def send_request(self, frame: str) -> None:
+        await self._send(frame)
+
+    def abandon(self, topic: str, request_id: str) -> None:
+        requests = self._protocol.requests
+        if requests is not None:
+            requests.abandon(topic, request_id)
+
+    def answer(
+        self, request: Request, frame_of: AnswerKind, wait: bool
+    ) -> Awaitable[None] | None:
+        """Send the answer to ``request``, unless its channel closed or its
+        session is gone (nobody awaits it then)."""
+        requests = self._protocol.requests
+        channel = request.channel
+        if (
+            requests is None
+            or request.origin is not requests
+            or self._channels.get(channel.topic) is not channel
+        ):
+            return None
+        if frame_of.notice is None:
+            frame = requests.reply(channel.topic, request.id, frame_of.data)
+        else:
+            frame = requests.fail(channel.topic, request.id, frame_of.notice)
+        if wait:
+            return self._send(frame)
+        self._in_background(self._send(frame))
+        return None
+
+    def _in_background(self, sending: Awaitable[None]) -> None:
+        async def run() -> None:
+            with contextlib.suppress(ConnectionError):
+                await sending
+
+        task = asyncio.get_running_loop().create_task(run())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    def _sync_requests(self) -> None:
+        """Requests ride on one session: a new one (not resumed), or none
+        any more, fails those in flight and drops the server's."""
+        session = self._session
+        epoch = session.epoch if session is not None and session.on else None
+        if epoch == self._requests_of:
+            return
+        had = self._protocol.requests is not None
+        self._requests_of = epoch
+        self._protocol.take_requests(epoch is not None)
+        if had:
+            for channel in self._channels.values():
+                channel.requests_lost()
+
+    def _request_received(self, event: RequestReceived) -> None:
+        channel = self._channels[event.topic]
+        request = Request(
+            self, channel, event.request_id, event.payload, self._protocol.requests
+        )
+        if not channel.accept_request(request):
+            logger.warning("%r: inbox full, closing the channel", channel)
+            self._in_background(self.close_channel(channel, CloseReason.INBOX_FULL))
 
     async def _send(self, frame: str) -> None:
         session = self._session
@@ -695,7 +906,9 @@ class MultiplexClient:
         session = self._session
         if session is not None and session.offer is not Offer.OFF:
             if not session.on:  # the first frame after a fresh offer
-                if session.answered(text):
+                answered = session.answered(text)
+                self._sync_requests()
+                if answered:
                     return
             elif is_control(text):
                 if text.startswith("ack,") and not session.acknowledged(text):
@@ -735,6 +948,18 @@ class MultiplexClient:
                 reason = CloseReason.SHUTDOWN if going_away else event.reason
                 channel = self._channels.pop(event.topic)
                 channel.mark_closed(reason, event.detail)
+        elif type(event) is RequestReceived:
+            self._request_received(event)
+        elif type(event) is ReplyReceived:
+            self._channels[event.topic].replied(
+                event.request_id, event.payload, event.notice
+            )
+        elif type(event) is RequestDeclined:
+            self._in_background(
+                self._send(
+                    RequestBook.decline(event.topic, event.request_id, event.notice)
+                )
+            )
 
     def _presence_frame(self, text: str) -> None:
         _, _, rest = text.partition(",")
@@ -769,6 +994,7 @@ class MultiplexClient:
                 why = f"attempt {attempt} failed: {exc!r}"
                 continue
             self._carrier = carrier
+            self._sync_requests()
             self.reconnects += 1
             if resumed:
                 self.resumptions += 1
@@ -917,6 +1143,9 @@ class MultiplexClient:
         self._closed_for_good(disconnection)
 
     def _closed_for_good(self, disconnection: Disconnection) -> None:
+        session = self._session
+        if session is not None and session.offer is Offer.OFFERED:
+            session.give_up()  # nobody waits for the answer any more
         self.disconnection = disconnection
         self._set_state(ClientState.CLOSED, str(disconnection))
 

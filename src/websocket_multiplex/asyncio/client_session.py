@@ -39,6 +39,7 @@ class ClientSession:
     __slots__ = (
         "_acked",
         "_limit",
+        "_settled",
         "book",
         "epoch",
         "offer",
@@ -50,6 +51,7 @@ class ClientSession:
     def __init__(self, limit: int = 4 << 20) -> None:
         self._limit = limit
         self._acked: asyncio.Event | None = None
+        self._settled: asyncio.Event | None = None  # made when awaited
         self.offer = Offer.OFFERED
         self.offer_sent = False
         """The offer went out on a carrier: the server may hold the session."""
@@ -111,6 +113,20 @@ class ClientSession:
         offer it never saw): everything kept is still to be resent."""
         self.token = token
         self.offer = Offer.ON
+        self._wake_settled()
+
+    async def settled(self) -> None:
+        """Wait until the server answered the offer, either way (a closing
+        client gives it up: that ends the wait too)."""
+        while self.offer is Offer.OFFERED:
+            if self._settled is None:
+                self._settled = asyncio.Event()
+            await self._settled.wait()
+
+    def _wake_settled(self) -> None:
+        if self._settled is not None and self.offer is not Offer.OFFERED:
+            self._settled.set()
+            self._settled = None
 
     def restart(self, token: str) -> None:
         """The server could not resume and began a new session, ``token``."""
@@ -159,6 +175,7 @@ class ClientSession:
         self.book = Book()
         self.written = 0
         self.epoch += 1
+        self._wake_settled()
         if self._acked is not None:  # release waiting senders: nothing is kept
             self._acked.set()
             self._acked = None

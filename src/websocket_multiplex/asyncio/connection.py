@@ -20,12 +20,16 @@ from ..events import (
     LimitExceeded,
     MessageReceived,
     PositionPresented,
+    ReplyReceived,
+    RequestDeclined,
+    RequestReceived,
 )
 from ..exceptions import ChannelClosed
 from ..flow import Ledger, Overflow
 from ..limits import Limits
 from ..presence import PRS
 from ..protocol import ProtocolCounters, ServerProtocol
+from ..reqrep import RequestBook
 from ..request import RequestInfo
 from ..resume import Hello
 from ..streams import Position
@@ -36,6 +40,7 @@ from .channel import Channel
 from .groups import Groups
 from .outbox import Outbox
 from .presence import PresenceHub
+from .requests import AnswerKind, Request
 from .resumption import Session, Sessions
 from .services import Service, Services
 from .stats import ConnectionStats
@@ -220,6 +225,16 @@ class Connection:
             self._limit_exceeded(event)
         elif type(event) is PositionPresented:
             self._present(event)
+        elif type(event) is RequestReceived:
+            self._request_received(event)
+        elif type(event) is ReplyReceived:
+            self._channels[event.topic].replied(
+                event.request_id, event.payload, event.notice
+            )
+        elif type(event) is RequestDeclined:
+            self._outbox.put(
+                RequestBook.decline(event.topic, event.request_id, event.notice)
+            )
 
     def _present(self, event: PositionPresented) -> None:
         key = event.topic, event.group
@@ -228,6 +243,21 @@ class Connection:
             self._protocol.counters.hit("max_stream_positions")
             return
         self._presented[key] = Position(event.epoch, event.offset)
+
+    def _request_received(self, event: RequestReceived) -> None:
+        """A request lands in its channel's queue, counted as a message is
+        (a task-free channel's ``on_request`` is called at once)."""
+        channel = self._channels[event.topic]
+        size = len(event.payload)
+        overflow = self._ledger.admit(event.topic, channel.held, size)
+        if overflow is not None and not self._overflowed(overflow, channel, size):
+            return
+        request = Request(self, channel, event.request_id, event.payload)
+        if channel.callbacks is not None and self._task_free is not None:
+            channel.held.took(size)
+            self._task_free.request(channel, request)
+        else:
+            channel.deliver_request(request)
 
     def _overflowed(self, overflow: Overflow, channel: Channel, size: int) -> bool:
         """Shed what the ledger says to; whether to deliver the message to
@@ -399,6 +429,52 @@ class Connection:
         del self._channels[channel.topic]
         self._closed(channel, reason)
 
+    # -- requests (docs/PROTOCOL-EXTENSIONS.md, section 5) ----------------------
+
+    @property
+    def takes_requests(self) -> bool:
+        """Whether the client took part in the extensions (a session)."""
+        return self._protocol.requests is not None
+
+    def send_request(
+        self, topic: str, name: str, data: str
+    ) -> tuple[str, Awaitable[None] | None]:
+        """Send a request on the open channel ``topic``: its id, and what to
+        await. Raises ``RequestFailed`` (429) past the bound."""
+        requests = self._protocol.requests
+        assert requests is not None  # the channel asked takes_requests
+        request_id, frame = requests.ask(topic, name, data)
+        self._protocol.counters.frames_sent += 1
+        return request_id, self._outbox.send(frame, not self._ledger.size)
+
+    def abandon(self, topic: str, request_id: str) -> None:
+        requests = self._protocol.requests
+        if requests is not None:
+            requests.abandon(topic, request_id)
+
+    def answer(
+        self, request: Request, frame_of: AnswerKind, wait: bool
+    ) -> Awaitable[None] | None:
+        """Send the answer to ``request``, unless its channel closed (the
+        client's request failed with the close then)."""
+        requests = self._protocol.requests
+        channel = request.channel
+        if (
+            requests is None
+            or self.state is State.CLOSED
+            or self._channels.get(channel.topic) is not channel
+        ):
+            return None
+        if frame_of.notice is None:
+            frame = requests.reply(channel.topic, request.id, frame_of.data)
+        else:
+            frame = requests.fail(channel.topic, request.id, frame_of.notice)
+        self._protocol.counters.frames_sent += 1
+        if wait:
+            return self._outbox.send(frame, not self._ledger.size)
+        self._outbox.put(frame)
+        return None
+
     # -- resumable sessions (docs/PROTOCOL-EXTENSIONS.md, section 3) -----------
 
     @property
@@ -427,6 +503,7 @@ class Connection:
         session = sessions.open(self._own_carrier, self, proposed)
         self._session = session
         self._protocol.extended = True
+        self._protocol.take_requests()
         self.transport = session.carrier
         self._outbox.reroute(session.carrier)
         self._outbox.put(session.welcome())

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ..codes import RequestCode
 from ..events import CloseReason
 from ..exceptions import LocalProtocolError, ServiceNotFound
 from ..wire import escape, service_topic
 from .authorization import Authorizer
 from .channel import Channel
+from .requests import NO_ANSWERER_TEXT, Request
 
 __all__ = ["ChannelHandler", "Handler", "Service", "Services"]
 
@@ -22,10 +25,11 @@ class ChannelHandler:
     """Base class for services written as callbacks instead of a coroutine.
 
     One instance is made per channel. Override any of :meth:`on_open`,
-    :meth:`on_message` and :meth:`on_close`. Messages are handled one at a
-    time, in order.
+    :meth:`on_message`, :meth:`on_request` and :meth:`on_close`. Messages
+    are handled one at a time, in order; so are requests, apart from the
+    messages (docs/PROTOCOL-EXTENSIONS.md, section 5).
 
-    When all three are plain methods, the service runs without a task: each
+    When all four are plain methods, the service runs without a task: each
     callback is called as its frame arrives, on the event loop, so it must
     not block; it replies with ``self.channel.send_nowait()`` and ends the
     channel with ``self.channel.close_nowait()``. An idle channel then costs
@@ -52,12 +56,26 @@ class ChannelHandler:
         """The channel closed; called exactly once, even after an error."""
         return None
 
+    def on_request(self, request: Request) -> Awaitable[None] | None:
+        """The client sent a request: answer it with
+        ``request.reply_nowait(data)`` (``await request.reply(data)`` in an
+        ``async def``), or ``fail``. Not overridden, every request is
+        answered 501 at once, so that the client does not wait for nothing.
+        An exception fails the channel, as in :meth:`on_message`."""
+        request.fail_nowait(NO_ANSWERER_TEXT, RequestCode.NO_ANSWERER)
+        return None
+
+    @classmethod
+    def answers_requests(cls) -> bool:
+        """Whether the class overrides :meth:`on_request`."""
+        return cls.on_request is not ChannelHandler.on_request
+
     @classmethod
     def runs_without_task(cls) -> bool:
         """Whether every callback is a plain method (see the class)."""
         return not any(
             inspect.iscoroutinefunction(getattr(cls, name))
-            for name in ("on_open", "on_message", "on_close")
+            for name in ("on_open", "on_message", "on_close", "on_request")
         )
 
     @classmethod
@@ -65,15 +83,38 @@ class ChannelHandler:
         """Drive one instance over ``channel``: the :data:`Handler` for a class."""
         handler = cls(channel)
         reason = CloseReason.HANDLER_FAILED
+        answering: asyncio.Task[None] | None = None
         try:
             await _maybe_await(handler.on_open())
+            if cls.answers_requests():
+                answering = asyncio.get_running_loop().create_task(
+                    _answer(handler, channel), name=f"requests of {channel.name!r}"
+                )
+            else:
+                channel.refuse_requests()
             async for data in channel:
                 await _maybe_await(handler.on_message(data))
+            if answering is not None:
+                await answering  # ended with the channel; re-raises a failure
             reason = channel.close_reason or CloseReason.SERVER_CLOSED
         finally:
+            if answering is not None and not answering.done():
+                answering.cancel()
             if reason is CloseReason.HANDLER_FAILED and not channel.closed:
                 channel.connection.close_channel(channel, reason)
             await _maybe_await(handler.on_close(channel.close_reason or reason))
+
+
+async def _answer(handler: ChannelHandler, channel: Channel) -> None:
+    """Hand each request to ``on_request``, in order; a failure fails the
+    channel (which ends the messages' loop too) and is raised from
+    :meth:`ChannelHandler.serve`."""
+    try:
+        async for request in channel.requests():
+            await _maybe_await(handler.on_request(request))
+    except Exception:
+        channel.connection.close_channel(channel, CloseReason.HANDLER_FAILED)
+        raise
 
 
 async def _maybe_await(result: Awaitable[None] | None) -> None:

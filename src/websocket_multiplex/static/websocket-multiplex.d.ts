@@ -55,6 +55,58 @@ export interface MultiplexQueueOptions {
    * closes. A number >= 0, or the constructor throws TypeError.
    */
   maxQueue?: number;
+  /**
+   * Requests in flight per channel (past it request() rejects 429 at once),
+   * and the service's requests not answered yet (past it the service's
+   * next one is answered 429). Default 64.
+   */
+  maxOutstandingRequests?: number;
+}
+
+/** Options of channel.request(). */
+export interface MultiplexRequestOptions {
+  /** Milliseconds to wait for the reply: default 10000; Infinity for none. */
+  timeout?: number;
+}
+
+/**
+ * Why a request got no reply, as the `name` of the Error it rejects with:
+ * - "RequestFailedError": code 400 (or the service's own) refused, 429 too
+ *   many requests in flight, 500 the service's handler failed, 501 it
+ *   answers no requests, 502 the connection was replaced without resuming
+ *   its session (it may or may not have been answered);
+ * - "RequestTimeoutError": code 504, no reply within the timeout;
+ * - "ChannelClosedError": the channel closed first (code and reason of its
+ *   close event);
+ * - "RequestsNotSupportedError": the connection has no resumable session
+ *   (the original server, {resume: false}, a plain socket): nothing was sent.
+ */
+export interface MultiplexRequestError extends Error {
+  name:
+    | "RequestFailedError"
+    | "RequestTimeoutError"
+    | "ChannelClosedError"
+    | "RequestsNotSupportedError";
+  code: number;
+  /** The answerer's words, or what happened. */
+  text: string;
+}
+
+/** A request from the service, given to channel.onrequest: answer it once. */
+export interface MultiplexRequest {
+  readonly channel: MultiplexChannel;
+  /** The service's id for it. */
+  readonly id: string;
+  readonly data: string;
+  /** Whether reply() or fail() was called. */
+  readonly answered: boolean;
+  /** Answer with `data`; nothing is sent once the channel is closed. */
+  reply(data: string): void;
+  /**
+   * Answer with an error: the service's request raises RequestFailed with
+   * `code` (three digits, default 400) and `text`.
+   */
+  fail(text: string, code?: number): void;
 }
 
 /** Options with a plain socket: it never reconnects. */
@@ -254,6 +306,14 @@ export declare class MultiplexChannel {
   readonly positions: { readonly [group: string]: MultiplexPosition };
   /** Members joining and leaving shared groups: see MultiplexPresenceEvent. */
   onpresence: ((this: MultiplexChannel, event: MultiplexPresenceEvent) => unknown) | null;
+  /**
+   * Answers the service's requests: call request.reply() or fail(), or
+   * return a Promise of the reply. Throwing (or rejecting) answers 500;
+   * with no handler, each request is answered 501 at once.
+   */
+  onrequest:
+    | ((this: MultiplexChannel, request: MultiplexRequest) => unknown)
+    | null;
 
   addEventListener<K extends keyof MultiplexChannelEventMap>(
     type: K,
@@ -273,6 +333,13 @@ export declare class MultiplexChannel {
    * sent) when the multiplexer already queues `maxQueue` messages.
    */
   send(data: string): void;
+  /**
+   * Send the service a request; resolves with its reply, matched by id.
+   * Rejects with a MultiplexRequestError (see there). Only on a resumable
+   * session with our server; made before the server answered the offer, it
+   * waits for the answer.
+   */
+  request(data: string, options?: MultiplexRequestOptions): Promise<string>;
   /**
    * Close the channel (sends `uns`); "close" fires asynchronously. code and
    * reason only appear in this channel's close event.

@@ -90,6 +90,33 @@
  *
  *     ann.onpresence = function (e) { showWhoIsHere(e.group, e.members); };
  *
+ * Requests both ways (docs/PROTOCOL-EXTENSIONS.md, section 5), on a
+ * resumable session with our server only:
+ *
+ *     const total = await cart.request("total", {timeout: 5000});
+ *     cart.onrequest = function (request) { request.reply(confirm(request.data) ? "yes" : "no"); };
+ *
+ * - channel.request(data, {timeout}) returns a Promise of the service's
+ *   reply (timeout in ms, default 10000; Infinity for none). Replies are
+ *   matched by id, whatever their order. It rejects with an Error whose
+ *   name says what happened and whose code is a number:
+ *   "RequestFailedError" (code 400 or the service's own: it refused; 429
+ *   maxOutstandingRequests in flight on this channel, at once, or the
+ *   server's bound; 500 the service's handler failed; 501 it answers no
+ *   requests; 502 the connection was replaced without resuming its
+ *   session: it may or may not have been answered), "RequestTimeoutError"
+ *   (504), "ChannelClosedError" (the channel closed first; code and reason
+ *   those of its close event), and "RequestsNotSupportedError" without
+ *   sending anything when the connection has no session: the original
+ *   server, {resume: false}, a plain socket. A request made before the
+ *   server answered the offer waits for the answer.
+ * - channel.onrequest = function (request) {...} answers the service's
+ *   requests: request.data, request.reply(text), request.fail(text, code
+ *   = 400), once each. A handler that returns a Promise may resolve it
+ *   with the reply instead; one that throws (or rejects) answers 500.
+ *   Without an onrequest handler a request is answered 501 at once, so
+ *   the service does not wait for nothing.
+ *
  * Queued sends are bounded. Options (with a socket or a function):
  *
  *     new WebSocketMultiplex(sock, {maxQueue: 1000});
@@ -99,6 +126,8 @@
  *   together while they wait for a socket: before the first open, during a
  *   reconnection gap, and after a 1001 notice. A queued message leaves the
  *   count when it goes on the wire or its channel closes.
+ * - maxOutstandingRequests (default 64): requests in flight per channel,
+ *   and the service's requests this page has not answered yet.
  * - When the queue is full, send() throws an Error named "QueueFullError"
  *   (its message says the queue is full and the connection is down) and
  *   that message is not queued; the ones queued before are kept and still
@@ -251,6 +280,77 @@ function queueFull(limit) {
                           "down; this message was not sent");
   error.name = "QueueFullError";
   return error;
+}
+
+// Request/reply (docs/PROTOCOL-EXTENSIONS.md, section 5).
+const REQUEST_TIMEOUT = 10000;     // ms a request waits for its reply by default
+const MAX_OUTSTANDING_DEFAULT = 64;
+
+function requestError(name, code, text) {
+  const error = new Error("websocket-multiplex: request failed: " + String(code) +
+                          " " + text);
+  error.name = name;
+  error.code = code;
+  error.text = text;
+  return error;
+}
+
+// Validate a count option: a number >= 0 (Infinity: no bound).
+function countLimit(option, name, fallback) {
+  if (option === undefined) {
+    return fallback;
+  }
+  if (typeof option !== "number" || !(option >= 0)) {
+    throw new TypeError("websocket-multiplex: " + name + " must be a number >= 0, not " +
+                        String(option));
+  }
+  return option;
+}
+
+// "<id>,<rest>" of a req/rep/rer payload, or null for an id that is not
+// 1 to 16 digits.
+function parseRequestId(payload) {
+  const match = /^(\d{1,16})(?:,([\s\S]*))?$/.exec(payload);
+  if (match === null) {
+    return null;
+  }
+  return { id: match[1], rest: match[2] === undefined ? "" : match[2] };
+}
+
+/**
+ * A request from the service (channel.onrequest gets it): answer it once,
+ * with reply(text) or fail(text, code).
+ */
+class MultiplexRequest {
+  constructor(channel, id, data) {
+    this.channel = channel;
+    this.id = id;
+    this.data = data;
+    this.answered = false;
+  }
+
+  reply(data) {
+    this._answer("rep," + this.channel.topic + "," + this.id + "," + String(data));
+  }
+
+  fail(text, code) {
+    const number = code === undefined ? 400 : code;
+    if (!(Number.isInteger(number) && number >= 100 && number <= 999)) {
+      throw new TypeError("websocket-multiplex: a request's error code has three " +
+                          "digits, not " + String(code));
+    }
+    this._answer("rer," + this.channel.topic + "," + this.id + "," + String(number) +
+                 " " + String(text === undefined ? "" : text));
+  }
+
+  _answer(frame) {
+    if (this.answered) {
+      throw new Error("websocket-multiplex: request " + this.id + " was answered " +
+                      "already: answer each request once");
+    }
+    this.answered = true;
+    this.channel._answer(this, frame);
+  }
 }
 
 // Full jitter: a random delay below the exponential ceiling.
@@ -526,10 +626,101 @@ class MultiplexChannel extends MultiplexEventTarget {
     this.topic = topic;
     this._positions = new Map();  // group -> [epoch, offset] of its last message
     this.readyState = CONNECTING;
-    this._queue = [];          // messages sent while not subscribed
+    this._queue = [];          // frames (msg, req) sent while not subscribed
     this._subscribed = false;  // "sub" is on the wire of the current socket
     this._notice = null;       // the server's "err" notice, until its "uns"
     this._members = new Map(); // group -> Set of member ids, from "prs" frames
+    this.onrequest = null;     // answers the service's requests
+    this._pending = new Map(); // request id -> {resolve, reject, timer}
+    this._owed = new Set();    // ids of the service's requests not answered
+    this._epoch = 0;           // the session the owed ones came in
+    this._closeDetails = null; // its close event's code and reason, once closed
+  }
+
+  /**
+   * Send the service a request: a Promise of its reply (see the header).
+   * options.timeout in ms (default 10000; Infinity: none).
+   */
+  request(data, options) {
+    if (isBinary(data)) {
+      return Promise.reject(new TypeError("websocket-multiplex channels carry text only"));
+    }
+    const text = String(data);
+    const given = options == null ? undefined : options.timeout;
+    const timeout = given === undefined ? REQUEST_TIMEOUT : given;
+    if (typeof timeout !== "number" || !(timeout >= 0)) {
+      return Promise.reject(new TypeError(
+        "websocket-multiplex: timeout must be a number of ms >= 0, not " + String(given)));
+    }
+    const that = this;
+    return new Promise(function (resolve, reject) {
+      const entry = { resolve: resolve, reject: reject, timer: null, id: null };
+      if (timeout !== Infinity) {
+        entry.timer = setTimeout(function () {
+          that._settle(entry, requestError("RequestTimeoutError", 504,
+                                           "no reply within " + String(timeout) + " ms"));
+        }, timeout);
+      }
+      that._multiplexer._whenRequestsKnown(function (error) {
+        that._ask(entry, text, error);
+      });
+    });
+  }
+
+  _ask(entry, text, error) {
+    if (entry.settled) {
+      return;  // timed out while the server's answer to the offer was awaited
+    }
+    if (this.readyState === CLOSING || this.readyState === CLOSED) {
+      return this._settle(entry, this._closedError());
+    }
+    if (error !== null) {
+      return this._settle(entry, error);
+    }
+    const multiplexer = this._multiplexer;
+    if (this._pending.size >= multiplexer._maxOutstanding) {
+      return this._settle(entry, requestError(
+        "RequestFailedError", 429, String(this._pending.size) + " requests outstanding " +
+        "on this channel, the most allowed (maxOutstandingRequests): await some first"));
+    }
+    entry.id = multiplexer._nextRequestId();
+    this._pending.set(entry.id, entry);
+    const frame = "req," + this.topic + "," + entry.id + "," + text;
+    try {
+      if (this._subscribed) {
+        multiplexer._send(frame);
+      } else {
+        multiplexer._reserve();
+        this._queue.push(frame);
+      }
+    } catch (failure) {
+      this._settle(entry, failure);
+    }
+  }
+
+  _settle(entry, error, reply) {
+    if (entry.settled) {
+      return;
+    }
+    entry.settled = true;
+    clearTimeout(entry.timer);
+    if (entry.id !== null) {
+      this._pending.delete(entry.id);
+    }
+    if (error === null) {
+      entry.resolve(reply);
+    } else {
+      entry.reject(error);
+    }
+  }
+
+  _closedError() {
+    const details = this._closeDetails ||
+      { code: 1000, reason: "the channel is closed" };
+    const error = requestError("ChannelClosedError", details.code, details.reason);
+    error.message = "websocket-multiplex: channel " + JSON.stringify(this.name) +
+      " closed with the request in flight: " + String(details.code) + " " + details.reason;
+    return error;
   }
 
   /**
@@ -544,11 +735,12 @@ class MultiplexChannel extends MultiplexEventTarget {
     if (this.readyState === CLOSING || this.readyState === CLOSED) {
       return;  // dropped, as WebSocket.send drops it
     }
+    const frame = "msg," + this.topic + "," + text;
     if (this._subscribed) {
-      this._multiplexer._send("msg," + this.topic + "," + text);
+      this._multiplexer._send(frame);
     } else {
       this._multiplexer._reserve();
-      this._queue.push(text);
+      this._queue.push(frame);
     }
   }
 
@@ -582,8 +774,8 @@ class MultiplexChannel extends MultiplexEventTarget {
   _subscribe() {
     this._subscribed = true;
     this._multiplexer._write("sub," + this.topic);
-    for (const text of this._takeQueue()) {
-      this._multiplexer._write("msg," + this.topic + "," + text);
+    for (const frame of this._takeQueue()) {
+      this._multiplexer._write(frame);
     }
   }
 
@@ -725,6 +917,88 @@ class MultiplexChannel extends MultiplexEventTarget {
     }
   }
 
+  // Every request in flight fails with `error`; the service's unanswered
+  // ones are forgotten (nobody waits for them any more).
+  _failRequests(error) {
+    for (const entry of Array.from(this._pending.values())) {
+      this._settle(entry, error);
+    }
+    this._owed.clear();
+    this._epoch += 1;
+  }
+
+  // A "rep" or "rer" from the service; one for an id not awaited (timed
+  // out) is ignored.
+  _replied(type, payload) {
+    const parsed = parseRequestId(payload);
+    const entry = parsed === null ? undefined : this._pending.get(parsed.id);
+    if (entry === undefined) {
+      return;
+    }
+    if (type === "rep") {
+      this._settle(entry, null, parsed.rest);
+    } else {
+      const notice = parseNotice(parsed.rest);
+      this._settle(entry, requestError("RequestFailedError",
+                                       notice.code === 1011 ? 500 : notice.code,
+                                       notice.reason));
+    }
+  }
+
+  // A "req" from the service: onrequest answers it, or 501 at once.
+  _requested(payload) {
+    const parsed = parseRequestId(payload);
+    if (parsed === null || this._owed.has(parsed.id)) {
+      return;  // malformed, or a copy of one not answered yet
+    }
+    const multiplexer = this._multiplexer;
+    const id = parsed.id;
+    if (this._owed.size >= multiplexer._maxOutstanding) {
+      multiplexer._send("rer," + this.topic + "," + id + ",429 too many requests");
+      return;
+    }
+    this._owed.add(id);
+    const request = new MultiplexRequest(this, id, parsed.rest);
+    request._epoch = this._epoch;
+    const handler = this.onrequest;
+    if (typeof handler !== "function") {
+      request.fail("this channel answers no requests", 501);
+      return;
+    }
+    this._opened();  // a frame can beat the open event's timer
+    let result;
+    try {
+      result = handler.call(this, request);
+    } catch (error) {
+      reportHandlerError(error);
+      if (!request.answered) {
+        request.fail("the page's request handler failed", 500);
+      }
+      return;
+    }
+    if (result && typeof result.then === "function") {
+      result.then(function (value) {
+        if (!request.answered && value !== undefined) {
+          request.reply(value);
+        }
+      }, function (error) {
+        reportHandlerError(error);
+        if (!request.answered) {
+          request.fail("the page's request handler failed", 500);
+        }
+      });
+    }
+  }
+
+  // Called by a MultiplexRequest: send its answer, if anyone still waits.
+  _answer(request, frame) {
+    if (request._epoch !== this._epoch || !this._owed.delete(request.id) ||
+        this.readyState === CLOSING || this.readyState === CLOSED) {
+      return;
+    }
+    this._multiplexer._send(frame);
+  }
+
   // No more frames for this channel: "close" is coming.
   _closing() {
     if (this.readyState !== CLOSED) {
@@ -739,6 +1013,8 @@ class MultiplexChannel extends MultiplexEventTarget {
     }
     this.readyState = CLOSED;
     this._takeQueue();
+    this._closeDetails = details;
+    this._failRequests(this._closedError());
     this.dispatchEvent({
       type: "close",
       code: details.code,
@@ -774,6 +1050,12 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     }
     this._reconnect = this._factory === null ? null : reconnectSettings(reconnect);
     this._maxQueue = queueLimit(options == null ? undefined : options.maxQueue);
+    this._maxOutstanding = countLimit(
+      options == null ? undefined : options.maxOutstandingRequests,
+      "maxOutstandingRequests", MAX_OUTSTANDING_DEFAULT);
+    this._requestIds = 0;        // the last request id given
+    this._requestsOn = false;    // the session carries requests
+    this._requestWaiters = [];   // requests made before the offer was answered
     const resume = options == null || options.resume === undefined ? true : options.resume;
     // Resumable sessions need reconnection (a plain socket never comes back).
     this._session = resume && this._reconnect !== null &&
@@ -884,6 +1166,7 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     if (session !== null && session.on && this._sock.readyState === OPEN) {
       this._sock.send(GOODBYE);
       session.giveUp();  // said once: nothing more is resumed
+      this._requestsChanged(false);
     }
   }
 
@@ -939,6 +1222,7 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     if (answer === null || answer.received === null) {
       // A server that does not resume (any more): the base protocol.
       session.giveUp();
+      this._requestsChanged(false);
       this._unsubscribeAll();
       this._subscribeAll(false, unwritten);
       if (text !== null) {
@@ -952,6 +1236,7 @@ class WebSocketMultiplex extends MultiplexEventTarget {
       // its handlers ended, ours subscribe again as in a base
       // reconnection, and only what never went out is sent again.
       session.restart(answer.token);
+      this._requestsChanged(true);
       this._unsubscribeAll();
       this._subscribeAll(false, unwritten, true);
       return;
@@ -959,6 +1244,7 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     session.adopt(answer.token);  // resumed
     if (!session.acknowledged(answer.received)) {
       session.giveUp();  // it cannot be right: begin afresh, the base way
+      this._requestsChanged(false);
       this._unsubscribeAll();
       this._subscribeAll(false, unwritten);
       return;
@@ -1028,9 +1314,11 @@ class WebSocketMultiplex extends MultiplexEventTarget {
         const answer = parseHello(event.data);
         if (answer !== null && answer.received === 0) {
           session.adopt(answer.token);
+          this._requestsChanged(false);
           return;
         }
         this._writeNow(session.giveUp());  // not a server of ours
+        this._requestsChanged(false);
       } else if (event.data.startsWith("ack,") || event.data.startsWith("hey,")) {
         const match = /^ack,(\d{1,18})$/.exec(event.data);
         if (match !== null && session.acknowledged(Number(match[1]))) {
@@ -1068,6 +1356,65 @@ class WebSocketMultiplex extends MultiplexEventTarget {
       } else {
         this._channels.delete(frame.topic);
         channel._unsubscribedByServer();
+      }
+    } else if (this._requestsOn) {
+      if (frame.type === "req") {
+        channel._requested(frame.payload);
+      } else if (frame.type === "rep" || frame.type === "rer") {
+        channel._replied(frame.type, frame.payload);
+      }
+    }
+  }
+
+  // -- requests (docs/PROTOCOL-EXTENSIONS.md, section 5) ----------------------
+
+  _nextRequestId() {
+    this._requestIds += 1;
+    return String(this._requestIds);
+  }
+
+  // Call `then(error)` once it is known whether the connection carries
+  // requests: error null if it does, else why not.
+  _whenRequestsKnown(then) {
+    const session = this._session;
+    if (session !== null && session.offer === "offered" && this._lastClose === null) {
+      this._requestWaiters.push(then);
+      return;
+    }
+    then(this._requestsOn ? null : this._notSupported());
+  }
+
+  _notSupported() {
+    const why = this._session === null
+      ? "this multiplexer has no resumable session ({resume: false}, or a socket " +
+        "instead of a function that makes one)"
+      : "the server speaks only the base protocol (the original server?)";
+    const error = requestError("RequestsNotSupportedError", 501,
+                               "requests need our server and a resumable session: " +
+                               why + "; send messages instead");
+    error.message = "websocket-multiplex: " + error.text;
+    return error;
+  }
+
+  // The session changed: on (`fresh`: a new one, not resumed), or off.
+  // Requests in flight on a session that is gone fail with 502.
+  _requestsChanged(fresh) {
+    const session = this._session;
+    const on = session !== null && session.on && this._lastClose === null;
+    if (this._requestsOn && (fresh || !on)) {
+      const lost = requestError("RequestFailedError", 502,
+        "the connection was replaced and its session not resumed: the request " +
+        "may or may not have been answered");
+      for (const channel of this._channels.values()) {
+        channel._failRequests(lost);
+      }
+    }
+    this._requestsOn = on;
+    if (session === null || session.offer !== "offered" || this._lastClose !== null) {
+      const waiters = this._requestWaiters;
+      this._requestWaiters = [];
+      for (const then of waiters) {
+        then(on ? null : this._notSupported());
       }
     }
   }
@@ -1149,6 +1496,7 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     for (const channel of channels) {
       channel._closing();
     }
+    this._requestsChanged(false);
     return channels;
   }
 
@@ -1180,6 +1528,7 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     const spilled = session.record(frame);
     if (spilled !== null) {
       this._writeNow(spilled);
+      this._requestsChanged(false);
     } else {
       this._flush();
     }

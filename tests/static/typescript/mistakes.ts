@@ -19,3 +19,7 @@ m.addEventListener("message", () => undefined);
 m.close("going away");
 new WebSocketMultiplex(() => new WebSocket("ws://x"), { maxQueue: "10" });
 new WebSocketMultiplex(new WebSocket("ws://x"), { maxQueue: true });
+m.channel("a").request(42);
+m.channel("a").request("x", { timeout: "5s" });
+m.channel("a").onrequest = (request) => request.data.toFixed();
+m.channel("a").request("x").then((reply) => reply.toFixed());

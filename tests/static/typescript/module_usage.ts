@@ -7,6 +7,8 @@ import DefaultExport, {
   type MultiplexOptions,
   type MultiplexSocketOptions,
   type MultiplexReconnectEvent,
+  type MultiplexRequest,
+  type MultiplexRequestError,
   type MultiplexerReconnectingEvent,
   WebSocketMultiplex,
 } from "../../../src/websocket_multiplex/static/websocket-multiplex.mjs";
@@ -43,3 +45,20 @@ const plain: MultiplexSocketOptions = { maxQueue: 10 };
 new WebSocketMultiplex(new WebSocket("ws://127.0.0.1/x"), plain);
 const bounded: MultiplexOptions = { maxQueue: 100, reconnect: { initialDelay: 100 } };
 new WebSocketMultiplex(() => new WebSocket("ws://127.0.0.1/x"), bounded);
+
+const asking = new WebSocketMultiplex(() => new WebSocket("ws://127.0.0.1/x"), {
+  maxOutstandingRequests: 8,
+});
+const cart = asking.channel("cart");
+cart.onrequest = (request: MultiplexRequest) => {
+  if (request.data === "no") {
+    request.fail("no", 409);
+  } else {
+    request.reply(request.data.toUpperCase());
+  }
+};
+cart.onrequest = () => Promise.resolve("a reply");
+cart
+  .request("total", { timeout: 5000 })
+  .then((reply: string) => console.log(reply.length))
+  .catch((error: MultiplexRequestError) => console.log(error.name, error.code, error.text));
