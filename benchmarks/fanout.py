@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -53,19 +54,31 @@ CONNECT_CONCURRENCY = 50  # handshakes in flight per client process
 class Connection:
     """One SockJS websocket carrying ``chat`` channels, frames by hand."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, channels: int) -> None:
+    def __init__(
+        self, ws: aiohttp.ClientWebSocketResponse, channels: int, extended: bool
+    ) -> None:
         self.ws = ws
         self.topics = ["chat"] + [f"chat#{i}" for i in range(1, channels)]
+        # A client of ours: it offers a session (docs/PROTOCOL-EXTENSIONS.md,
+        # section 3), acknowledges every 32 frames, and gets group messages
+        # as "pub" frames when the broker keeps histories (section 4).
+        self.extended = extended
+        self.frames = 0
+        self.acked = 0
 
     @classmethod
     async def open(
-        cls, http: aiohttp.ClientSession, base: str, channels: int
+        cls,
+        http: aiohttp.ClientSession,
+        base: str,
+        channels: int,
+        extended: bool = False,
     ) -> Connection:
         url = f"{base}/multiplex/000/{uuid.uuid4().hex[:8]}/websocket"
         ws = await http.ws_connect(url.replace("http", "ws", 1), autoping=True)
         if (await ws.receive_str(timeout=10)) != "o":
             raise ConnectionError(f"{url}: not a SockJS session")
-        return cls(ws, channels)
+        return cls(ws, channels, extended)
 
     async def send(self, *messages: str) -> None:
         await self.ws.send_str(json.dumps(messages))
@@ -73,6 +86,8 @@ class Connection:
     async def join(self, room: str) -> None:
         """Open every channel and join ``room`` on each; wait for the answers."""
         frames = [f for t in self.topics for f in (f"sub,{t}", f"msg,{t},/join {room}")]
+        if self.extended:
+            frames.insert(0, f"hey,r1,{uuid.uuid4().hex}")
         await self.send(*frames)
         joined = 0
         while joined < len(self.topics):
@@ -91,9 +106,17 @@ class Connection:
             if frame.startswith("a"):
                 events = []
                 for text in json.loads(frame[1:]):
+                    if text.startswith(("hey,", "ack,")):  # the session's own
+                        continue
+                    self.frames += 1
                     kind, topic, payload = text.split(",", 2)
                     if kind == "msg":
                         events.append((topic, json.loads(payload)))
+                    elif kind == "pub":  # group, epoch, offset, then the message
+                        events.append((topic, json.loads(payload.split(",", 3)[3])))
+                if self.extended and self.frames - self.acked >= 32:
+                    self.acked = self.frames
+                    await self.send(f"ack,{self.frames}")
                 return events
             if frame.startswith("c"):
                 raise ConnectionError(f"the server closed the session: {frame}")
@@ -132,9 +155,10 @@ class Subscribers:
     channel has M messages of it, or after T seconds.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, extended: bool = False) -> None:
         self.phases: dict[str, Phase] = {}
         self.channels = 0
+        self.extended = extended
 
     async def run(
         self, bases: list[str], connections: int, per: int, room: str
@@ -147,7 +171,8 @@ class Subscribers:
 
             async def joined(i: int) -> Connection:
                 async with limit:
-                    connection = await Connection.open(http, bases[i % len(bases)], per)
+                    base = bases[i % len(bases)]
+                    connection = await Connection.open(http, base, per, self.extended)
                     await connection.join(room)
                     return connection
 
@@ -341,14 +366,23 @@ def percentile(values: list[int], fraction: float) -> float:
     return values[min(len(values) - 1, int(fraction * len(values)))] / 1000
 
 
-async def scenario(args: argparse.Namespace, broker: str, subscribers: int) -> Result:
-    """Start the workers and the subscriber processes, then measure."""
+async def scenario(
+    args: argparse.Namespace, broker: str, subscribers: int, history: int | None = None
+) -> Result:
+    """Start the workers and the subscriber processes, then measure.
+
+    ``history``: the workers' ``--history-size``, and subscribers that are
+    clients of ours (the extended protocol); ``None``: the defaults and
+    base-protocol subscribers."""
     workers = 2 if broker == "redis" else 1
     connections = max(1, subscribers // args.per_connection)
     per = subscribers // connections
     result = Result(broker, workers, connections * per, connections)
     ports = [free_port() for _ in range(workers)]
     redis = ["--redis-url", args.redis_url] if broker == "redis" else []
+    if history is not None:
+        redis += ["--history-size", str(history)]
+        result.broker += f" history {history}"
     worker_commands = [
         [sys.executable, str(CHAT_SERVER), "--port", str(port), *redis]
         for port in ports
@@ -358,7 +392,7 @@ async def scenario(args: argparse.Namespace, broker: str, subscribers: int) -> R
     client_commands = [
         [sys.executable, __file__, "--role", "subscribers", "--room", room,
          "--bases", ",".join(bases), "--connections", str(share),
-         "--per-connection", str(per)]
+         "--per-connection", str(per), *(["--extended"] if history is not None else [])]
         for share in split(connections, args.client_processes) if share
     ]  # fmt: skip
     async with (
@@ -451,11 +485,16 @@ async def benchmark(args: argparse.Namespace) -> int:
     started_at = time.monotonic()
     for broker in brokers:
         for subscribers in args.subscribers:
+            if args.history_pairs:
+                results += await history_pairs(args, broker, subscribers)
+                continue
             print(
                 f"{broker}: {subscribers:,} subscribers…", file=sys.stderr, flush=True
             )
             results.append(await scenario(args, broker, subscribers))
     print(table(results))
+    if args.history_pairs:
+        print(history_ratios(results))
     print(f"({time.monotonic() - started_at:.0f} s; {os.cpu_count()} cores)")
     lost = [r for r in results if r.lost]
     for r in lost:
@@ -464,6 +503,45 @@ async def benchmark(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1 if lost else 0
+
+
+async def history_pairs(
+    args: argparse.Namespace, broker: str, subscribers: int
+) -> list[Result]:
+    """Without a history, then with one (alternating which goes first),
+    ``args.history_pairs`` times; subscribers are clients of ours."""
+    results = []
+    for i in range(args.history_pairs):
+        sizes = (0, 1000) if i % 2 == 0 else (1000, 0)
+        for size in sizes:
+            print(
+                f"{broker}: {subscribers:,} subscribers, history {size}, "
+                f"pair {i + 1}/{args.history_pairs}…",
+                file=sys.stderr,
+                flush=True,
+            )
+            results.append(await scenario(args, broker, subscribers, size))
+    return results
+
+
+def history_ratios(results: Sequence[Result]) -> str:
+    """Per broker and size: with / without a history, for each pair (the
+    median first)."""
+    lines = ["deliveries/s with a history / without (median of the pairs):"]
+    groups: dict[tuple[str, int], dict[int, list[float]]] = {}
+    for r in results:
+        base, _, size = r.broker.rpartition(" history ")
+        pairs = groups.setdefault((base, r.subscribers), {0: [], 1000: []})
+        pairs[int(size)].append(r.deliveries_per_s)
+    for (base, subscribers), pairs in groups.items():
+        ratios = [w / wo for w, wo in zip(pairs[1000], pairs[0], strict=False) if wo]
+        if ratios:
+            shown = ", ".join(f"{x:.2f}" for x in ratios)
+            lines.append(
+                f"  {base}, {subscribers:,} subscribers: "
+                f"{statistics.median(ratios):.2f}x ({shown})"
+            )
+    return "\n".join(lines)
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -499,11 +577,19 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         help="default: $REDIS_URL or %(default)s",
     )
+    parser.add_argument(
+        "--history-pairs",
+        type=int,
+        default=0,
+        help="instead: each scenario without and with group histories, this "
+        "many pairs, subscribers speaking our extended protocol",
+    )
     # The subscriber processes this script starts:
     parser.add_argument("--role", choices=["subscribers"], help=argparse.SUPPRESS)
     parser.add_argument("--room", help=argparse.SUPPRESS)
     parser.add_argument("--bases", help=argparse.SUPPRESS)
     parser.add_argument("--connections", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--extended", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.short:
         args.subscribers, args.deliveries = [100], 2_000
@@ -514,7 +600,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     if args.role == "subscribers":
-        subscribers = Subscribers()
+        subscribers = Subscribers(args.extended)
         asyncio.run(
             subscribers.run(
                 args.bases.split(","), args.connections, args.per_connection, args.room

@@ -60,7 +60,7 @@ from websocket_multiplex.adapters.aiohttp import (
     add_sockjs_endpoint,
     run_app,
 )
-from websocket_multiplex.fanout import Broker, BrokerUnavailable
+from websocket_multiplex.fanout import Broker, BrokerUnavailable, InMemoryBroker
 
 MAX_ROOM: Final = 64  # characters in a room name
 MAX_NICK: Final = 32
@@ -199,7 +199,7 @@ def chat_app(
     return app
 
 
-def redis_broker(url: str) -> Broker:
+def redis_broker(url: str, history_size: int = 1000) -> Broker:
     """A RedisBroker, imported only when asked for (it needs ``redis``)."""
     try:
         from websocket_multiplex.fanout.redis import RedisBroker
@@ -208,7 +208,7 @@ def redis_broker(url: str) -> Broker:
             f"--redis-url needs redis-py: pip install 'websocket-multiplex[redis]' "
             f"({exc})"
         ) from None
-    return RedisBroker(url=url)
+    return RedisBroker(url=url, history_size=history_size)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -226,6 +226,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="sockjs-client 1.x for the page: a URL or a local file "
         "(default: the jsDelivr CDN)",
     )
+    parser.add_argument(
+        "--history-size",
+        type=int,
+        default=1000,
+        help="messages each room keeps for members that come back "
+        "(docs/PROTOCOL-EXTENSIONS.md, section 4); 0 keeps none "
+        "(default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if "://" not in args.sockjs_url and not Path(args.sockjs_url).is_file():
         parser.error(f"--sockjs-url {args.sockjs_url!r} is neither a URL nor a file")
@@ -234,13 +242,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     worker = f"{args.host}:{args.port}"
-    broker = redis_broker(args.redis_url) if args.redis_url else None
+    broker = (
+        redis_broker(args.redis_url, args.history_size)
+        if args.redis_url
+        else InMemoryBroker(history_size=args.history_size)
+    )
     app = chat_app(
         chat_server(broker=broker, worker=worker), sockjs_url=args.sockjs_url
     )
     ready = (
         f"chat: listening on http://{worker}/ (pid {os.getpid()}, "
-        f"rooms {'in Redis' if broker else 'in memory'})"
+        f"rooms {'in Redis' if args.redis_url else 'in memory'})"
     )
     # Not web.run_app: this one lets the channels say goodbye while the
     # worker still listens, so polling clients hear it too.
