@@ -52,14 +52,26 @@ class RedisBroker:
     see the other processes.
 
     **Publishes during an outage** are buffered, up to ``outage_buffer``
-    messages, and sent in order once Redis is back; messages published by
-    other processes during the outage are lost for this one (Redis pub/sub
-    keeps nothing). When the buffer is full, :meth:`publish` raises
+    messages, and sent in order once Redis is back. Messages published by
+    other processes during the outage come to this one from the groups'
+    histories once it is back (see below); without a history
+    (``history_size=0``) they are lost for it. When the buffer is full, :meth:`publish` raises
     ``BrokerUnavailable`` and the message is *not* published. The policy is
     to fail loudly rather than drop silently: the caller knows which
     message was refused and can tell its client, retry or drop it; memory
     stays bounded. The messages of a pipeline cut by the outage are sent
     again, so a message published just as Redis fails may arrive twice.
+
+    **Histories** (docs/PROTOCOL-EXTENSIONS.md, section 4): each publish
+    is also kept in a stream per group, trimmed to ``history_size``
+    messages, none replayed once older than ``history_age`` seconds (both
+    keys of a group expire that long after its last publish). A handler
+    that joins a group for a client of ours that lost its session replays
+    what that client missed (:meth:`history`); a process back from an
+    outage delivers what its groups published meanwhile before the live
+    messages, once each, and logs a warning for what the history no longer
+    held. Publishing is one Lua script (count, append, publish), so Redis
+    6.2 or later, and an ACL allowing ``EVALSHA``.
 
     **Presence** lives in a sorted set per group (see
     :mod:`~websocket_multiplex.fanout.redis.presence`). Entries expire
