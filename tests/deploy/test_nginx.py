@@ -24,7 +24,8 @@ import aiohttp
 import pytest
 from playwright.async_api import Page
 
-from websocket_multiplex import ChannelGap, MultiplexServer
+from websocket_multiplex import ChannelGap, GroupGap, MultiplexServer
+from websocket_multiplex.asyncio.client import ClientChannel
 from websocket_multiplex.client import connect
 from websocket_multiplex.fanout.redis import RedisBroker
 
@@ -150,7 +151,10 @@ async def test_a_client_whose_worker_dies_mid_stream_misses_no_publish(
                 pid = (await ask(chat, "/whoami", "whoami"))["pid"]
                 room = new_room()
                 await ask(chat, f"/join {room}", "joined")
-                streaming = asyncio.create_task(publish_numbers(publisher, room, count))
+                # At a pace that outlasts the client's move to the other worker.
+                streaming = asyncio.create_task(
+                    publish_numbers(publisher, room, 1, count, pace=0.005)
+                )
                 got: list[int] = []
                 while len(got) < count:
                     try:
@@ -171,13 +175,71 @@ async def test_a_client_whose_worker_dies_mid_stream_misses_no_publish(
     assert channel.gaps == 1 and channel.group_gaps == 0
 
 
-async def publish_numbers(publisher: MultiplexServer, room: str, count: int) -> None:
-    """What a script publishing to a room does, at a pace that outlasts the
-    client's move to the other worker."""
-    for n in range(1, count + 1):
+async def test_a_client_whose_worker_dies_past_the_room_s_history_gets_a_gap(
+    tmp_path: Path,
+) -> None:
+    """The same with rooms that keep 5 messages, and 20 published while
+    the client cannot reconnect: it learns that it lost some (a GroupGap),
+    then gets the 5 the room kept, then the live ones."""
+    redis_url = require_redis()
+    args = ["--redis-url", redis_url, "--history-size", "5"]
+    with (
+        chat_workers(2, *args, logs=tmp_path) as started,
+        nginx(tmp_path / "nginx", [f"127.0.0.1:{p}" for p, _ in started]) as url,
+    ):
+        port = urlsplit(url).port
+        assert port is not None
+        # The publisher trims the streams: every process the same size.
+        publisher = MultiplexServer(broker=RedisBroker(redis_url, history_size=5))
+        async with Proxy(port) as cutter:
+            client = await connect(cutter_url(url, cutter), reconnect=FAST)
+            channel = await client.channel("chat", report_gaps=True)
+            chat = WebSocketChat(client, channel)
+            try:
+                async with asyncio.timeout(60):
+                    pid = (await ask(chat, "/whoami", "whoami"))["pid"]
+                    room = new_room()
+                    await ask(chat, f"/join {room}", "joined")
+                    await publish_numbers(publisher, room, 1, 3)
+                    assert await numbers_in(channel, room, 3) == [1, 2, 3]
+                    cutter.cut()  # and hold the client off meanwhile
+                    os.kill(pid, signal.SIGKILL)
+                    await publish_numbers(publisher, room, 4, 23)
+                    cutter.restore()
+                    with pytest.raises(ChannelGap) as gap:
+                        await channel.receive(5)
+                    assert type(gap.value) is ChannelGap  # its session died
+                    await channel.send(f"/join {room}")
+                    with pytest.raises(GroupGap):
+                        await channel.receive(5)
+                    assert await numbers_in(channel, room, 5) == list(range(19, 24))
+                    await publish_numbers(publisher, room, 24, 24)
+                    assert await numbers_in(channel, room, 1) == [24]
+                    assert (await ask(chat, "/whoami", "whoami"))["pid"] != pid
+            finally:
+                await publisher.close()
+                await client.close()
+
+
+async def numbers_in(channel: ClientChannel, room: str, count: int) -> list[int]:
+    """The next ``count`` numbers the script published to ``room``."""
+    got = []
+    while len(got) < count:
+        event = json.loads(await channel.receive(5))
+        if event["type"] == "message" and event["room"] == room:
+            got.append(int(event["text"]))
+    return got
+
+
+async def publish_numbers(
+    publisher: MultiplexServer, room: str, first: int, last: int, pace: float = 0.0
+) -> None:
+    """What a script publishing to a room does, a ``pace`` (seconds) apart."""
+    for n in range(first, last + 1):
         message = {"type": "message", "room": room, "from": "script", "text": str(n)}
         await publisher.publish(room, json.dumps(message))
-        await asyncio.sleep(0.005)
+        if pace:
+            await asyncio.sleep(pace)
 
 
 async def test_xhr_polling_sessions_stay_on_their_worker(

@@ -71,9 +71,25 @@ async def test_rooms_recover_after_redis_restarts_without_restarting_workers(
                     error = await ask(chat, "/who", "error")
                     assert "unavailable" in error["text"], error
                     assert (await ask(chat, "/whoami", "whoami"))["pid"] == pid
+                # Said while Redis is down: buffered by each worker (within
+                # outage_buffer), and heard by everyone once it is back,
+                # whichever worker subscribes again first: what a worker
+                # published before the other was back comes to the other
+                # from the room's history (a new one: Redis restarted empty).
+                during = [f"during: {i}" for i in range(len(chats))]
+                for chat, line in zip(chats, during, strict=True):
+                    await chat.send(line)
 
                 await redis.start()
-                await asyncio.gather(*(until_present(chat, 4) for chat in chats))
+                heard: list[list[str]] = [[] for _ in chats]
+                await asyncio.gather(
+                    *(until_present(c, 4, h) for c, h in zip(chats, heard, strict=True))
+                )
+                for i, chat in enumerate(chats):
+                    while len(heard[i]) < len(chats) - 1:
+                        heard[i].append((await expect(chat, "message"))["text"])
+                    others = [line for j, line in enumerate(during) if j != i]
+                    assert sorted(heard[i]) == others, heard[i]
                 await everyone_hears_everyone(chats, "after")
                 await publish_from_a_script(redis.url, room, "from a script")
                 for chat in chats:
@@ -106,20 +122,24 @@ async def everyone_hears_everyone(chats: Sequence[Chat], tag: str) -> None:
                 assert (await expect(other, "message"))["text"] == line
 
 
-async def until_present(chat: Chat, count: int) -> None:
+async def until_present(chat: Chat, count: int, heard: list[str]) -> None:
     """Ask ``/who`` until it counts ``count`` members.
 
     Each worker answers once it has reconnected (before, an error): the
     count it gives includes the other worker's members once that one has
     subscribed again and registered them, so ``count`` from every chat
     means both workers are back. There is nothing to await from here but
-    the answers: ask again, a bounded number of times.
+    the answers: ask again, a bounded number of times. Room messages that
+    come meanwhile go to ``heard``.
     """
     answers: list[dict[str, Any]] = []
     deadline = time.monotonic() + RECOVERY_TIMEOUT
     while time.monotonic() < deadline:
         await chat.send("/who")
         answer: dict[str, Any] = json.loads(await chat.receive(timeout=5))
+        while answer["type"] == "message":
+            heard.append(answer["text"])
+            answer = json.loads(await chat.receive(timeout=5))
         answers.append(answer)
         if answer["type"] == "presence" and answer["count"] == count:
             return
