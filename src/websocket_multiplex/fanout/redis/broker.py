@@ -55,12 +55,13 @@ class RedisBroker:
     messages, and sent in order once Redis is back. Messages published by
     other processes during the outage come to this one from the groups'
     histories once it is back (see below); without a history
-    (``history_size=0``) they are lost for it. When the buffer is full, :meth:`publish` raises
-    ``BrokerUnavailable`` and the message is *not* published. The policy is
-    to fail loudly rather than drop silently: the caller knows which
-    message was refused and can tell its client, retry or drop it; memory
-    stays bounded. The messages of a pipeline cut by the outage are sent
-    again, so a message published just as Redis fails may arrive twice.
+    (``history_size=0``) they are lost for it. When the buffer is full,
+    :meth:`publish` raises ``BrokerUnavailable`` and the message is *not*
+    published. The policy is to fail loudly rather than drop silently: the
+    caller knows which message was refused and can tell its client, retry
+    or drop it; memory stays bounded. The messages of a pipeline cut by the
+    outage are sent again, so a message published just as Redis fails may
+    arrive twice.
 
     **Histories** (docs/PROTOCOL-EXTENSIONS.md, section 4): each publish
     is also kept in a stream per group, trimmed to ``history_size``
