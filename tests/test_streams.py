@@ -85,7 +85,7 @@ def test_the_server_takes_positions_only_on_the_extended_protocol() -> None:
     frame = "pos,chat,room,e1,7"
     assert server.receive(frame) is None  # a base client: unknown type
     assert server.counters.invalid_frames == 1
-    server.extended = True
+    server.take_requests()  # what a session does: the extensions are on
     assert server.receive(frame) == PositionPresented("chat", "room", "e1", "7")
     assert server.receive("pos,chat,room,e1") is None
     assert server.counters.invalid_frames == 2

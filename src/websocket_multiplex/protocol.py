@@ -103,11 +103,15 @@ class ServerProtocol:
         # subscribe_rate per second, subscribe_burst deep.
         self._subscribes = TokenBucket(limits.subscribe_rate, limits.subscribe_burst)
         self.counters = ProtocolCounters()
-        self.extended = False
-        """The client negotiated our extensions (its session is on): it may
-        present group positions, and group messages go as ``pub``."""
         self.requests: RequestBook | None = None
         """Requests both ways, once :meth:`take_requests` is called."""
+
+    @property
+    def extended(self) -> bool:
+        """The client negotiated our extensions (its session is on,
+        :meth:`take_requests` was called): it may present group positions,
+        make requests, and group messages go as ``pub``."""
+        return self.requests is not None
 
     def take_requests(self) -> RequestBook:
         """The client takes part in the extensions (it opened a resumable

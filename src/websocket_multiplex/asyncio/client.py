@@ -66,6 +66,8 @@ __all__ = [
 
 logger = logging.getLogger("websocket_multiplex.client")
 
+_PRS_FRAME = f"{PRS},"
+
 MAX_POSITIONS = 256
 """Groups whose position one channel keeps (the server's default
 ``Limits.max_stream_positions``); a further group's is not kept."""
@@ -920,7 +922,7 @@ class MultiplexClient:
                     await self._send_control(ack)
                 else:
                     self._ack_later()
-            if text.startswith(PRS + ","):  # only on a session: section 6
+            if text.startswith(_PRS_FRAME):  # only on a session: section 6
                 self._presence_frame(text)
                 return
         event = self._protocol.receive(text)

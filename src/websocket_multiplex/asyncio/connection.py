@@ -502,8 +502,7 @@ class Connection:
                 session.owner.expire(CloseReason.NOT_RESUMED)  # nobody can
         session = sessions.open(self._own_carrier, self, proposed)
         self._session = session
-        self._protocol.extended = True
-        self._protocol.take_requests()
+        self._protocol.take_requests()  # every extension is on
         self.transport = session.carrier
         self._outbox.reroute(session.carrier)
         self._outbox.put(session.welcome())
