@@ -379,3 +379,21 @@ async def test_a_flood_of_dropped_sessions_stays_bounded_and_others_are_served()
     assert server.sessions is not None
     assert server.sessions.detached_count == 20
     assert len(server.connections) == 21  # the detached ones and the control
+
+
+async def test_presented_positions_are_bounded_and_others_are_served() -> None:
+    """A client may present group positions (``pos``, section 4) that no
+    join ever uses: past ``max_stream_positions`` they are dropped and
+    counted, and another client is served all the while."""
+    limits = Limits(max_stream_positions=16)
+    server, _ = echo_server(limits)
+    hostile = await session_on(server, "hostile")
+    for n in range(1000):
+        hostile.connection.receive(f"pos,echo,g{n},pGJXikYw,{n + 1}")
+    counters = hostile.connection.counters
+    assert counters.limits_hit["max_stream_positions"] == 1000 - 16
+    control = await session_on(server, "control")
+    await control.send("sub,echo")
+    await control.send("msg,echo,still served")
+    got = await frames(control, 1)
+    assert got == ["msg,echo,still served"]
