@@ -161,12 +161,17 @@ def has_records(*wanted: dict[str, Any]) -> Callable[[list[dict[str, Any]]], boo
 # -- pipe mode -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["sockjs", "websocket"])
+def transport_of(kind: str) -> list[str]:
+    """The CLI arguments that choose the carrier for ``kind``."""
+    return ["--transport", "xhr-polling"] if kind == "xhr-polling" else []
+
+
+@pytest.mark.parametrize("kind", ["sockjs", "xhr-polling", "websocket"])
 async def test_one_channel_gets_every_line_unchanged(
     server: Server, cli: Start, kind: str
 ) -> None:
-    url = server.sockjs if kind == "sockjs" else server.websocket
-    run = await cli(url, "--channel", "echo", "--wait", "0")
+    url = server.websocket if kind == "websocket" else server.sockjs
+    run = await cli(url, "--channel", "echo", "--wait", "0", *transport_of(kind))
     payloads = ["a,b,,c", "😀 emoji, 日本", "@not a channel", '{"json": [1]}']
     await run.write(*payloads)
     await run.out_until(has(*(f"[echo] {p}" for p in payloads)))
@@ -359,12 +364,12 @@ def node_url(node: NodeServer, kind: str) -> str:
     return node.url if kind == "sockjs" else node.websocket
 
 
-@pytest.mark.parametrize("kind", ["sockjs", "websocket"])
+@pytest.mark.parametrize("kind", ["sockjs", "xhr-polling", "websocket"])
 async def test_original_server_echoes_every_line_unchanged(
     node: NodeServer, cli: Start, kind: str
 ) -> None:
-    url = node_url(node, kind)
-    run = await cli(url, "--channel", "echo", "--wait", "0")
+    url = node_url(node, "sockjs" if kind == "xhr-polling" else kind)
+    run = await cli(url, "--channel", "echo", "--wait", "0", *transport_of(kind))
     await run.write(*PAYLOADS)  # commas, emoji, an empty line, "msg,ann,x"
     await run.out_until(lambda lines: len(lines) == len(PAYLOADS))
     await run.end_input()

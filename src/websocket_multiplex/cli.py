@@ -162,6 +162,13 @@ def add_connect_command(
         "carries on where the connection stopped)",
     )
     parser.add_argument(
+        "--transport",
+        choices=("websocket", "xhr-polling"),
+        default="websocket",
+        help="the SockJS transport for an http(s):// URL: xhr-polling for a "
+        "network that lets no WebSocket through (default: %(default)s)",
+    )
+    parser.add_argument(
         "-H",
         "--header",
         dest="headers",
@@ -397,6 +404,7 @@ async def _session(args: argparse.Namespace, output: Output, interactive: bool) 
             heartbeat=args.heartbeat or None,
             on_state=on_state,
             resume=args.resume,
+            transport=args.transport,
         )
     except Exception as exc:  # any failure to connect is the user's to see
         output.error(f"cannot connect to {args.url}: {connect_failure(exc)}")

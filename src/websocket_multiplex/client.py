@@ -12,20 +12,23 @@
 
 ``ws://`` and ``wss://`` URLs are raw WebSocket endpoints (e.g.
 ``ws://host/multiplex/websocket``); ``http://`` and ``https://`` URLs are
-SockJS endpoints, spoken over SockJS's websocket transport. Works against
-this package's server and the original node server alike.
+SockJS endpoints, spoken over SockJS's websocket transport, or over plain
+HTTP requests with ``transport="xhr-polling"`` (for networks that let no
+WebSocket through). Works against this package's server and the original
+node server alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import string
 from collections import deque
 from collections.abc import Callable, Generator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from .asyncio.client import Backoff, Carrier, ClientState, MultiplexClient
@@ -35,7 +38,19 @@ from .sockjs.frames import OPEN, encode_client_message, parse_server_frame
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["RawWebSocketCarrier", "SockJSCarrier", "connect", "open_carrier"]
+__all__ = [
+    "RawWebSocketCarrier",
+    "SockJSCarrier",
+    "SockJSXhrPollingCarrier",
+    "connect",
+    "open_carrier",
+]
+
+TRANSPORTS: Final = ("websocket", "xhr-polling")
+"""The SockJS transports :func:`open_carrier` speaks."""
+
+CLOSE_FLUSH: Final = 2.0
+"""Seconds an xhr-polling carrier's close waits for what was sent to go out."""
 
 
 class RawWebSocketCarrier:
@@ -115,6 +130,165 @@ class SockJSCarrier(RawWebSocketCarrier):
             raise ConnectionError(f"not a SockJS endpoint: first frame {frame!r}")
 
 
+class SockJSXhrPollingCarrier:
+    """SockJS's xhr-polling transport: each ``POST .../xhr`` answers one
+    frame, each ``POST .../xhr_send`` carries a JSON array of messages.
+
+    :meth:`send` queues; one send request at a time carries what is queued,
+    at most ``max_batch`` characters of messages (a small body gets through
+    a network that cuts long ones, and stays under the server's
+    ``max_message_size``), so that many small sends make few requests.
+    :meth:`send` waits while more than ``max_batch`` characters are queued.
+    A poll or a send that fails, or a request with no answer for
+    ``request_timeout`` seconds (an idle server answers ``h`` every 25 s),
+    ends the carrier: :meth:`receive` returns ``None``, :meth:`send` raises
+    :class:`ConnectionError`. ``close_frame`` is the server's
+    ``c[code,"reason"]``, once one came.
+    """
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        session_url: str,
+        *,
+        query: str = "",
+        headers: Mapping[str, str] | None = None,
+        max_batch: int = 16 * 1024,
+        request_timeout: float = 45.0,
+    ) -> None:
+        import aiohttp
+
+        self._http = http
+        self._url = session_url.rstrip("/")
+        self._query = f"?{query}" if query else ""
+        self._failures = (OSError, TimeoutError, aiohttp.ClientError)
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._headers = dict(headers or {})
+        self._max_batch = max_batch
+        self._pending: deque[str] = deque()  # received, not yet taken
+        self._outgoing: deque[str] = deque()  # to send, in order
+        self._outgoing_size = 0
+        self._room = asyncio.Event()  # set while _outgoing_size <= max_batch
+        self._room.set()
+        self._sender: asyncio.Task[None] | None = None
+        self._ended = False
+        self.close_frame: tuple[int, str] | None = None
+
+    async def open(self) -> None:
+        """The first poll: the server's ``o`` opens the session."""
+        if await self._poll() != OPEN:
+            self._ended = True
+            raise ConnectionError("not a SockJS endpoint: its first frame was no 'o'")
+
+    async def send(self, text: str) -> None:
+        if self._ended:
+            raise ConnectionError("the SockJS session is closed")
+        self._outgoing.append(text)
+        self._outgoing_size += len(text)
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_queued())
+        if self._outgoing_size > self._max_batch:
+            self._room.clear()
+            await self._room.wait()
+            if self._ended:
+                raise ConnectionError("the SockJS session is closed")
+
+    async def _send_queued(self) -> None:
+        """Carry what is queued, one send request after the other."""
+        try:
+            while self._outgoing and not self._ended:
+                body = encode_client_message(self._take_batch()).encode()
+                try:
+                    status = await self._post("xhr_send", body)
+                except self._failures:
+                    status = 0
+                if status not in (200, 204):
+                    # Lost, or refused: the poll may go on, but the session
+                    # is of no use. A resumed session sends it all again.
+                    await self._end()
+        finally:
+            self._sender = None
+
+    def _take_batch(self) -> list[str]:
+        outgoing, size = self._outgoing, 0
+        batch: list[str] = []
+        while outgoing and (not batch or size + len(outgoing[0]) <= self._max_batch):
+            text = outgoing.popleft()
+            batch.append(text)
+            size += len(text)
+        self._outgoing_size -= size
+        if self._outgoing_size <= self._max_batch:
+            self._room.set()
+        return batch
+
+    async def receive(self) -> str | None:
+        while not self._pending:
+            if self._ended:
+                return None
+            try:
+                text = await self._poll()
+                frame = parse_server_frame(text)
+            except (*self._failures, BrokenFraming):
+                self._ended = True
+                return None
+            if frame.kind == "a":
+                self._pending.extend(frame.messages)
+            elif frame.kind == "c":
+                self.close_frame = (frame.code, frame.reason)
+                self._ended = True
+                return None
+        return self._pending.popleft()
+
+    async def close(self) -> None:
+        """Close, once what was sent went out (a goodbye, say), within
+        :data:`CLOSE_FLUSH` seconds."""
+        sender = self._sender
+        if sender is not None and not self._ended:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(sender), CLOSE_FLUSH)
+        await self._end()
+
+    async def _end(self) -> None:
+        self._ended = True
+        self._room.set()  # senders waiting for room raise
+        await self._http.close()  # ends a poll under way
+
+    async def _poll(self) -> str:
+        """One receiving request's frame, without its newline."""
+        async with self._http.post(
+            f"{self._url}/xhr{self._query}",
+            headers=self._headers,
+            timeout=self._timeout,
+        ) as response:
+            if response.status != 200:
+                raise ConnectionError(f"xhr answered {response.status}")
+            body = await response.text(encoding="utf-8", errors="replace")
+        return body.rstrip("\n")
+
+    async def _post(self, path: str, body: bytes) -> int:
+        headers = {**self._headers, "Content-Type": "text/plain;charset=UTF-8"}
+        async with self._http.post(
+            f"{self._url}/{path}{self._query}",
+            data=body,
+            headers=headers,
+            timeout=self._timeout,
+        ) as response:
+            await response.read()
+            return response.status
+
+
+def _sockjs_session_url(base: str, server: str | None = None) -> str:
+    """``http://h/prefix?q`` -> ``http://h/prefix/<server>/<session>`` (the
+    query goes on each request)."""
+    url = urlsplit(base)
+    if server is None:
+        server = new_server_id()
+    session = "".join(random.choices(string.ascii_lowercase + string.digits, k=8))
+    return urlunsplit(
+        (url.scheme, url.netloc, f"{url.path.rstrip('/')}/{server}/{session}", "", "")
+    )
+
+
 def _sockjs_websocket_url(base: str, server: str | None = None) -> str:
     """``http://h/prefix?q`` -> ``ws://h/prefix/<server>/<session>/websocket?q``.
 
@@ -143,8 +317,12 @@ async def open_carrier(
     heartbeat: float | None = 20.0,
     open_timeout: float = 10.0,
     server_id: str | None = None,
+    transport: str = "websocket",
 ) -> Carrier:
     """Open one carrier to ``url`` (see the module docstring for URL kinds).
+
+    ``transport``: the SockJS transport for an ``http(s)://`` URL,
+    ``"websocket"`` or ``"xhr-polling"`` (:class:`SockJSXhrPollingCarrier`).
 
     ``heartbeat`` pings the server every that many seconds and treats a
     missing pong as a dead connection, which is how a cut cable is noticed.
@@ -155,12 +333,13 @@ async def open_carrier(
     """
     import aiohttp
 
+    check_url(url, transport)
     if url.startswith(("http://", "https://")):
+        if transport == "xhr-polling":
+            return await _open_xhr_polling(url, headers, open_timeout, server_id)
         ws_url, sockjs = _sockjs_websocket_url(url, server_id), True
-    elif url.startswith(("ws://", "wss://")):
-        ws_url, sockjs = url, False
     else:
-        raise ValueError(f"{url!r}: use ws(s):// for WebSocket, http(s):// for SockJS")
+        ws_url, sockjs = url, False
     http = aiohttp.ClientSession()
     try:
         async with asyncio.timeout(open_timeout):
@@ -174,14 +353,60 @@ async def open_carrier(
             return carrier
     except aiohttp.ClientConnectorError as exc:
         await http.close()
-        # Its own words name aiohttp's connection key ("ssl:default"), not
-        # why: say where, and the system's reason.
-        os_error = exc.os_error
-        reason = os.strerror(os_error.errno) if os_error.errno else str(os_error)
-        raise ConnectionError(f"{exc.host}:{exc.port}: {reason}") from exc
+        raise _unreachable(exc) from exc
     except BaseException:
         await http.close()
         raise
+
+
+def check_url(url: str, transport: str = "websocket") -> None:
+    """Raise :class:`ValueError`, saying what to write, unless
+    :func:`open_carrier` can open ``transport`` to ``url``."""
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport={transport!r}: use one of {', '.join(TRANSPORTS)}")
+    if url.startswith(("ws://", "wss://")):
+        if transport != "websocket":
+            raise ValueError(
+                f"{url!r}: {transport} is a SockJS transport: give the SockJS "
+                "endpoint's http(s):// URL"
+            )
+    elif not url.startswith(("http://", "https://")):
+        raise ValueError(f"{url!r}: use ws(s):// for WebSocket, http(s):// for SockJS")
+
+
+async def _open_xhr_polling(
+    url: str,
+    headers: Mapping[str, str] | None,
+    open_timeout: float,
+    server_id: str | None,
+) -> SockJSXhrPollingCarrier:
+    import aiohttp
+
+    http = aiohttp.ClientSession()
+    carrier = SockJSXhrPollingCarrier(
+        http,
+        _sockjs_session_url(url, server_id),
+        query=urlsplit(url).query,
+        headers=headers,
+    )
+    try:
+        async with asyncio.timeout(open_timeout):
+            await carrier.open()
+        return carrier
+    except aiohttp.ClientConnectorError as exc:
+        await http.close()
+        raise _unreachable(exc) from exc
+    except BaseException:
+        await http.close()
+        raise
+
+
+def _unreachable(exc: aiohttp.ClientConnectorError) -> ConnectionError:
+    """aiohttp's own words name its connection key ("ssl:default"), not
+    why: say where, and the system's reason."""
+    os_error = exc.os_error
+    reason = os.strerror(os_error.errno) if os_error.errno else str(os_error)
+    return ConnectionError(f"{exc.host}:{exc.port}: {reason}")
 
 
 class connect:  # a class used like a function, as websockets.connect is
@@ -196,7 +421,10 @@ class connect:  # a class used like a function, as websockets.connect is
     ``max_queue`` and ``max_queue_size`` (characters) bound each channel's
     unread messages (and requests), ``max_outstanding_requests`` the
     requests in flight per channel and direction
-    (docs/PROTOCOL-EXTENSIONS.md, section 5). ``on_state`` is
+    (docs/PROTOCOL-EXTENSIONS.md, section 5). ``transport`` is the SockJS
+    transport for an ``http(s)://`` URL: ``"websocket"`` (the default) or
+    ``"xhr-polling"``, for networks that let no WebSocket through (see
+    :func:`open_carrier`). ``on_state`` is
     called with each :class:`ClientState` change and a reason: first
     ``CONNECTING``, and at the end ``CLOSED`` with ``str()`` of
     ``client.disconnection`` (a
@@ -217,7 +445,9 @@ class connect:  # a class used like a function, as websockets.connect is
         on_state: Callable[[ClientState, str], None] | None = None,
         resume: bool = True,
         max_outstanding_requests: int = 64,
+        transport: str = "websocket",
     ) -> None:
+        check_url(url, transport)  # now, not at the first connection
         backoff = Backoff() if reconnect is True else reconnect or None
         server_id = new_server_id()  # the same for every carrier: see open_carrier
 
@@ -228,6 +458,7 @@ class connect:  # a class used like a function, as websockets.connect is
                 heartbeat=heartbeat,
                 open_timeout=open_timeout,
                 server_id=server_id,
+                transport=transport,
             )
 
         self._client = MultiplexClient(

@@ -245,13 +245,17 @@ async def test_a_server_without_resume_ignores_the_hello() -> None:
     assert drain(client) == []
 
 
-async def test_a_goodbye_ends_the_session_with_its_carrier() -> None:
+async def test_a_goodbye_ends_the_session_and_closes_its_carrier() -> None:
+    """The server closes the carrier on a goodbye: that close is how the
+    client knows the goodbye arrived (docs/PROTOCOL-EXTENSIONS.md, 3)."""
     server, ended = echo_server()
     client = await session_on(server)
     await client.send("sub,echo")
     await client.send(GOODBYE)
-    await client.close()
-    assert await item(ended) is CloseReason.CONNECTION_LOST
+    assert await item(ended) is CloseReason.CLIENT_CLOSED
+    while await client.receive() is not None:
+        pass
+    assert client.close_frame == (1000, "goodbye")
     assert server.sessions is not None and len(server.sessions) == 0
 
 
@@ -264,8 +268,11 @@ async def test_a_goodbye_on_a_resumed_carrier_ends_the_connection() -> None:
     await second.send("hey,r1,tok,0")
     assert await frame(second) == "hey,r1,tok,1"
     await second.send(GOODBYE)
+    assert await item(ended) is CloseReason.CLIENT_CLOSED
+    while await second.receive() is not None:
+        pass
+    assert second.close_frame == (1000, "goodbye")
     await second.close()
-    assert await item(ended) is CloseReason.CONNECTION_LOST
     assert server.connections == set()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -53,17 +54,40 @@ def weird_node() -> Iterator[NodeServer]:
     server.stop()
 
 
-@pytest.fixture(params=["sockjs", "websocket"])
-def url(request: pytest.FixtureRequest, node: NodeServer) -> str:
-    return node.url if request.param == "sockjs" else node.websocket
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the client connects, and over which SockJS transport."""
+
+    url: Endpoint
+    transport: str = "websocket"
+
+    def connect(self, **options: Any) -> connect:
+        return connect(self.url, transport=self.transport, **options)
+
+
+@pytest.fixture(params=["sockjs", "xhr-polling", "websocket"])
+def url(request: pytest.FixtureRequest, node: NodeServer) -> Endpoint:
+    if request.param == "websocket":
+        return Endpoint(node.websocket)
+    if request.param == "xhr-polling":
+        return Endpoint(node.url, "xhr-polling")
+    return Endpoint(node.url)
+
+
+async def close_every_connection(node: NodeServer) -> None:
+    """The original closes every connection it has: ours, and maybe an
+    xhr-polling one of an earlier test that it keeps for its
+    disconnect_delay (5 s) after the client stopped polling."""
+    closed = await asyncio.to_thread(node.command, "close")
+    assert closed["closed"] >= 1
 
 
 async def node_event(node: NodeServer, **fields: Any) -> dict[str, Any]:
     return await asyncio.to_thread(node.wait_for, **fields)
 
 
-async def test_the_demo_services(url: str) -> None:
-    async with connect(url, reconnect=False) as client:
+async def test_the_demo_services(url: Endpoint) -> None:
+    async with url.connect(reconnect=False) as client:
         ann, bob = await client.channel("ann"), await client.channel("bob")
         echo = await client.channel("echo")
         assert await ann.receive(TIMEOUT) == "Ann says hi!"
@@ -76,16 +100,16 @@ async def test_the_demo_services(url: str) -> None:
         assert await echo.receive(TIMEOUT) == "ping"
 
 
-async def test_payloads_arrive_unchanged_and_in_order(url: str) -> None:
-    async with connect(url, reconnect=False) as client:
+async def test_payloads_arrive_unchanged_and_in_order(url: Endpoint) -> None:
+    async with url.connect(reconnect=False) as client:
         echo = await client.channel("echo")
         for payload in PAYLOADS:
             await echo.send(payload)
         assert [await echo.receive(TIMEOUT) for _ in PAYLOADS] == PAYLOADS
 
 
-async def test_server_side_close(url: str) -> None:
-    async with connect(url, reconnect=False) as client:
+async def test_server_side_close(url: Endpoint) -> None:
+    async with url.connect(reconnect=False) as client:
         carl = await client.channel("carl")
         async with asyncio.timeout(TIMEOUT):
             assert [m async for m in carl] == ["Carl says goodbye!"]
@@ -116,9 +140,9 @@ async def test_client_close_reaches_the_original(node: NodeServer) -> None:
         assert event["conn"] > 0
 
 
-async def test_unknown_service_is_silently_ignored(url: str) -> None:
+async def test_unknown_service_is_silently_ignored(url: Endpoint) -> None:
     # No err, no uns: the original's way (PROTOCOL.md, "Known limits").
-    async with connect(url, reconnect=False) as client:
+    async with url.connect(reconnect=False) as client:
         nope = await client.channel("nope")
         with pytest.raises(TimeoutError):
             await nope.receive(timeout=0.2)
@@ -128,12 +152,12 @@ async def test_unknown_service_is_silently_ignored(url: str) -> None:
 
 
 async def test_connection_close_closes_every_channel(
-    node: NodeServer, url: str
+    node: NodeServer, url: Endpoint
 ) -> None:
-    async with connect(url, reconnect=False) as client:
+    async with url.connect(reconnect=False) as client:
         ann, echo = await client.channel("ann"), await client.channel("echo")
         assert await ann.receive(TIMEOUT) == "Ann says hi!"
-        assert await asyncio.to_thread(node.command, "close") == {"closed": 1}
+        await close_every_connection(node)
         async with asyncio.timeout(TIMEOUT):
             assert await ann.wait_closed() is CloseReason.CONNECTION_LOST
             assert await echo.wait_closed() is CloseReason.CONNECTION_LOST
@@ -141,13 +165,13 @@ async def test_connection_close_closes_every_channel(
 
 
 async def test_reconnection_resubscribes_on_the_original(
-    node: NodeServer, url: str
+    node: NodeServer, url: Endpoint
 ) -> None:
     states = States()
-    async with connect(url, reconnect=FAST, on_state=states) as client:
+    async with url.connect(reconnect=FAST, on_state=states) as client:
         ann, echo = await client.channel("ann"), await client.channel("echo")
         assert await ann.receive(TIMEOUT) == "Ann says hi!"
-        assert await asyncio.to_thread(node.command, "close") == {"closed": 1}
+        await close_every_connection(node)
         assert await ann.receive(TIMEOUT) == "Ann says hi!"  # subscribed again
         assert client.state is ClientState.OPEN
         assert states.seen == [

@@ -56,8 +56,13 @@ class Served:
     server: MultiplexServer
     streams: dict[str, Stream]
 
+    @property
+    def transport(self) -> str:
+        """The SockJS transport the client speaks to :meth:`url`."""
+        return "xhr-polling" if self.kind == "xhr-polling" else "websocket"
+
     def url(self, port: int) -> str:
-        if self.kind == "sockjs":
+        if self.kind in ("sockjs", "xhr-polling"):
             return f"http://127.0.0.1:{port}/multiplex"
         if self.kind == "websocket":
             return f"ws://127.0.0.1:{port}/multiplex/websocket"
@@ -77,7 +82,7 @@ async def served(
         yield Served(kind, port, server, streams)
 
 
-KINDS = ["websocket", "sockjs", "asgi"]
+KINDS = ["websocket", "sockjs", "xhr-polling", "asgi"]
 
 
 async def receive_all(channel: ClientChannel, count: int) -> list[int]:
@@ -99,7 +104,9 @@ async def test_random_cuts_lose_and_repeat_nothing_either_way(kind: str) -> None
     rng = random.Random(1234)
     async with served(kind, MESSAGES) as at, Proxy(at.port) as proxy:
         proxy.cut_after = lambda: rng.randrange(20_000, 100_000)
-        client = await connect(at.url(proxy.port), reconnect=FAST)
+        client = await connect(
+            at.url(proxy.port), reconnect=FAST, transport=at.transport
+        )
         async with asyncio.timeout(DEADLINE):
             channels = [await client.channel("stream") for _ in range(CHANNELS)]
             sent = [asyncio.create_task(send_all(c, MESSAGES)) for c in channels]
@@ -112,7 +119,10 @@ async def test_random_cuts_lose_and_repeat_nothing_either_way(kind: str) -> None
             for channel in channels:
                 await at.streams[channel.topic].done.wait()
     assert cuts >= 10, "the proxy did not cut often enough to test anything"
-    assert client.resumptions == client.reconnects >= cuts
+    # Over xhr-polling a cut may fall on a pooled connection between two
+    # requests, which the next request replaces unnoticed.
+    least = 10 if at.transport == "xhr-polling" else cuts
+    assert client.resumptions == client.reconnects >= least
     expected = list(range(1, MESSAGES + 1))
     for channel, received in zip(channels, got, strict=True):
         assert received == expected

@@ -27,9 +27,12 @@ INTERRUPTED = 'c[1002,"Connection interrupted"]\n'
 GO_AWAY = 'c[3000,"Go away!"]\n'
 
 
-def make_session(now: float = 0.0) -> Session:
+def make_session(now: float = 0.0, batch_limit: int = 32 * 1024) -> Session:
     return Session(
-        heartbeat_delay=HEARTBEAT_DELAY, disconnect_delay=DISCONNECT_DELAY, now=now
+        heartbeat_delay=HEARTBEAT_DELAY,
+        disconnect_delay=DISCONNECT_DELAY,
+        now=now,
+        batch_limit=batch_limit,
     )
 
 
@@ -465,6 +468,42 @@ def test_close_with_a_polling_holder() -> None:
     assert session.close_delivered
 
 
+def test_a_poll_carries_at_most_batch_limit_characters_of_messages() -> None:
+    """What piled up goes out in frames of batch_limit characters (at least
+    one message each), one per poll, in order."""
+    session = make_session(batch_limit=6)
+    session.attach(poll(), 0.0)  # "o", then it lets go
+    session.send(["aaa", "bbb", "ccc", "dddddddddd", "e"])
+    assert session.attach(poll(), 1.0) == (Attached.HOLDING, 'a["aaa","bbb"]\n')
+    assert session.queued_size == 14
+    assert session.attach(poll(), 2.0) == (Attached.HOLDING, 'a["ccc","dddddddddd"]\n')
+    assert session.attach(poll(), 3.0) == (Attached.HOLDING, 'a["e"]\n')
+    assert session.queued_size == 0
+
+
+def test_a_stream_carries_a_long_queue_in_frames_of_batch_limit() -> None:
+    receiver = stream()
+    session = held(receiver)
+    session.batch_limit = 4
+    session.send(["aa", "bb", "cc"])
+    assert session.output(1.0) == 'a["aa","bb"]\n'
+    assert session.output(1.0) == 'a["cc"]\n'
+    assert session.output(1.0) == ""
+
+
+def test_closing_with_more_than_a_batch_queued_sends_the_close_frame_last() -> None:
+    session = make_session(batch_limit=2)
+    session.attach(poll(), 0.0)
+    session.send(["aa", "bb"])
+    session.close(3000, "Go away!")
+    first = stream()
+    assert session.attach(first, 1.0) == (Attached.ENDED, 'a["aa"]\n')
+    assert first.done
+    assert not session.close_delivered
+    assert session.attach(stream(), 2.0) == (Attached.ENDED, 'a["bb"]\n' + GO_AWAY)
+    assert session.close_delivered
+
+
 def test_close_delivered_only_once_the_close_frame_was_carried() -> None:
     """close_delivered stays false until a request carried the close frame."""
     receiver = stream()
@@ -564,7 +603,7 @@ class Run:
     frame carried."""
 
     def __init__(self) -> None:
-        self.session = make_session()
+        self.session = make_session(batch_limit=5)  # a few messages per frame
         self.now = 0.0
         self.open: list[Receiver] = []
         self.sent: list[str] = []

@@ -98,6 +98,7 @@ def add_sockjs_endpoint(
     heartbeat_delay: float = 25.0,
     disconnect_delay: float = 5.0,
     response_limit: int = 128 * 1024,
+    batch_limit: int = 32 * 1024,
     websocket: bool = True,
     disabled_transports: Iterable[str] = (),
     jsessionid: bool = False,
@@ -127,6 +128,7 @@ def add_sockjs_endpoint(
     The other options are sockjs-node's
     (:class:`~websocket_multiplex.sockjs.SockJSOptions` says what each
     does): ``heartbeat_delay``, ``disconnect_delay``, ``response_limit``,
+    ``batch_limit`` (ours: characters of messages per poll answer),
     ``websocket`` (``False`` offers no WebSocket), ``disabled_transports``,
     ``jsessionid``. ``compress=True`` accepts
     permessage-deflate on both WebSocket endpoints when a client offers it
@@ -149,6 +151,7 @@ def add_sockjs_endpoint(
         websocket=websocket,
         jsessionid=jsessionid,
         response_limit=response_limit,
+        batch_limit=batch_limit,
         heartbeat_delay=heartbeat_delay,
         disconnect_delay=disconnect_delay,
         sockjs_url=sockjs_url,

@@ -75,6 +75,9 @@ MAX_POSITIONS = 256
 HELLO_TIMEOUT = 10.0
 """Seconds a resuming client waits for the server's answer to its hello
 before it takes the server for one that does not resume."""
+GOODBYE_WAIT = 2.0
+"""Seconds :meth:`MultiplexClient.close` waits for a reconnection under
+way, and again for its catch-up, to say goodbye on it."""
 ACK_DELAY = 0.05
 """Seconds within which a frame from the server is acknowledged, when
 fewer than ``ACK_EVERY`` came (docs/PROTOCOL-EXTENSIONS.md, section 3)."""
@@ -555,6 +558,8 @@ class MultiplexClient:
         self._first_text: str | None = None  # read by the handshake, not handled
         self._ack_timer: asyncio.TimerHandle | None = None
         self._catching_up: asyncio.Task[None] | None = None  # after a resume
+        self._dropped = asyncio.Event()  # set when a carrier is dropped
+        self._saying_goodbye = False  # close() waits for the server's answer
         self._lost_sessions = 0  # sessions the server no longer held
         self.reconnects = 0
         """Successful reconnections so far (resumed ones included)."""
@@ -653,14 +658,40 @@ class MultiplexClient:
             return
         for channel in list(self._channels.values()):
             await channel.close()
-        if self.resumable:  # so that the server need not keep the session
-            await self._send_control(GOODBYE)
+        if self.resumable:
+            await self._say_goodbye()
         self._closed_for_good(Disconnection(DisconnectCause.APPLICATION))
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
         await self._drop_carrier()
+
+    async def _say_goodbye(self) -> None:
+        """End the session on the server, so that it does not keep it, the
+        handlers waiting, for ``resume_grace``.
+
+        The goodbye goes after a reconnection under way and its catch-up
+        (the channels' unsubscriptions among it). The server answers it by
+        closing the carrier; a carrier lost instead, the goodbye goes again
+        on the next one. All within :data:`GOODBYE_WAIT` seconds."""
+        self._saying_goodbye = True
+        try:
+            async with asyncio.timeout(GOODBYE_WAIT):
+                while self._state is not ClientState.CLOSED:
+                    await self.wait_for(ClientState.OPEN)
+                    if (catching_up := self._catching_up) is not None:
+                        await asyncio.shield(catching_up)
+                    carrier = self._carrier
+                    self._dropped.clear()
+                    await self._send_control(GOODBYE)
+                    await self._dropped.wait()
+                    if getattr(carrier, "close_frame", None) is not None:
+                        return  # the server's answer (or its own close)
+        except TimeoutError:
+            pass
+        finally:
+            self._saying_goodbye = False
 
     async def __aenter__(self) -> MultiplexClient:
         return self
@@ -885,6 +916,8 @@ class MultiplexClient:
                 error = exc
             await self._drop_carrier()
             self.disconnection = ended = _ended(carrier, error)
+            if self._saying_goodbye and ended.cause is DisconnectCause.SERVER:
+                return  # the answer to close()'s goodbye: close() goes on
             if self._backoff is None:
                 self._give_up(ended)
                 return
@@ -1162,6 +1195,7 @@ class MultiplexClient:
         carrier, self._carrier = self._carrier, None
         if carrier is not None:
             await carrier.close()
+        self._dropped.set()
 
     def _set_state(self, state: ClientState, reason: str) -> None:
         self._state = state

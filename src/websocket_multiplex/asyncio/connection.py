@@ -562,6 +562,9 @@ class Connection:
         else:
             self._lose(reason)
 
+    def said_goodbye(self) -> None:
+        self._abort(CloseCode.NORMAL, "goodbye", CloseReason.CLIENT_CLOSED)
+
     def member_id(self, topic: str) -> str:
         return f"{self.server.process_id}/{self.id}/{topic}"
 

@@ -61,6 +61,11 @@ class SessionOwner(Protocol):
         """The session cannot go on: end the connection."""
         ...
 
+    def said_goodbye(self) -> None:
+        """The client closed on purpose: end the connection, and close the
+        carrier, which tells the client that its goodbye arrived."""
+        ...
+
 
 class SessionCarrier:
     """What a resumable connection sends through: a
@@ -292,6 +297,7 @@ class Session:
                 logger.debug("%r: ignoring an impossible ack %d", self, count)
             elif text == GOODBYE:  # the client closed: its carrier's end is final
                 self.end()
+                self.owner.said_goodbye()
             return None
         book = self.book  # what Book.arrived() does, inline: every frame
         book.received_count += 1

@@ -211,7 +211,9 @@ class SockJSEndpoint:
         if isinstance(found, Response):
             await exchange.respond(found)
         elif request.upgrade and not found.kind.websocket:
-            await exchange.respond(error_response(400, "Not a valid websocket request"))
+            await exchange.respond(
+                error_response(400, "Not a valid websocket request", request)
+            )
         elif found.kind.websocket:
             await self._websocket(found, exchange)
         elif found.kind.sends:
@@ -229,7 +231,7 @@ class SockJSEndpoint:
     # -- WebSockets -----------------------------------------------------------
 
     async def _websocket(self, found: Route, exchange: HTTPExchange) -> None:
-        refusal = self._refuse_new_session()
+        refusal = self._refuse_new_session(exchange.request)
         if refusal is not None:
             await exchange.respond(refusal)
             return
@@ -256,7 +258,7 @@ class SockJSEndpoint:
     async def _receive(self, found: Route, exchange: HTTPExchange) -> None:
         session = self.sessions.get(found.session_id)
         if session is None:
-            refusal = self._refuse_new_session()
+            refusal = self._refuse_new_session(exchange.request)
             if refusal is not None:
                 await exchange.respond(refusal)
                 return
@@ -274,9 +276,9 @@ class SockJSEndpoint:
             with contextlib.suppress(ConnectionError):
                 await exchange.end()
 
-    def _refuse_new_session(self) -> Response | None:
+    def _refuse_new_session(self, request: Request) -> Response | None:
         if self.app.closing:
-            return error_response(503, "server shutting down")
+            return error_response(503, "server shutting down", request)
         if len(self.sessions) + self.websockets >= self.limits.max_sessions:
             self.log_throttle.warning(
                 logger,
@@ -285,7 +287,7 @@ class SockJSEndpoint:
                 self,
                 self.limits.max_sessions,
             )
-            response = error_response(503, _TOO_MANY)
+            response = error_response(503, _TOO_MANY, request)
             return Response(
                 503, (*response.headers, ("Retry-After", "5")), response.body
             )
@@ -307,13 +309,13 @@ class SockJSEndpoint:
         """Read, decode and deliver what a sending request carries; the answer."""
         body = await exchange.read_body(self.limits.max_message_size)
         if body is None:
-            return error_response(413, "Payload too large.")
+            return error_response(413, "Payload too large.", exchange.request)
         await session.paced()  # what its earlier messages cost comes first
         try:
             texts = decode_send(found, exchange.request, body, self.limits)
         except BrokenFraming as exc:
             session.charge(exc.frames)  # a refused message costs all the same
-            return error_response(500, str(exc))
+            return error_response(500, str(exc), exchange.request)
         if not await session.deliver(texts, exchange):
             return not_found()  # the session ended meanwhile: nothing taken
         return sent_response(found, exchange.request, self.options)
@@ -421,6 +423,7 @@ class HTTPSession:
             heartbeat_delay=options.heartbeat_delay,
             disconnect_delay=options.disconnect_delay,
             now=self._loop.time(),
+            batch_limit=options.batch_limit,
         )
         self._high_water = endpoint.limits.write_limit
         self._inlet: Inlet | None = None

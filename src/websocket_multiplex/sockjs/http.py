@@ -249,15 +249,22 @@ def _with_callback(request: Request, kind: Kind, session_id: str) -> Route | Res
     query = dict(parse_qsl(request.query_string, keep_blank_values=True))
     callback = query.get("c", query.get("callback"))
     if callback is None:
-        return error_response(500, '"callback" parameter required')
+        return error_response(500, '"callback" parameter required', request)
     if not _CALLBACK.fullmatch(callback):
-        return error_response(500, 'invalid "callback" parameter')
+        return error_response(500, 'invalid "callback" parameter', request)
     return Route(kind, session_id, callback)
 
 
-def error_response(status: int, text: str) -> Response:
-    """An error with a one-line explanation (sockjs-node's wording)."""
-    return Response(status, (("Content-Type", _TEXT), _NOSNIFF), text.encode())
+def error_response(status: int, text: str, request: Request | None = None) -> Response:
+    """An error with a one-line explanation (sockjs-node's wording).
+
+    Given the ``request`` it answers, the error carries CORS headers too:
+    without them a browser hides the status and the text from the page, and
+    reports a CORS failure instead of, say, a 413."""
+    headers: HeaderList = (("Content-Type", _TEXT), _NOSNIFF)
+    if request is not None:
+        headers = (*headers, *_cors(request))
+    return Response(status, headers, text.encode())
 
 
 # -- headers -----------------------------------------------------------------

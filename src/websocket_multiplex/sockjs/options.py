@@ -45,6 +45,12 @@ class SockJSOptions:
     """Characters one streaming response carries before it ends and the
     client opens the next, so that the browser can free what it received."""
 
+    batch_limit: int = 32 * 1024
+    """Characters of messages one frame carries at most (at least one
+    message). A poll answer is one frame: kept small, it gets through a
+    network that cuts long answers, and a client that resumes after a cut
+    makes progress instead of fetching one huge catch-up again and again."""
+
     heartbeat_delay: float = 25.0
     """Seconds of silence after which ``h`` is sent: proxies drop idle
     connections, clients take silence for a dead server."""
@@ -83,7 +89,12 @@ class SockJSOptions:
                 f"unknown transports in disabled_transports: {sorted(unknown)}; "
                 f"the names are {sorted(RECEIVING_TRANSPORTS)}"
             )
-        for name in ("response_limit", "heartbeat_delay", "disconnect_delay"):
+        for name in (
+            "response_limit",
+            "batch_limit",
+            "heartbeat_delay",
+            "disconnect_delay",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError(f"SockJSOptions.{name} must be a number, not {value!r}")

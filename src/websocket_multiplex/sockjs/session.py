@@ -12,6 +12,9 @@ rules, from sockjs-protocol and sockjs-node 0.3.24's behaviour:
 * a polling request carries one frame, a streaming one frames until
   ``response_limit`` characters went out, then ends (the client opens the
   next);
+* one frame carries at most ``batch_limit`` characters of messages (at
+  least one message), so that a poll answer stays small enough to get
+  through a bad network, whatever piled up since the last poll;
 * ``h`` goes out when nothing else did for ``heartbeat_delay``;
 * a session that no request holds for ``disconnect_delay`` expires;
 * a holder whose client went away ends the session:
@@ -135,9 +138,15 @@ class Session:
     """
 
     def __init__(
-        self, *, heartbeat_delay: float, disconnect_delay: float, now: float
+        self,
+        *,
+        heartbeat_delay: float,
+        disconnect_delay: float,
+        now: float,
+        batch_limit: int = 32 * 1024,
     ) -> None:
         self.heartbeat_delay = heartbeat_delay
+        self.batch_limit = batch_limit
         self.disconnect_delay = disconnect_delay
         self.state = SessionState.NEW
         self.receiver: Receiver | None = None
@@ -172,7 +181,10 @@ class Session:
         if self.state in (SessionState.CLOSING, SessionState.CLOSED):
             self._expires_at = now + self.disconnect_delay  # counted again
             frames = [messages_frame(self._take())] if self._queue else []
-            text = self._carry(receiver, [*frames, self._close_frame], now)
+            if not self._queue:  # the close frame only once all went out
+                frames.append(self._close_frame)
+            text = self._carry(receiver, frames, now)
+            receiver.done = True  # the next request carries what is left
             return Attached.ENDED, text
         self.receiver = receiver
         self._expires_at = None
@@ -206,8 +218,8 @@ class Session:
         frames = []
         if self._queue:
             frames.append(messages_frame(self._take()))
-        if self.state is SessionState.CLOSING:
-            frames.append(self._close_frame)
+        if self.state is SessionState.CLOSING and not self._queue:
+            frames.append(self._close_frame)  # once every message went out
         elif self._beat_due and not frames:
             frames.append(HEARTBEAT)
         self._beat_due = False
@@ -276,7 +288,11 @@ class Session:
 
     def _carry(self, receiver: Receiver, frames: list[str], now: float) -> str:
         text = receiver.carry(frames)
-        if self.state is SessionState.CLOSING and receiver.carried == len(frames):
+        if (
+            self.state is SessionState.CLOSING
+            and receiver.carried == len(frames)
+            and frames[-1] is self._close_frame
+        ):
             self.close_delivered = True  # the close frame comes last
         if receiver.done and receiver is self.receiver:
             self._let_go(now)
@@ -303,6 +319,19 @@ class Session:
         self.queued_size = 0
 
     def _take(self) -> list[str]:
-        queue, self._queue = self._queue, []
-        self.queued_size = 0
-        return queue
+        """The queued messages one frame carries: all of them, or as many as
+        make ``batch_limit`` characters (at least one)."""
+        queue, limit = self._queue, self.batch_limit
+        if self.queued_size <= limit:
+            self._queue, self.queued_size = [], 0
+            return queue
+        size = count = 0
+        for text in queue:
+            size += len(text)
+            count += 1
+            if size >= limit:
+                break
+        taken = queue[:count]
+        del queue[:count]
+        self.queued_size -= size
+        return taken
