@@ -367,8 +367,14 @@ const HELLO_TIMEOUT = 10000;    // ms to wait for the answer to a resume
 const RESUME_BUFFER = 4 << 20;  // characters kept unacknowledged, at most
 // Characters written and not yet acknowledged, at most (one message more
 // when none is): sockjs-client sends everything pending in one request,
-// which the server refuses above its max_message_size (1 MiB).
-const WINDOW = 128 << 10;
+// which the server refuses above its max_message_size (1 MiB). The window
+// adapts, as TCP's does: it halves when a socket is lost with frames in
+// flight (a network that cuts long requests would cut every resend of a
+// large window whole, and nothing would ever get through), and grows by
+// what each ack acknowledges.
+const WINDOW_START = 32 << 10;
+const WINDOW_MIN = 4 << 10;
+const WINDOW_MAX = 128 << 10;
 const GOODBYE = "hey,r1,bye";
 
 function newToken() {
@@ -401,6 +407,7 @@ class ResumeSession {
     this.offer = "offered";
     this.offerSent = false;  // the offer went out: the server may hold it
     this.token = newToken();
+    this.window = WINDOW_START;  // the network's, kept across sessions
     this._fresh();
   }
 
@@ -451,7 +458,7 @@ class ResumeSession {
     const frames = [];
     while (this.written < this.sent) {
       const frame = this.kept[this.written - this.acked];
-      if (this.inflight > 0 && this.inflight + frame.length > WINDOW) {
+      if (this.inflight > 0 && this.inflight + frame.length > this.window) {
         break;
       }
       frames.push(frame);
@@ -463,6 +470,9 @@ class ResumeSession {
 
   // A new socket: everything not acknowledged is to be written again.
   rewind() {
+    if (this.written > this.acked) {  // the lost socket had frames in flight
+      this.window = Math.max(WINDOW_MIN, this.window >> 1);
+    }
     this.written = this.acked;
     this.inflight = 0;
   }
@@ -476,10 +486,13 @@ class ResumeSession {
       return false;  // it cannot have what never went out
     }
     const gone = this.kept.splice(0, count - this.acked);
+    let chars = 0;
     for (const frame of gone) {
-      this.keptChars -= frame.length;
-      this.inflight -= frame.length;
+      chars += frame.length;
     }
+    this.keptChars -= chars;
+    this.inflight -= chars;
+    this.window = Math.min(WINDOW_MAX, this.window + chars);
     this.acked = count;
     return true;
   }
