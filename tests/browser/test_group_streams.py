@@ -69,10 +69,10 @@ async def room(request: pytest.FixtureRequest, servers: Servers) -> AsyncIterato
         await runner.cleanup()
 
 
-LISTEN = """(url) => {
+LISTEN = """([url, transport]) => {
     const result = window.result = { events: [], positions: null };
     const mux = window.mux = new WebSocketMultiplex(function () {
-        return new SockJS(url, null, {transports: ["websocket"]});
+        return new SockJS(url, null, {transports: [transport]});
     }, {reconnect: {initialDelay: 20, maxDelay: 100}});
     const channel = window.channel = mux.channel("room");
     const events = result.events;
@@ -91,13 +91,15 @@ async def events(page: Page, count: int) -> list[list[object]]:
     return found
 
 
+@pytest.mark.parametrize("transport", ["websocket", "xhr-polling"])
 @pytest.mark.parametrize("history_size", [1000, 3])
 async def test_a_page_whose_session_was_lost_gets_the_room_s_missed_messages(
-    page: Page, servers: Servers, room: Room, history_size: int
+    page: Page, servers: Servers, room: Room, history_size: int, transport: str
 ) -> None:
     assert room.proxy is not None
     await page.goto(f"{servers.page_origin}/ours.html")
-    await page.evaluate(LISTEN, f"http://127.0.0.1:{room.proxy.port}/multiplex")
+    url = f"http://127.0.0.1:{room.proxy.port}/multiplex"
+    await page.evaluate(LISTEN, [url, transport])
     await room.joined.get()
     await room.publish(1, 2)
     assert await events(page, 2) == [["message", "1", "room"], ["message", "2", "room"]]
