@@ -99,6 +99,17 @@ def test_acks_are_batched_and_flushed() -> None:
     assert book.ack() is None
 
 
+def test_an_overdue_ack_goes_with_the_next_frames_once() -> None:
+    book = Book()
+    book.received()
+    assert book.due() is None  # one frame waits: not due yet
+    book.overdue = True  # the timer saw frames going out meanwhile
+    assert book.due() == "ack,1"
+    assert not book.overdue
+    book.received()
+    assert book.due() is None
+
+
 def test_resend_after_gives_exactly_what_the_peer_lacks() -> None:
     book = Book()
     for n in range(1, 6):

@@ -27,7 +27,9 @@
  *                (docs/PROTOCOL-EXTENSIONS.md, section 3; default false):
  *                offer a session in the first frame, skip the server's
  *                "hey" and "ack" frames, acknowledge what arrives every 32
- *                frames and within 50 ms
+ *                frames, and after 50 ms with the next frame sent (in the
+ *                same write) or alone within another 50 ms, as our server
+ *                does
  *
  * A request is "msg,echoK,<payload>", the payload 100 bytes with commas in
  * it; a reply is the same text sent back. What one event-loop turn sends is
@@ -128,6 +130,9 @@ class Conn {
     this.frames = 0;      // frames received since the hello (resume)
     this.acked = 0;       // of them, acknowledged
     this.ackTimer = null;
+    this.sent = 0;        // frames sent (resume)
+    this.sentWhenArmed = 0;
+    this.overdue = false; // the next frame sent carries the ack
   }
 }
 
@@ -146,12 +151,34 @@ function counted(conn, text) {
   if (conn.frames - conn.acked >= ACK_EVERY) {
     acknowledge(conn);
   } else if (conn.ackTimer === null) {
-    conn.ackTimer = setTimeout(acknowledge, ACK_DELAY_MS, conn);
+    armAck(conn);
   }
   return true;
 }
 
+function armAck(conn) {
+  conn.sentWhenArmed = conn.sent;
+  conn.ackTimer = setTimeout(ackTimerFired, ACK_DELAY_MS, conn);
+}
+
+// As our server does: while frames go out, the ack rides with the next one
+// (in the same write); alone if none went out within another delay. A client
+// that writes each frame with its own syscall gains nothing by it.
+function ackTimerFired(conn) {
+  conn.ackTimer = null;
+  if (conn.frames === conn.acked) {
+    return;
+  }
+  if (!conn.overdue && conn.sent !== conn.sentWhenArmed) {
+    conn.overdue = true;
+    armAck(conn);
+    return;
+  }
+  acknowledge(conn);
+}
+
 function acknowledge(conn) {
+  conn.overdue = false;
   if (conn.ackTimer !== null) {
     clearTimeout(conn.ackTimer);
     conn.ackTimer = null;
@@ -179,19 +206,23 @@ function acknowledge(conn) {
 
 // Everything sent during one event-loop turn leaves in one write.
 function send(conn, k) {
+  conn.sent++;
   if (FRAME !== null) {
     if (conn.queued.length === 0) {
       process.nextTick(flush, conn);
     }
     conn.queued.push(FRAME[k]);
-    return;
+  } else {
+    if (!conn.corked) {
+      conn.corked = true;
+      conn.ws._socket.cork();
+      process.nextTick(uncork, conn);
+    }
+    conn.ws.send(REQUEST[k], SEND_OPTIONS);
   }
-  if (!conn.corked) {
-    conn.corked = true;
-    conn.ws._socket.cork();
-    process.nextTick(uncork, conn);
+  if (conn.overdue) {
+    acknowledge(conn);
   }
-  conn.ws.send(REQUEST[k], SEND_OPTIONS);
 }
 
 function flush(conn) {

@@ -12,7 +12,8 @@ on the wire. What the sides exchange is how far they got:
 * ``ack,<n>``: "I have received your first ``n`` frames", sent every
   :data:`ACK_EVERY` frames (by the server with the frames it sends anyway,
   alone only after :data:`ACK_ALONE`) and on a short timer for the rest
-  (the asyncio layer's), never one per frame;
+  (the asyncio layer's; with the next frames sent, if frames are going
+  out: :attr:`Book.overdue`), never one per frame;
 * on a new carrier, ``hey,r1,<token>,<n>`` from each side: the session and
   how many of the other's frames it has; each then resends exactly the
   frames the other lacks, so that every frame arrives once, in order.
@@ -156,6 +157,7 @@ class Book:
         "_chunks",
         "_skip",
         "acked",
+        "overdue",
         "received_count",
         "retained_size",
         "sent_count",
@@ -178,6 +180,9 @@ class Book:
         """The peer's frames received."""
         self.told = 0
         """Of them, how many this side acknowledged."""
+        self.overdue = False
+        """The ack timer found frames unacknowledged while frames were
+        going out: the next ones carry the ack (:meth:`due`)."""
 
     def sent(self, frame: str) -> None:
         """This side hands ``frame`` to a carrier, or would if it had one:
@@ -203,14 +208,15 @@ class Book:
 
     def due(self) -> str | None:
         """The ``ack`` to send with the frames going out now, if
-        :data:`ACK_EVERY` frames wait for one."""
-        if self.received_count - self.told < ACK_EVERY:
+        :data:`ACK_EVERY` frames wait for one, or it is :attr:`overdue`."""
+        if self.received_count - self.told < ACK_EVERY and not self.overdue:
             return None
         return self.ack()
 
     def ack(self) -> str | None:
         """The ``ack`` for what arrived since the last one, if anything did
         (the timer's flush)."""
+        self.overdue = False
         if self.received_count == self.told:
             return None
         self.told = self.received_count

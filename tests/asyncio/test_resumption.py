@@ -91,6 +91,37 @@ async def test_a_quiet_sender_is_acknowledged_by_the_timer() -> None:
     assert await frames(client, 2) == ["msg,echo,x", "ack,2"]
 
 
+async def test_the_timer_ack_rides_with_frames_going_out() -> None:
+    """While the server keeps sending, the ack the timer finds due goes in
+    the same carrier message as the next frames, not in one of its own."""
+    server = MultiplexServer()
+
+    @server.channel("ticker")
+    async def ticker(channel: Channel) -> None:
+        for _ in range(400):  # 2 s at most
+            await channel.send("t")
+            await asyncio.sleep(0.005)
+
+    client = await session_on(server)
+    batches: list[list[str]] = []
+    acked = asyncio.Event()
+    send_many = client.transport.send_many
+
+    async def recording(texts: list[str]) -> None:
+        batches.append(list(texts))
+        if "ack,1" in texts:
+            acked.set()
+        await send_many(texts)
+
+    client.transport.send_many = recording  # type: ignore[method-assign]
+    await client.send("sub,ticker")
+    await asyncio.wait_for(acked.wait(), 5)
+    with_ack = [batch for batch in batches if "ack,1" in batch]
+    assert len(with_ack) == 1
+    assert any(text.startswith("msg,ticker,") for text in with_ack[0])
+    await client.close()
+
+
 async def test_a_lost_carrier_keeps_the_channels_and_a_resume_resends() -> None:
     server, ended = echo_server()
     first = await session_on(server)

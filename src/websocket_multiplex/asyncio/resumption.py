@@ -251,6 +251,7 @@ class Session:
     __slots__ = (
         "_ack_timer",
         "_expiry",
+        "_sent_when_armed",
         "_table",
         "book",
         "carrier",
@@ -274,6 +275,7 @@ class Session:
             carrier, self.book, table.limits.resume_buffer, self._overflowed
         )
         self._ack_timer: asyncio.TimerHandle | None = None
+        self._sent_when_armed = 0  # the book's sent_count when it was set
         self._expiry: asyncio.TimerHandle | None = None
         self.resumptions = 0
 
@@ -306,15 +308,30 @@ class Session:
             self.owner.send_control(format_ack(book.received_count))
             book.told = book.received_count
         elif self._ack_timer is None:
-            self._ack_timer = asyncio.get_running_loop().call_later(
-                ACK_DELAY, self._flush_ack
-            )
+            self._arm_ack()
         return text
 
+    def _arm_ack(self) -> None:
+        self._sent_when_armed = self.book.sent_count
+        self._ack_timer = asyncio.get_running_loop().call_later(
+            ACK_DELAY, self._flush_ack
+        )
+
     def _flush_ack(self) -> None:
+        """The ack timer: while frames are going out, the next ones carry
+        the ack (an ack alone would cost a carrier message, and under load
+        one per connection every ACK_DELAY); otherwise, or if none went out
+        within another ACK_DELAY, it goes alone."""
         self._ack_timer = None
-        ack = self.book.ack()
-        if ack is not None and self.carrier.attached is not None:
+        book = self.book
+        if book.received_count == book.told or self.carrier.attached is None:
+            return
+        if not book.overdue and book.sent_count != self._sent_when_armed:
+            book.overdue = True
+            self._arm_ack()
+            return
+        ack = book.ack()
+        if ack is not None:
             self.owner.send_control(ack)
 
     def resume(self, carrier: Transport, received: int) -> bool:
