@@ -101,8 +101,19 @@ def test_the_server_sends_pub_and_gap_only_on_open_channels() -> None:
         server.publish("news", tail)
 
 
+def test_a_client_without_the_extensions_takes_pub_and_gap_for_noise() -> None:
+    """A server that did not negotiate (the original) never sends them: as
+    the original client does, ours acts on neither (fuzzing found it did)."""
+    client = ClientProtocol()
+    client.open("chat")
+    assert client.receive("pub,chat,room,e1,3,hi") is None
+    assert client.receive("gap,chat,room") is None
+    assert client.counters.invalid_frames == 2
+
+
 def test_the_client_reads_pub_and_gap_of_open_channels() -> None:
     client = ClientProtocol()
+    client.take_requests()  # the server took part in the extensions
     topic, _ = client.open("chat")
     assert client.receive("pub,chat,room,e1,3,hi,there") == MessagePublished(
         "chat", "hi,there", "room", "e1", "3"

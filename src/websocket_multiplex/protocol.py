@@ -293,6 +293,12 @@ class ClientProtocol:
         self.requests: RequestBook | None = None
         """Requests both ways while :meth:`take_requests` holds."""
 
+    @property
+    def extended(self) -> bool:
+        """The server takes part in our extensions (:meth:`take_requests`):
+        requests go both ways and group messages come as ``pub``."""
+        return self.requests is not None
+
     def take_requests(self, on: bool = True) -> RequestBook | None:
         """The server takes part in the extensions (``on``), or no longer
         does; either way nothing asked or owed before is kept."""
@@ -349,12 +355,16 @@ class ClientProtocol:
         return self._notices.pop(topic, "")
 
     def receive(self, text: str) -> Event | None:
-        """Interpret one carrier message from the server."""
-        kind = text[:4]
-        if kind == "pub,":
-            return self._published(text)
-        if kind == "gap,":
-            return self._gap(text)
+        """Interpret one carrier message from the server. ``pub`` and
+        ``gap`` are frames of the extensions: taken only while the server
+        takes part in them (:meth:`take_requests`), as any other text
+        otherwise."""
+        if self.extended:
+            kind = text[:4]
+            if kind == "pub,":
+                return self._published(text)
+            if kind == "gap,":
+                return self._gap(text)
         frame = _parse_counted(text, self.counters)
         if frame is None:
             return None
