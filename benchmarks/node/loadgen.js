@@ -140,6 +140,7 @@ class Conn {
 
 const ACK_EVERY = 32;
 const ACK_DELAY_MS = 50;
+const GOODBYE = "hey,r1,bye";
 
 // A frame that arrived on a session: control frames are not counted; the
 // rest are acknowledged in batches, as our clients do. Whether to go on.
@@ -491,11 +492,15 @@ function go(conns, startNs, endNs) {
 
 // Report `last`, then close every connection with a close handshake (so
 // servers see a clean close), waiting at most CLOSE_TIMEOUT_MS; then exit.
+// A session says goodbye first, as our clients do on close: otherwise the
+// server would hold it for its grace period, and the next windows would be
+// measured beside every session of the last ones.
 function closeAllAndExit(conns, last) {
   closing = true;
   say(last);
   let open = 0;
   const finish = () => process.stdout.write("", () => process.exit(0));
+  const goodbye = SOCKJS ? JSON.stringify([GOODBYE]) : GOODBYE;
   for (const conn of conns) {
     if (conn.ws.readyState === WebSocket.CLOSED) {
       continue;
@@ -506,6 +511,9 @@ function closeAllAndExit(conns, last) {
         finish();
       }
     });
+    if (cfg.resume) {
+      conn.ws.send(goodbye, SEND_OPTIONS);
+    }
     conn.ws.close(1000);
   }
   if (open === 0) {

@@ -506,17 +506,16 @@ class Connection:
         self.transport = session.carrier
         self._outbox.reroute(session.carrier)
         self._outbox.put(session.welcome())
-        self._before = self._from_own_carrier
+        # Every frame of the common case: the session counts it, straight
+        # (until superseded() says this carrier was replaced).
+        self._before = session.incoming
         return None
 
-    def _from_own_carrier(self, text: str) -> str | None:
-        """A frame of this connection's session over its own carrier (what
-        :meth:`carried` does, on every frame of the common case: inline)."""
-        session = self._session
-        assert session is not None
-        if session.carrier.attached is not self._own_carrier:
-            return None  # replaced: the client resends it on the new one
-        return session.incoming(text)
+    def superseded(self) -> None:
+        """The session went on over another carrier: what still comes over
+        this connection's own is stale (the client resends it on the new
+        one), so it is dropped."""
+        self._before = _stale
 
     def _carry(self, session: Session) -> None:
         """This carrier took over ``session``'s connection: its frames go
@@ -713,3 +712,8 @@ class Connection:
                 logger.error(
                     "%r: handler %s ignores cancellation", self, task.get_name()
                 )
+
+
+def _stale(text: str) -> None:
+    """A frame from a carrier whose session went on elsewhere: dropped."""
+    return None

@@ -53,6 +53,11 @@ class SessionOwner(Protocol):
         """``carrier`` ended; whether the session holds on."""
         ...
 
+    def superseded(self) -> None:
+        """The session went on over another carrier than the connection's
+        own: frames that still come over that one are stale."""
+        ...
+
     def send_control(self, frame: str) -> None:
         """Queue an ack, in order with what is queued."""
         ...
@@ -349,6 +354,8 @@ class Session:
         replaced = self.carrier.attach(carrier, [answer, *resend])
         if replaced is not None:  # the old carrier is not dead yet: it is now
             asyncio.get_running_loop().create_task(_close(replaced))
+        if not self.resumptions:  # the connection's own carrier, never again
+            self.owner.superseded()
         self.resumptions += 1
         return True
 
