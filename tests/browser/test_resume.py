@@ -4,9 +4,18 @@ points, in Chromium (docs/PROTOCOL-EXTENSIONS.md, section 3).
 A TCP proxy between the page and our server ends each connection after a
 random number of bytes, mid-frame and mid-HTTP-response included, while the
 page and the server stream numbered messages to each other on three
-channels, over SockJS websocket, SockJS xhr-polling and a native WebSocket.
-Every message must arrive exactly once and in order both ways; no channel
-may fire "close" or "reconnect", and no handler may see its channel close.
+channels, over SockJS websocket, xhr-polling and eventsource, and a native
+WebSocket. Every message must arrive exactly once and in order both ways;
+no channel may fire "close" or "reconnect", and no handler may see its
+channel close.
+
+Not xhr-streaming: Chromium hands a streaming XHR's progress to the page
+only every 50 ms or so, and a budget of 100 KB on loopback is spent long
+before, so no response would ever reach the page. Cut by time instead
+(tried: 20-300 ms), whole answers were now and then lost with no cut seen
+by either side, most likely Chromium sending a request again on a new
+connection when the one it reused closed before the answer began
+(docs/SOCKJS.md).
 """
 
 from __future__ import annotations
@@ -29,7 +38,12 @@ from .conftest import Servers, sockjs_options, start, wait_for
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 CHANNELS = 3
-COUNTS = {"websocket": 10_000, "xhr-polling": 10_000, "native": 10_000}
+COUNTS = {
+    "websocket": 10_000,
+    "xhr-polling": 10_000,
+    "eventsource": 10_000,
+    "native": 10_000,
+}
 """Messages each way per channel, by transport."""
 
 
@@ -140,7 +154,10 @@ async def test_random_cuts_lose_and_repeat_nothing_either_way(
     except AssertionError as failed:
         summary = await page.evaluate(
             "({got: result.got, sent: result.sent, opens: result.opens.length,"
-            " problems: result.problems.slice(0, 5)})"
+            " problems: result.problems.slice(0, 5), ready: window.mux.readyState,"
+            " session: window.mux._session && {on: window.mux._session.on,"
+            " sent: window.mux._session.sent, acked: window.mux._session.acked,"
+            " received: window.mux._session.received}})"
         )
         server = {t: len(s.received) for t, s in cut.streams.items()}
         raise AssertionError(

@@ -231,6 +231,57 @@ def test_streaming_receiver_reaching_its_limit_leaves_the_rest_queued() -> None:
     assert session.close_delivered
 
 
+def event_stream(limit: int = 30) -> Receiver:
+    """An eventsource request: its client cannot tell its end from a cut."""
+    return Receiver(
+        eventsource_chunk, polling=False, response_limit=limit, ends_unseen=True
+    )
+
+
+def test_a_session_that_ends_rather_than_loses_keeps_eventsource_open() -> None:
+    """Told so (a resumable session rides on it), the session no longer
+    ends an eventsource response at response_limit, the one it holds now
+    and later ones: they end only by a cut, which ends the session."""
+    holding = event_stream()
+    session = held(holding)
+    session.end_rather_than_lose()
+    for n in range(20):  # 20 x 16 characters, far past the limit of 30
+        session.send([str(n % 10)])
+        assert session.output(1.0) == f'data: a["{n % 10}"]\r\n\r\n'
+    assert not holding.done
+    assert session.detach(holding, 2.0, aborted=True)  # the cut ends it
+    assert session.attach(event_stream(), 3.0) == (
+        Attached.ENDED,
+        "data: " + INTERRUPTED.replace("\n", "\r\n\r\n"),
+    )
+
+
+def test_ending_rather_than_losing_spares_the_other_transports() -> None:
+    """A streaming XHR that ends early fails in the browser, which closes:
+    its planned end stays (the page keeps every response it got)."""
+    session = make_session()
+    session.end_rather_than_lose()
+    receiver = stream(limit=4)
+    assert session.attach(receiver, 0.0) == (Attached.OPENED, "o\n")
+    session.send(["long enough"])
+    session.output(1.0)
+    assert receiver.done
+    later = event_stream(limit=4)  # an eventsource request that comes after
+    assert not session.detach(receiver, 1.0, aborted=False)
+    assert session.attach(later, 1.0)[0] is Attached.HOLDING
+    session.send(["long enough"])
+    session.output(1.0)
+    assert not later.done
+
+
+def test_without_it_eventsource_ends_at_response_limit() -> None:
+    holding = event_stream()
+    session = held(holding)
+    session.send(["a long enough message"])
+    session.output(1.0)
+    assert holding.done  # sockjs-node's behaviour, for the base protocol
+
+
 def test_receiver_carry_reports_what_it_took() -> None:
     """Receiver.carry takes frames up to its end and says how many."""
     receiver = Receiver(xhr_chunk, polling=False, response_limit=5)

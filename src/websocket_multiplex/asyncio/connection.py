@@ -45,7 +45,7 @@ from .resumption import Session, Sessions
 from .services import Service, Services
 from .stats import ConnectionStats
 from .throttle import LogThrottle
-from .transport import Transport
+from .transport import CarriesSessions, Transport
 
 __all__ = ["Connection", "ConnectionHost", "State"]
 
@@ -491,6 +491,8 @@ class Connection:
         hello = Hello.parse(text) if text.startswith("hey,") else None
         if hello is None or sessions is None:
             return text
+        if isinstance(self._own_carrier, CarriesSessions):
+            self._own_carrier.carries_session()
         proposed: str | None = hello.token
         if hello.received is not None:  # a resume
             proposed = None  # a new session must not look resumed

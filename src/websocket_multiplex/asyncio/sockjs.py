@@ -459,6 +459,12 @@ class HTTPSession:
     def request(self) -> RequestInfo:
         return self._request
 
+    def carries_session(self) -> None:
+        """See :class:`~.transport.CarriesSessions`: an EventSource client
+        takes a cut for the planned end of a response and polls on, so
+        its responses end only by cuts, which end the session."""
+        self._core.end_rather_than_lose()
+
     async def send(self, text: str) -> None:
         await self.send_many([text])
 

@@ -25,7 +25,7 @@ from ..limits import Limits
 from ..pacing import FRAMES_PER_TURN, FramePace
 from ..request import RequestInfo
 
-__all__ = ["Inlet", "Recipient", "Transport", "WritesNow"]
+__all__ = ["CarriesSessions", "Inlet", "Recipient", "Transport", "WritesNow"]
 
 
 @runtime_checkable
@@ -61,6 +61,20 @@ class WritesNow(Protocol):
 
     def can_write_now(self) -> bool:
         """Whether a message sent now would not wait (nothing buffered)."""
+        ...
+
+
+@runtime_checkable
+class CarriesSessions(Protocol):
+    """A :class:`Transport` that serves a resumable session better when
+    told that one rides on it. Optional."""
+
+    def carries_session(self) -> None:
+        """A resumable session rides on this carrier from now on: the
+        carrier's end costs a resume, a message lost without one breaks
+        the session's promise (exactly once, in order). Where the carrier
+        could lose messages without its client noticing, it should end
+        instead."""
         ...
 
 

@@ -433,7 +433,9 @@ def receiver_for(found: Route, options: SockJSOptions) -> Receiver:
     if kind is Kind.XHR_STREAMING:
         return Receiver(xhr_chunk, polling=False, response_limit=limit)
     if kind is Kind.EVENTSOURCE:
-        return Receiver(eventsource_chunk, polling=False, response_limit=limit)
+        return Receiver(
+            eventsource_chunk, polling=False, response_limit=limit, ends_unseen=True
+        )
     if kind is Kind.HTMLFILE:
         return Receiver(htmlfile_chunk, polling=False, response_limit=limit)
     callback = found.callback

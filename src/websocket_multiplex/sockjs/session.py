@@ -30,6 +30,7 @@ clock, so every rule is a unit test.
 from __future__ import annotations
 
 import enum
+import sys
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -89,17 +90,34 @@ class Receiver:
     ``wrap`` turns a frame into the text the transport writes (say
     :func:`~websocket_multiplex.sockjs.frames.xhr_chunk`); a ``polling``
     request ends after one frame, a streaming one once it wrote
-    ``response_limit`` characters, or a close frame.
+    ``response_limit`` characters, or a close frame. ``ends_unseen``: its
+    client cannot tell the response's end from a cut (an EventSource
+    reconnects after both), so it polls again on the session either way,
+    and what a cut lost is lost without a trace.
     """
 
-    __slots__ = ("carried", "done", "polling", "response_limit", "wrap", "written")
+    __slots__ = (
+        "carried",
+        "done",
+        "ends_unseen",
+        "polling",
+        "response_limit",
+        "wrap",
+        "written",
+    )
 
     def __init__(
-        self, wrap: Callable[[str], str], *, polling: bool, response_limit: int
+        self,
+        wrap: Callable[[str], str],
+        *,
+        polling: bool,
+        response_limit: int,
+        ends_unseen: bool = False,
     ) -> None:
         self.wrap = wrap
         self.polling = polling
         self.response_limit = response_limit
+        self.ends_unseen = ends_unseen
         self.written = 0
         self.carried = 0
         """How many of the frames given to the last :meth:`carry` it took."""
@@ -158,6 +176,7 @@ class Session:
         self._queue: list[str] = []
         self._sends = 0  # sending requests under way
         self._close_frame = INTERRUPTED
+        self._lossless = False
         self._beat_due = False
         self._heartbeat_at: float | None = None
         self._expires_at: float | None = now + disconnect_delay
@@ -170,6 +189,22 @@ class Session:
     def accepts_messages(self) -> bool:
         """Whether messages from the client are for the application."""
         return self.state is SessionState.OPEN
+
+    def end_rather_than_lose(self) -> None:
+        """The application recovers from the session's end (a resumable
+        session of ours resumes on a new one), not from messages lost
+        without it. A receiving request whose client cannot tell its end
+        from a cut (:attr:`Receiver.ends_unseen`) is then not ended by
+        ``response_limit``: it ends only by a cut, which the server sees
+        and which ends the session, instead of a cut just before a planned
+        end that the client would take for the end and poll on past."""
+        self._lossless = True
+        if self.receiver is not None:
+            self._unlimited(self.receiver)
+
+    def _unlimited(self, receiver: Receiver) -> None:
+        if receiver.ends_unseen and not receiver.done:
+            receiver.response_limit = sys.maxsize
 
     # -- receiving requests ---------------------------------------------------
 
@@ -187,6 +222,8 @@ class Session:
             receiver.done = True  # the next request carries what is left
             return Attached.ENDED, text
         self.receiver = receiver
+        if self._lossless:
+            self._unlimited(receiver)
         self._expires_at = None
         self._heartbeat_at = now + self.heartbeat_delay
         if self.state is SessionState.NEW:
