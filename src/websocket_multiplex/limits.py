@@ -126,6 +126,12 @@ class Limits:
     max_detached_sessions: int = 10_000
     """Resumable connections waiting for their client, per server. One more
     ends the one that has waited longest."""
+    detached_buffer: int = 256 << 20
+    """Characters kept, in all, for the resumable connections waiting for
+    their client (each keeps at most ``resume_buffer``). Past it, the one
+    that has waited longest ends, as for ``max_detached_sessions``: without
+    it, clients that fill their buffer and drop could make a server keep
+    ``max_detached_sessions`` times ``resume_buffer``."""
 
     max_stream_positions: int = 256
     """Group positions (``pos`` frames, docs/PROTOCOL-EXTENSIONS.md, section

@@ -320,6 +320,45 @@ async def test_detached_sessions_are_bounded() -> None:
     assert server.sessions is not None and server.sessions.detached_count == 1
 
 
+async def test_what_detached_sessions_keep_in_all_is_bounded() -> None:
+    """Limits.detached_buffer: what sessions waiting for their client keep
+    counts together, frames kept while detached too; past the bound, the
+    session that waited longest ends, and the others wait on."""
+    server = MultiplexServer(limits=Limits(detached_buffer=5000))
+    ended: asyncio.Queue[tuple[str, CloseReason | None]] = asyncio.Queue()
+    more = asyncio.Event()
+
+    @server.channel("flood")
+    async def flood(channel: Channel) -> None:
+        async for data in channel:
+            name, count = data.split(":")
+            for _ in range(int(count)):
+                await channel.send("x" * 100)
+            if name == "b":
+                await more.wait()  # then 10 more, sent while detached
+                for _ in range(10):
+                    await channel.send("x" * 100)
+        ended.put_nowait((name, channel.close_reason))
+
+    for name in ("a", "b"):  # each goes away with 20 frames unacknowledged
+        client = await session_on(server, name)
+        await client.send("sub,flood")
+        await client.send(f"msg,flood,{name}:20")
+        assert all(got and got.startswith("msg,") for got in await frames(client, 20))
+        await client.close()
+    sessions = server.sessions
+    assert sessions is not None
+    assert sessions.detached_count == 2
+    assert 4000 < sessions.detached_size <= 5000
+    assert ended.empty()
+    more.set()  # b keeps 10 frames more: past the bound, a ends
+    assert await item(ended) == ("a", CloseReason.NOT_RESUMED)
+    assert sessions.detached_count == 1
+    kept = sessions.get("b")
+    assert kept is not None and sessions.detached_size == kept.book.retained_size
+    assert sessions.detached_size > 3000  # all of b's 30 frames
+
+
 def documented_exchange() -> list[str]:
     """The first test vector of docs/PROTOCOL-EXTENSIONS.md, section 3."""
     doc = Path(__file__).parents[2] / "docs" / "PROTOCOL-EXTENSIONS.md"

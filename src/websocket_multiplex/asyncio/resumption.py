@@ -82,7 +82,8 @@ class SessionCarrier:
     frames kept, for the next one. While attached, a writer whose client
     has not acknowledged ``limit`` characters waits for acks (the session's
     own flow control, which the outbox's slow-client rule then bounds in
-    time); while detached, going past ``limit`` calls ``on_overflow``.
+    time); while detached, each write calls ``on_kept`` (the session
+    checks its bounds: ``limit`` and the server's ``detached_buffer``).
     """
 
     __slots__ = (
@@ -91,7 +92,7 @@ class SessionCarrier:
         "_carrier_can_write_now",
         "_catching_up",
         "_limit",
-        "_on_overflow",
+        "_on_kept",
         "attached",
         "request",
     )
@@ -101,7 +102,7 @@ class SessionCarrier:
         carrier: Transport,
         book: Book,
         limit: int,
-        on_overflow: Callable[[], None],
+        on_kept: Callable[[int], None],
     ) -> None:
         self.request = carrier.request
         self.attached: Transport | None = None
@@ -110,7 +111,7 @@ class SessionCarrier:
         self._attached(carrier)
         self._book = book
         self._limit = limit
-        self._on_overflow = on_overflow
+        self._on_kept = on_kept
         self._catching_up: asyncio.Task[None] | None = None
         self._acked: asyncio.Event | None = None  # made when a writer waits
 
@@ -205,8 +206,8 @@ class SessionCarrier:
             # A resume during a catch-up replaces it: wait for the last one.
             await asyncio.wait([catching_up])
         carrier = self.attached
-        if carrier is None and self._book.retained_size > self._limit:
-            self._on_overflow()
+        if carrier is None:
+            self._on_kept(self._book.retained_size)
         return carrier
 
     async def _catch_up(self, carrier: Transport, first: list[str]) -> None:
@@ -277,7 +278,7 @@ class Session:
         self.token = token
         self.book = Book()
         self.carrier = SessionCarrier(
-            carrier, self.book, table.limits.resume_buffer, self._overflowed
+            carrier, self.book, table.limits.resume_buffer, self._kept
         )
         self._ack_timer: asyncio.TimerHandle | None = None
         self._sent_when_armed = 0  # the book's sent_count when it was set
@@ -381,7 +382,11 @@ class Session:
         self._expiry = self._ack_timer = None
         self._table.forget(self)
 
-    def _overflowed(self) -> None:
+    def _kept(self, retained: int) -> None:
+        """Frames were kept while detached: ``retained`` characters now."""
+        if retained <= self._table.limits.resume_buffer:
+            self._table.grew(self, retained)
+            return
         self._table.log.info(
             logger,
             "resume_buffer",
@@ -401,19 +406,23 @@ async def _close(carrier: Transport) -> None:
 class Sessions:
     """A server's resumable sessions, by token.
 
-    At most ``Limits.max_detached_sessions`` wait for their client at once:
-    one more ends the one that waited longest (a client that opens and
-    drops connections cannot make the server keep them all).
+    Those waiting for their client are bounded in number
+    (``Limits.max_detached_sessions``) and in the characters they keep in
+    all (``Limits.detached_buffer``): past either, the one that waited
+    longest ends (a client that opens and drops connections cannot make
+    the server keep them all, nor all they were sent).
     """
 
-    __slots__ = ("_by_token", "_detached", "limits", "log")
+    __slots__ = ("_by_token", "_detached", "_detached_size", "limits", "log")
 
     def __init__(self, limits: Limits, log: LogThrottle | None = None) -> None:
         self.limits = limits
         self.log = log if log is not None else LogThrottle()
         """For the lines a client can cause at will."""
         self._by_token: dict[str, Session] = {}
-        self._detached: dict[Session, None] = {}  # oldest first
+        # Detached sessions, oldest first, and the characters each keeps.
+        self._detached: dict[Session, int] = {}
+        self._detached_size = 0
 
     def __len__(self) -> int:
         return len(self._by_token)
@@ -421,6 +430,11 @@ class Sessions:
     @property
     def detached_count(self) -> int:
         return len(self._detached)
+
+    @property
+    def detached_size(self) -> int:
+        """Characters kept, in all, for the sessions waiting for their client."""
+        return self._detached_size
 
     def open(
         self,
@@ -442,16 +456,36 @@ class Sessions:
         return self._by_token.get(token)
 
     def attached(self, session: Session) -> None:
-        self._detached.pop(session, None)
+        self._detached_size -= self._detached.pop(session, 0)
 
     def detached(self, session: Session) -> None:
-        self._detached[session] = None
-        while len(self._detached) > self.limits.max_detached_sessions:
+        self._detached[session] = 0
+        self.grew(session, session.book.retained_size)
+
+    def grew(self, session: Session, retained: int) -> None:
+        """``session``, detached, keeps ``retained`` characters now."""
+        if session not in self._detached:
+            return
+        self._detached_size += retained - self._detached[session]
+        self._detached[session] = retained
+        limits = self.limits
+        while self._detached and (
+            len(self._detached) > limits.max_detached_sessions
+            or self._detached_size > limits.detached_buffer
+        ):
             oldest = next(iter(self._detached))
-            self._detached.pop(oldest)
+            if len(self._detached) <= limits.max_detached_sessions:
+                self.log.info(
+                    logger,
+                    "detached_buffer",
+                    "%r: sessions waiting for their client keep more than "
+                    "detached_buffer: the oldest ends",
+                    oldest,
+                )
+            self.attached(oldest)  # no longer counted
             oldest.owner.expire(CloseReason.NOT_RESUMED)
 
     def forget(self, session: Session) -> None:
-        self._detached.pop(session, None)
+        self.attached(session)
         if self._by_token.get(session.token) is session:
             del self._by_token[session.token]
