@@ -99,15 +99,27 @@ def test_acks_are_batched_and_flushed() -> None:
     assert book.ack() is None
 
 
-def test_an_overdue_ack_goes_with_the_next_frames_once() -> None:
+def test_the_timer_ack_rides_with_frames_going_out_then_goes_alone() -> None:
     book = Book()
     book.received()
     assert book.due() is None  # one frame waits: not due yet
-    book.overdue = True  # the timer saw frames going out meanwhile
-    assert book.due() == "ack,1"
+    book.timer_armed()
+    assert book.timer_fired() == "ack,1"  # nothing went out: alone
+    book.received()
+    book.timer_armed()
+    book.sent("msg,a,x")
+    assert book.timer_fired() is None  # frames go out: the next carry it
+    assert book.overdue
+    assert book.due() == "ack,2"
     assert not book.overdue
     book.received()
-    assert book.due() is None
+    book.timer_armed()
+    book.sent("msg,a,y")
+    assert book.timer_fired() is None
+    book.timer_armed()  # armed once more; frames still go out, but:
+    book.sent("msg,a,z")
+    assert book.timer_fired() == "ack,3"  # alone, at twice the delay at most
+    assert book.timer_fired() is None  # nothing left to acknowledge
 
 
 def test_resend_after_gives_exactly_what_the_peer_lacks() -> None:

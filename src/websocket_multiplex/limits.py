@@ -129,9 +129,10 @@ class Limits:
     detached_buffer: int = 256 << 20
     """Characters kept, in all, for the resumable connections waiting for
     their client (each keeps at most ``resume_buffer``). Past it, the one
-    that has waited longest ends, as for ``max_detached_sessions``: without
-    it, clients that fill their buffer and drop could make a server keep
-    ``max_detached_sessions`` times ``resume_buffer``."""
+    that keeps most ends (``CloseReason.NOT_RESUMED``): without it, clients
+    that fill their buffer and drop could make a server keep
+    ``max_detached_sessions`` times ``resume_buffer``, and by the size
+    rather than the age a few such clients cannot push out the others."""
 
     max_stream_positions: int = 256
     """Group positions (``pos`` frames, docs/PROTOCOL-EXTENSIONS.md, section

@@ -155,6 +155,7 @@ class Book:
 
     __slots__ = (
         "_chunks",
+        "_sent_when_armed",
         "_skip",
         "acked",
         "overdue",
@@ -183,6 +184,7 @@ class Book:
         self.overdue = False
         """The ack timer found frames unacknowledged while frames were
         going out: the next ones carry the ack (:meth:`due`)."""
+        self._sent_when_armed = 0
 
     def sent(self, frame: str) -> None:
         """This side hands ``frame`` to a carrier, or would if it had one:
@@ -210,6 +212,24 @@ class Book:
         """The ``ack`` to send with the frames going out now, if
         :data:`ACK_EVERY` frames wait for one, or it is :attr:`overdue`."""
         if self.received_count - self.told < ACK_EVERY and not self.overdue:
+            return None
+        return self.ack()
+
+    def timer_armed(self) -> None:
+        """The ack timer (the caller's, of about :data:`ACK_DELAY`) starts
+        now."""
+        self._sent_when_armed = self.sent_count
+
+    def timer_fired(self) -> str | None:
+        """The ack timer is up: the ``ack`` to send alone now, if one is.
+        While frames go out, ``None`` the first time, with :attr:`overdue`
+        set: the next frames carry the ack (an ack alone costs a carrier
+        message, under load one per connection per timer), and the caller
+        starts the timer once more, after which it goes alone."""
+        if self.received_count == self.told:
+            return None
+        if not self.overdue and self.sent_count != self._sent_when_armed:
+            self.overdue = True
             return None
         return self.ack()
 

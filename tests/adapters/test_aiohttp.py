@@ -161,6 +161,27 @@ async def test_info_and_streaming_responses_carry_cors(
             assert await response.text() == "o\n"
 
 
+async def test_error_answers_a_page_may_meet_carry_cors(
+    recorder: tuple[Recorder, str],
+) -> None:
+    """An xhr_send to a session that ended (what a page resuming after a
+    cut meets) and a GET of /websocket without the upgrade: without CORS,
+    a browser shows the page a CORS failure instead of the status."""
+    _, url = recorder
+    origin = {"Origin": ORIGIN}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            url + "/000/gone0001/xhr_send", data='["x"]', headers=origin
+        ) as response:
+            assert response.status == 404
+            assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+        async with http.get(
+            url + "/000/none0001/websocket", headers=origin
+        ) as response:
+            assert response.status == 400
+            assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+
+
 async def test_allowed_origins_refuses_others() -> None:
     app = web.Application()
     add_sockjs_endpoint(app, conformance_server(), allowed_origins=[ORIGIN])

@@ -58,7 +58,7 @@ def weird_node() -> Iterator[NodeServer]:
 class Endpoint:
     """Where the client connects, and over which SockJS transport."""
 
-    url: Endpoint
+    url: str
     transport: str = "websocket"
 
     def connect(self, **options: Any) -> connect:

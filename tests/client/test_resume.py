@@ -19,14 +19,21 @@ from urllib.parse import urlsplit
 import pytest
 
 from websocket_multiplex import (
+    Channel,
     ChannelGap,
     CloseReason,
     Limits,
     MultiplexServer,
 )
 from websocket_multiplex.asyncio import client as client_module
-from websocket_multiplex.asyncio.client import ClientChannel
+from websocket_multiplex.asyncio.client import (
+    ClientChannel,
+    ClientState,
+    MultiplexClient,
+)
 from websocket_multiplex.client import connect
+from websocket_multiplex.resume import GOODBYE
+from websocket_multiplex.testing import MemoryClient, connect_in_memory
 
 from ..support.proxy import Proxy
 from ..support.streaming import PAD, Stream, streaming_server
@@ -212,3 +219,97 @@ async def test_with_the_original_server_a_cut_is_a_base_reconnection(
         assert await echo.receive(TIMEOUT) == "b"
         assert (client.reconnects, client.resumptions) == (2, 0)
         await client.close()
+
+
+class HeldCarrier:
+    """A memory carrier whose numbered frames can be held back, as behind
+    a full socket (``held``); ``holding`` is set once one is."""
+
+    def __init__(self, memory: MemoryClient, held: bool) -> None:
+        self.memory = memory
+        self.sent: list[str] = []
+        self.released = asyncio.Event()
+        self.holding = asyncio.Event()
+        self.closed = False
+        if not held:
+            self.released.set()
+
+    @property
+    def close_frame(self) -> tuple[int, str] | None:
+        return self.memory.close_frame
+
+    async def send(self, text: str) -> None:
+        if not self.released.is_set() and not text.startswith(("hey,", "ack,")):
+            self.holding.set()
+            await self.released.wait()
+        if self.closed:
+            raise ConnectionError("the carrier is gone")
+        self.sent.append(text)
+        await self.memory.send(text)
+
+    async def receive(self) -> str | None:
+        return await self.memory.receive()
+
+    async def close(self) -> None:
+        self.closed = True
+        self.released.set()
+        await self.memory.close()
+
+    async def lose(self) -> None:
+        """The network drops it: no close frame either way (a send held
+        fails once released)."""
+        self.closed = True
+        self.memory.transport.to_client.put_nowait(None)
+        await self.memory.connection.connection_lost()
+
+
+async def test_a_goodbye_whose_carrier_drops_during_the_catch_up_goes_on_the_next() -> (
+    None
+):
+    """close() waits for the catch-up before its goodbye; the carrier dies
+    meanwhile: the goodbye goes on the next one, and the server forgets the
+    session at once instead of holding it for resume_grace."""
+    server = MultiplexServer()
+
+    @server.channel("echo")
+    async def echo(channel: Channel) -> None:
+        async for data in channel:
+            await channel.send(data)
+
+    carriers: list[HeldCarrier] = []
+    second = asyncio.Event()
+
+    async def open_carrier() -> HeldCarrier:
+        carrier = HeldCarrier(await connect_in_memory(server), held=len(carriers) == 1)
+        carriers.append(carrier)
+        if len(carriers) == 2:
+            second.set()
+        return carrier
+
+    client = MultiplexClient(open_carrier, reconnect=FAST)
+    await client.start()
+    channel = await client.channel("echo")
+    await channel.send("m1")
+    assert await channel.receive(TIMEOUT) == "m1"
+    await carriers[0].lose()
+    carriers[0].released.set()
+    await channel.send("m2")  # kept: the catch-up on the next carrier resends it
+    async with asyncio.timeout(TIMEOUT):
+        await second.wait()
+        await client.wait_for(ClientState.OPEN)
+        await carriers[1].holding.wait()  # the catch-up is stuck
+    closing = asyncio.create_task(client.close())
+    for _ in range(20):  # let close() reach its wait for the catch-up
+        await asyncio.sleep(0)
+    assert not closing.done()
+    await carriers[1].lose()
+    async with asyncio.timeout(TIMEOUT):
+        # The client saw it go before the stuck send fails.
+        await client.wait_for(ClientState.RECONNECTING)
+        carriers[1].released.set()
+        await closing
+    assert len(carriers) == 3
+    assert GOODBYE in carriers[2].sent
+    sessions = server.sessions
+    assert sessions is not None
+    assert (len(sessions), sessions.detached_count) == (0, 0)

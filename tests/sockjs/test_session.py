@@ -520,15 +520,16 @@ def test_close_with_a_polling_holder() -> None:
 
 
 def test_a_poll_carries_at_most_batch_limit_characters_of_messages() -> None:
-    """What piled up goes out in frames of batch_limit characters (at least
-    one message each), one per poll, in order."""
+    """What piled up goes out in frames of at most batch_limit characters
+    of messages (a longer message alone), one per poll, in order."""
     session = make_session(batch_limit=6)
     session.attach(poll(), 0.0)  # "o", then it lets go
-    session.send(["aaa", "bbb", "ccc", "dddddddddd", "e"])
+    session.send(["aaa", "bbb", "ccc", "dddddddddd", "e", "ff", "ggg"])
     assert session.attach(poll(), 1.0) == (Attached.HOLDING, 'a["aaa","bbb"]\n')
-    assert session.queued_size == 14
-    assert session.attach(poll(), 2.0) == (Attached.HOLDING, 'a["ccc","dddddddddd"]\n')
-    assert session.attach(poll(), 3.0) == (Attached.HOLDING, 'a["e"]\n')
+    assert session.queued_size == 19
+    assert session.attach(poll(), 2.0) == (Attached.HOLDING, 'a["ccc"]\n')
+    assert session.attach(poll(), 3.0) == (Attached.HOLDING, 'a["dddddddddd"]\n')
+    assert session.attach(poll(), 4.0) == (Attached.HOLDING, 'a["e","ff","ggg"]\n')
     assert session.queued_size == 0
 
 

@@ -679,12 +679,17 @@ class MultiplexClient:
         try:
             async with asyncio.timeout(GOODBYE_WAIT):
                 while self._state is not ClientState.CLOSED:
+                    self._dropped.clear()  # before the waits: a drop in them counts
                     await self.wait_for(ClientState.OPEN)
-                    if (catching_up := self._catching_up) is not None:
+                    while (catching_up := self._catching_up) is not None:
                         await asyncio.shield(catching_up)
                     carrier = self._carrier
-                    self._dropped.clear()
-                    await self._send_control(GOODBYE)
+                    if self._dropped.is_set():
+                        continue  # lost meanwhile: on the next carrier
+                    if not await self._send_control(GOODBYE) and (
+                        self._state is not ClientState.OPEN
+                    ):
+                        continue  # it went before the goodbye could
                     await self._dropped.wait()
                     if getattr(carrier, "close_frame", None) is not None:
                         return  # the server's answer (or its own close)
@@ -880,15 +885,18 @@ class MultiplexClient:
                 pass  # the reader sees the end and resumes
         await session.room()
 
-    async def _send_control(self, frame: str) -> None:
-        """An ack: on this carrier or not at all (a resume acknowledges)."""
+    async def _send_control(self, frame: str) -> bool:
+        """An ack or the goodbye: on this carrier or not at all (a resume
+        acknowledges); whether it went."""
         carrier = self._carrier
         if self._state is ClientState.OPEN and carrier is not None:
             try:
                 async with self._send_lock:
                     await carrier.send(frame)
             except ConnectionError:
-                pass
+                return False
+            return True
+        return False
 
     def _ack_later(self) -> None:
         if self._ack_timer is None:
@@ -1211,7 +1219,7 @@ class MultiplexClient:
             self._on_state(state, reason)
 
 
-_background: set[asyncio.Task[None]] = set()  # acks under way: kept referenced
+_background: set[asyncio.Task[object]] = set()  # acks under way: kept referenced
 
 
 async def _answer(carrier: Carrier) -> str:

@@ -12,7 +12,8 @@ than ``Limits.resume_buffer`` characters wait for the client, the
 connection ends, every channel with :attr:`CloseReason.NOT_RESUMED`.
 
 :class:`Sessions` is the server's table of them, by token, with the named
-bound on how many may wait detached (``Limits.max_detached_sessions``).
+bounds on how many may wait detached (``Limits.max_detached_sessions``)
+and on what they keep in all (``Limits.detached_buffer``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ CATCH_UP_BATCH = 32 << 10
 
 ACK_DELAY = 0.05
 """Seconds after a frame arrives within which it is acknowledged, when
-fewer than ``ACK_EVERY`` came: what a quiet sender keeps at most."""
+fewer than ``ACK_EVERY`` came and nothing goes out; while frames go out,
+the ack rides with them, alone after twice that at most
+(:meth:`~websocket_multiplex.resume.Book.timer_fired`)."""
 
 
 class SessionOwner(Protocol):
@@ -257,7 +260,6 @@ class Session:
     __slots__ = (
         "_ack_timer",
         "_expiry",
-        "_sent_when_armed",
         "_table",
         "book",
         "carrier",
@@ -281,7 +283,6 @@ class Session:
             carrier, self.book, table.limits.resume_buffer, self._kept
         )
         self._ack_timer: asyncio.TimerHandle | None = None
-        self._sent_when_armed = 0  # the book's sent_count when it was set
         self._expiry: asyncio.TimerHandle | None = None
         self.resumptions = 0
 
@@ -318,27 +319,21 @@ class Session:
         return text
 
     def _arm_ack(self) -> None:
-        self._sent_when_armed = self.book.sent_count
+        self.book.timer_armed()
         self._ack_timer = asyncio.get_running_loop().call_later(
             ACK_DELAY, self._flush_ack
         )
 
     def _flush_ack(self) -> None:
-        """The ack timer: while frames are going out, the next ones carry
-        the ack (an ack alone would cost a carrier message, and under load
-        one per connection every ACK_DELAY); otherwise, or if none went out
-        within another ACK_DELAY, it goes alone."""
+        """The ack timer (the policy: :meth:`Book.timer_fired`)."""
         self._ack_timer = None
-        book = self.book
-        if book.received_count == book.told or self.carrier.attached is None:
-            return
-        if not book.overdue and book.sent_count != self._sent_when_armed:
-            book.overdue = True
-            self._arm_ack()
-            return
-        ack = book.ack()
+        if self.carrier.attached is None:
+            return  # a resume's hello acknowledges
+        ack = self.book.timer_fired()
         if ack is not None:
             self.owner.send_control(ack)
+        elif self.book.overdue:
+            self._arm_ack()
 
     def resume(self, carrier: Transport, received: int) -> bool:
         """Carry on over ``carrier``, whose client has ``received`` of our
@@ -407,10 +402,14 @@ class Sessions:
     """A server's resumable sessions, by token.
 
     Those waiting for their client are bounded in number
-    (``Limits.max_detached_sessions``) and in the characters they keep in
-    all (``Limits.detached_buffer``): past either, the one that waited
-    longest ends (a client that opens and drops connections cannot make
-    the server keep them all, nor all they were sent).
+    (``Limits.max_detached_sessions``: past it, the one that waited longest
+    ends) and in the characters they keep in all
+    (``Limits.detached_buffer``: past it, the one that keeps most ends, so
+    that a few clients that never acknowledge cannot push out everybody
+    else's). A client that opens and drops connections cannot make the
+    server keep them all, nor all they were sent. An ending session's
+    handlers may send to others, which may end more: each only while the
+    bound is exceeded.
     """
 
     __slots__ = ("_by_token", "_detached", "_detached_size", "limits", "log")
@@ -468,22 +467,23 @@ class Sessions:
             return
         self._detached_size += retained - self._detached[session]
         self._detached[session] = retained
-        limits = self.limits
-        while self._detached and (
-            len(self._detached) > limits.max_detached_sessions
-            or self._detached_size > limits.detached_buffer
-        ):
-            oldest = next(iter(self._detached))
-            if len(self._detached) <= limits.max_detached_sessions:
+        limits, detached = self.limits, self._detached
+        while detached:
+            if len(detached) > limits.max_detached_sessions:
+                shed = next(iter(detached))  # the oldest
+            elif self._detached_size > limits.detached_buffer:
+                shed = max(detached, key=detached.__getitem__)  # the largest
                 self.log.info(
                     logger,
                     "detached_buffer",
                     "%r: sessions waiting for their client keep more than "
-                    "detached_buffer: the oldest ends",
-                    oldest,
+                    "detached_buffer: the one that keeps most ends",
+                    shed,
                 )
-            self.attached(oldest)  # no longer counted
-            oldest.owner.expire(CloseReason.NOT_RESUMED)
+            else:
+                return
+            self.attached(shed)  # no longer counted
+            shed.owner.expire(CloseReason.NOT_RESUMED)
 
     def forget(self, session: Session) -> None:
         self.attached(session)

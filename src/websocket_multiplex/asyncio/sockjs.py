@@ -298,7 +298,7 @@ class SockJSEndpoint:
     async def _send(self, found: Route, exchange: HTTPExchange) -> None:
         session = self.sessions.get(found.session_id)
         if session is None or session.state is SessionState.CLOSED:
-            await exchange.respond(not_found())
+            await exchange.respond(not_found(exchange.request))
             return
         with session.sending():  # no expiry while the body comes and goes in
             await exchange.respond(await self._take(found, exchange, session))
@@ -317,7 +317,7 @@ class SockJSEndpoint:
             session.charge(exc.frames)  # a refused message costs all the same
             return error_response(500, str(exc), exchange.request)
         if not await session.deliver(texts, exchange):
-            return not_found()  # the session ended meanwhile: nothing taken
+            return not_found(exchange.request)  # it ended meanwhile: nothing taken
         return sent_response(found, exchange.request, self.options)
 
     # -- sessions' ends -------------------------------------------------------

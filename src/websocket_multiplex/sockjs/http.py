@@ -228,11 +228,13 @@ def _only(method: str, methods: tuple[str, ...]) -> Response | None:
     return Response(405, (("Allow", ", ".join(methods)), _NOSNIFF))
 
 
-def not_found() -> Response:
-    """404, as sockjs-node words it."""
-    return Response(
-        404, (("Content-Type", _TEXT), _NOSNIFF), b"404 Error: Page not found\n"
-    )
+def not_found(request: Request | None = None) -> Response:
+    """404, as sockjs-node words it; with CORS given the ``request`` (an
+    ``xhr_send`` to a session that ended: the page must see the 404)."""
+    headers: HeaderList = (("Content-Type", _TEXT), _NOSNIFF)
+    if request is not None:
+        headers = (*headers, *_cors(request))
+    return Response(404, headers, b"404 Error: Page not found\n")
 
 
 def _websocket(
@@ -241,7 +243,7 @@ def _websocket(
     if not options.offers_websocket:
         return Response(404, (*_cache_for(now), _NOSNIFF))
     if not request.upgrade:
-        return error_response(400, "Not a valid websocket request")
+        return error_response(400, "Not a valid websocket request", request)
     return found
 
 

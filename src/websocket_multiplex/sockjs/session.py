@@ -364,10 +364,10 @@ class Session:
             return queue
         size = count = 0
         for text in queue:
+            if count and size + len(text) > limit:
+                break  # the next frame takes it
             size += len(text)
             count += 1
-            if size >= limit:
-                break
         taken = queue[:count]
         del queue[:count]
         self.queued_size -= size
