@@ -16,7 +16,11 @@ on the wire. What the sides exchange is how far they got:
   out: :attr:`Book.overdue`), never one per frame;
 * on a new carrier, ``hey,r1,<token>,<n>`` from each side: the session and
   how many of the other's frames it has; each then resends exactly the
-  frames the other lacks, so that every frame arrives once, in order.
+  frames the other lacks, so that every frame arrives once, in order;
+* over a carrier that can lose messages without ending (the SockJS HTTP
+  transports, :func:`format_carried`), ``seq,<n>`` from the server at the
+  start of each answer: "this carrier brought you ``n`` messages before
+  this one"; a client that counted fewer drops the carrier and resumes.
 
 The client proposes the token in its offer (``hey,r1,<token>``), so that
 a carrier lost before the server's answer arrived can still be resumed.
@@ -46,8 +50,10 @@ __all__ = [
     "Book",
     "Hello",
     "format_ack",
+    "format_carried",
     "is_control",
     "parse_ack",
+    "parse_carried",
 ]
 
 HELLO: Final = "hey"
@@ -69,18 +75,32 @@ is still acknowledged often enough, not only by the timer."""
 _MAX_COUNT_DIGITS: Final = 18
 
 
-CONTROL: Final = (f"{HELLO},", f"{ACK},")
+CARRIED: Final = "seq"
+CONTROL: Final = (f"{HELLO},", f"{ACK},", f"{CARRIED},")
 """The prefixes of the session's own frames (``str.startswith`` takes it)."""
 
 
 def is_control(frame: str) -> bool:
-    """Whether ``frame`` is a hello or an ack: part of the session's own
-    talk, never numbered, kept or resent."""
+    """Whether ``frame`` is a hello, an ack or a ``seq``: part of the
+    session's own talk, never numbered, kept or resent."""
     return frame.startswith(CONTROL)
 
 
 def format_ack(count: int) -> str:
     return f"{ACK},{count}"
+
+
+def format_carried(count: int) -> str:
+    """The server's ``seq,<n>``: the carrier brought ``count`` messages
+    before this one (a SockJS HTTP answer's first; docs/PROTOCOL-EXTENSIONS.md,
+    section 3)."""
+    return f"{CARRIED},{count}"
+
+
+def parse_carried(frame: str) -> int | None:
+    """The count of a ``seq,<n>`` frame, or ``None`` if it is not one."""
+    kind, _, count = frame.partition(",")
+    return int(count) if kind == CARRIED and _is_count(count) else None
 
 
 def parse_ack(frame: str) -> int | None:

@@ -11,11 +11,9 @@ channel close.
 
 Not xhr-streaming: Chromium hands a streaming XHR's progress to the page
 only every 50 ms or so, and a budget of 100 KB on loopback is spent long
-before, so no response would ever reach the page. Cut by time instead
-(tried: 20-300 ms), whole answers were now and then lost with no cut seen
-by either side, most likely Chromium sending a request again on a new
-connection when the one it reused closed before the answer began
-(docs/SOCKJS.md).
+before, so no answer would ever reach the page. Cut after a lifetime
+instead (tried: 20-300 ms), pages now and then got frames twice, every
+`seq` count right: not understood yet (docs/SOCKJS.md).
 """
 
 from __future__ import annotations

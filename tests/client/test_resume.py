@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
+from aiohttp import web
 
 from websocket_multiplex import (
     Channel,
@@ -25,13 +26,15 @@ from websocket_multiplex import (
     Limits,
     MultiplexServer,
 )
+from websocket_multiplex.adapters.aiohttp import add_sockjs_endpoint
 from websocket_multiplex.asyncio import client as client_module
 from websocket_multiplex.asyncio.client import (
+    Carrier,
     ClientChannel,
     ClientState,
     MultiplexClient,
 )
-from websocket_multiplex.client import connect
+from websocket_multiplex.client import connect, open_carrier
 from websocket_multiplex.resume import GOODBYE
 from websocket_multiplex.testing import MemoryClient, connect_in_memory
 
@@ -313,3 +316,87 @@ async def test_a_goodbye_whose_carrier_drops_during_the_catch_up_goes_on_the_nex
     sessions = server.sessions
     assert sessions is not None
     assert (len(sessions), sessions.detached_count) == (0, 0)
+
+
+class LosesAnAnswer:
+    """An xhr-polling carrier that loses the rest of an answer, from its
+    ``at``-th message on, once, as a browser loses an answer it asked for
+    again (nothing ends, nothing says so); the server's next ``seq`` comes
+    through."""
+
+    def __init__(self, inner: Carrier, at: int) -> None:
+        self.inner = inner
+        self.at = at
+        self.count = 0
+        self.losing = False
+        self.lost: list[str] = []
+
+    @property
+    def close_frame(self) -> tuple[int, str] | None:
+        frame: tuple[int, str] | None = getattr(self.inner, "close_frame", None)
+        return frame
+
+    async def send(self, text: str) -> None:
+        await self.inner.send(text)
+
+    async def receive(self) -> str | None:
+        while (text := await self.inner.receive()) is not None:
+            if text.startswith("seq,"):
+                self.losing = False  # the next answer
+                return text
+            self.count += 1
+            if self.count == self.at:
+                self.losing = True
+            if self.losing:
+                self.lost.append(text)
+                continue
+            return text
+        return None
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_an_answer_lost_without_a_cut_is_resent_on_a_new_carrier() -> None:
+    """The server's seq says how many messages a SockJS HTTP session brought
+    before each answer (or instead of a heartbeat): a client that counted
+    fewer resumes on a new carrier, which brings what was lost, once, in
+    order."""
+    server = MultiplexServer()
+
+    @server.channel("echo")
+    async def echo(channel: Channel) -> None:
+        async for data in channel:
+            await channel.send(data)
+
+    app = web.Application()
+    add_sockjs_endpoint(
+        app,
+        server,
+        prefix="/multiplex",
+        sockjs_url="http://127.0.0.1:1/unused.js",
+        heartbeat_delay=0.2,  # a quiet poll shows the loss that soon
+    )
+    async with serving(app) as port:
+        carriers: list[LosesAnAnswer] = []
+
+        async def open_lossy() -> LosesAnAnswer:
+            url = f"http://127.0.0.1:{port}/multiplex"
+            inner = await open_carrier(url, transport="xhr-polling")
+            # The first carrier loses an answer's tail; the next ones nothing.
+            at = 10 if not carriers else 1 << 30
+            carriers.append(LosesAnAnswer(inner, at))
+            return carriers[-1]
+
+        client = MultiplexClient(open_lossy, reconnect=FAST)
+        await client.start()
+        try:
+            channel = await client.channel("echo")
+            for n in range(100):
+                await channel.send(str(n))
+            got = [await channel.receive(TIMEOUT) for _ in range(100)]
+            assert got == [str(n) for n in range(100)]
+            assert carriers[0].lost  # it did lose some
+            assert client.resumptions >= 1
+        finally:
+            await client.close()

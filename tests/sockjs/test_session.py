@@ -282,6 +282,45 @@ def test_without_it_eventsource_ends_at_response_limit() -> None:
     assert holding.done  # sockjs-node's behaviour, for the base protocol
 
 
+def mark(count: int) -> str:
+    return f"seq,{count}"
+
+
+def test_a_marking_session_tells_each_answer_but_the_first_what_went_before() -> None:
+    """end_rather_than_lose(mark): an answer the browser lost without a cut
+    (a request it sent again) shows as a count the client did not reach."""
+    session = make_session()
+    session.end_rather_than_lose(mark)
+    session.attach(poll(), 0.0)  # "o"
+    session.send(["hey", "a"])
+    assert session.attach(poll(), 1.0) == (Attached.HOLDING, 'a["hey","a"]\n')
+    session.send(["b"])
+    assert session.attach(poll(), 2.0) == (Attached.HOLDING, 'a["seq,2","b"]\n')
+    receiver = stream()
+    assert session.attach(receiver, 3.0) == (Attached.HOLDING, "")
+    session.send(["c", "d"])
+    assert session.output(3.0) == 'a["seq,3","c","d"]\n'
+    session.send(["e"])
+    assert session.output(3.0) == 'a["e"]\n'  # one mark an answer: its first
+    session.tick(3.0 + HEARTBEAT_DELAY)
+    assert session.output(3.0 + HEARTBEAT_DELAY) == "h\n"  # marked already
+    assert not session.detach(receiver, 4.0, aborted=False)  # say, a restart
+    quiet = poll()
+    assert session.attach(quiet, 4.0) == (Attached.HOLDING, "")
+    session.tick(4.0 + HEARTBEAT_DELAY)  # nothing to send: the mark, not "h"
+    assert session.output(4.0 + HEARTBEAT_DELAY) == 'a["seq,6"]\n'
+
+
+def test_without_a_mark_nothing_is_added() -> None:
+    session = make_session()
+    session.end_rather_than_lose()
+    session.attach(poll(), 0.0)
+    session.send(["a"])
+    session.attach(poll(), 1.0)
+    session.send(["b"])
+    assert session.attach(poll(), 2.0) == (Attached.HOLDING, 'a["b"]\n')
+
+
 def test_receiver_carry_reports_what_it_took() -> None:
     """Receiver.carry takes frames up to its end and says how many."""
     receiver = Receiver(xhr_chunk, polling=False, response_limit=5)

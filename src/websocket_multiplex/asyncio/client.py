@@ -45,7 +45,7 @@ from ..pacing import FRAMES_PER_TURN
 from ..presence import PRS, parse_presence
 from ..protocol import ClientProtocol
 from ..reqrep import RequestBook
-from ..resume import GOODBYE, Hello, is_control
+from ..resume import CARRIED, GOODBYE, Hello, is_control, parse_carried
 from ..streams import Position
 from .client_presence import PresenceInbox
 from .client_session import ClientSession, Offer
@@ -556,6 +556,7 @@ class MultiplexClient:
         self._session = ClientSession() if resume and reconnect is not None else None
         self._restarting: set[str] = set()  # closed by a restarting server
         self._first_text: str | None = None  # read by the handshake, not handled
+        self._carried = 0  # messages the handshake read from the carrier
         self._ack_timer: asyncio.TimerHandle | None = None
         self._catching_up: asyncio.Task[None] | None = None  # after a resume
         self._dropped = asyncio.Event()  # set when a carrier is dropped
@@ -915,10 +916,14 @@ class MultiplexClient:
 
     async def _run(self) -> None:
         while True:
-            carrier, error = self._carrier, None
+            carrier = self._carrier
+            error: Exception | None = None
             assert carrier is not None
             try:
                 await self._read(carrier)
+            except _MessagesLost as exc:  # and it was closed: resume past it
+                logger.info("%s", exc)
+                error = exc
             except Exception as exc:  # a broken carrier: lost, never a dead reader
                 logger.warning("the connection failed", exc_info=True)
                 error = exc
@@ -934,10 +939,20 @@ class MultiplexClient:
 
     async def _read(self, carrier: Carrier) -> None:
         first, self._first_text = self._first_text, None
+        carried = self._carried  # messages of this carrier (the first among them)
         if first is not None:
             await self._handle(first)
         handled = 0
         while (text := await carrier.receive()) is not None:
+            if text.startswith(_CARRIED):  # only on a session: section 3
+                if parse_carried(text) != carried:
+                    await carrier.close()
+                    raise _MessagesLost(
+                        f"the connection lost messages ({text!r} after "
+                        f"{carried}): resuming on a new one"
+                    )
+                continue
+            carried += 1
             await self._handle(text)
             handled += 1
             if handled % FRAMES_PER_TURN == 0:
@@ -1061,6 +1076,7 @@ class MultiplexClient:
     async def _handshake(self, carrier: Carrier) -> bool:
         """Begin on a new carrier: offer or resume a session if this client
         does, subscribe what needs it; whether the session resumed."""
+        self._carried = 0
         session = self._session
         if session is None or session.offer is Offer.OFF:
             await self._resubscribe(carrier)
@@ -1072,6 +1088,7 @@ class MultiplexClient:
         offered = not session.on
         await carrier.send(session.hello())
         text = await _answer(carrier)
+        self._carried = 1 if text else 0
         answer = Hello.parse(text)
         unwritten = session.unwritten()
         if answer is None or answer.received is None:
@@ -1220,6 +1237,13 @@ class MultiplexClient:
 
 
 _background: set[asyncio.Task[object]] = set()  # acks under way: kept referenced
+
+_CARRIED = f"{CARRIED},"
+
+
+class _MessagesLost(ConnectionError):
+    """The carrier says it brought more messages than arrived: an answer
+    lost without a cut (docs/PROTOCOL-EXTENSIONS.md, section 3, ``seq``)."""
 
 
 async def _answer(carrier: Carrier) -> str:

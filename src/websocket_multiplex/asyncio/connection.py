@@ -31,7 +31,7 @@ from ..presence import PRS
 from ..protocol import ProtocolCounters, ServerProtocol
 from ..reqrep import RequestBook
 from ..request import RequestInfo
-from ..resume import Hello
+from ..resume import Hello, format_carried
 from ..streams import Position
 from ..wire import format_frame
 from .authorization import Authorizer, Subscription, authorized
@@ -492,7 +492,7 @@ class Connection:
         if hello is None or sessions is None:
             return text
         if isinstance(self._own_carrier, CarriesSessions):
-            self._own_carrier.carries_session()
+            self._own_carrier.carries_session(format_carried)
         proposed: str | None = hello.token
         if hello.received is not None:  # a resume
             proposed = None  # a new session must not look resumed

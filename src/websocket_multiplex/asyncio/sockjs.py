@@ -24,7 +24,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -459,11 +459,13 @@ class HTTPSession:
     def request(self) -> RequestInfo:
         return self._request
 
-    def carries_session(self) -> None:
+    def carries_session(self, mark: Callable[[int], str]) -> None:
         """See :class:`~.transport.CarriesSessions`: an EventSource client
         takes a cut for the planned end of a response and polls on, so
-        its responses end only by cuts, which end the session."""
-        self._core.end_rather_than_lose()
+        its responses end only by cuts, which end the session; and every
+        answer after the first starts with ``mark``, for the answers a
+        browser loses without a cut (a request it sends again)."""
+        self._core.end_rather_than_lose(mark)
 
     async def send(self, text: str) -> None:
         await self.send_many([text])

@@ -18,7 +18,7 @@ The inlet is where the pace of incoming frames is kept
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from ..limits import Limits
@@ -69,12 +69,14 @@ class CarriesSessions(Protocol):
     """A :class:`Transport` that serves a resumable session better when
     told that one rides on it. Optional."""
 
-    def carries_session(self) -> None:
+    def carries_session(self, mark: Callable[[int], str]) -> None:
         """A resumable session rides on this carrier from now on: the
         carrier's end costs a resume, a message lost without one breaks
         the session's promise (exactly once, in order). Where the carrier
         could lose messages without its client noticing, it should end
-        instead."""
+        instead, or, where it cannot know, put ``mark(n)`` before the
+        messages that follow a possible loss (``n``: the messages it
+        carried before), so that the client can tell."""
         ...
 
 

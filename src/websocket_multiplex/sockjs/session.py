@@ -100,6 +100,7 @@ class Receiver:
         "carried",
         "done",
         "ends_unseen",
+        "marked",
         "polling",
         "response_limit",
         "wrap",
@@ -118,6 +119,8 @@ class Receiver:
         self.polling = polling
         self.response_limit = response_limit
         self.ends_unseen = ends_unseen
+        self.marked = False
+        """Its first messages went out behind the session's mark."""
         self.written = 0
         self.carried = 0
         """How many of the frames given to the last :meth:`carry` it took."""
@@ -177,6 +180,8 @@ class Session:
         self._sends = 0  # sending requests under way
         self._close_frame = INTERRUPTED
         self._lossless = False
+        self._mark: Callable[[int], str] | None = None
+        self._carried_messages = 0  # messages that went out, marks aside
         self._beat_due = False
         self._heartbeat_at: float | None = None
         self._expires_at: float | None = now + disconnect_delay
@@ -190,15 +195,24 @@ class Session:
         """Whether messages from the client are for the application."""
         return self.state is SessionState.OPEN
 
-    def end_rather_than_lose(self) -> None:
+    def end_rather_than_lose(self, mark: Callable[[int], str] | None = None) -> None:
         """The application recovers from the session's end (a resumable
         session of ours resumes on a new one), not from messages lost
         without it. A receiving request whose client cannot tell its end
         from a cut (:attr:`Receiver.ends_unseen`) is then not ended by
         ``response_limit``: it ends only by a cut, which the server sees
         and which ends the session, instead of a cut just before a planned
-        end that the client would take for the end and poll on past."""
+        end that the client would take for the end and poll on past.
+
+        ``mark(n)``, if given, is a message put before the first messages
+        of every response but the session's first, or sent instead of its
+        first heartbeat: ``n`` messages went out before it. A client that
+        counted fewer lost an answer the server cannot know was lost (a
+        browser sends a request again, on its own, when the kept-alive
+        connection it used closed before the answer began), and ends the
+        session before it counts anything past the hole."""
         self._lossless = True
+        self._mark = mark
         if self.receiver is not None:
             self._unlimited(self.receiver)
 
@@ -254,11 +268,25 @@ class Session:
             return ""
         frames = []
         if self._queue:
-            frames.append(messages_frame(self._take()))
+            taken = self._take()
+            before = self._carried_messages
+            self._carried_messages = before + len(taken)
+            if not receiver.marked:
+                receiver.marked = True
+                if self._mark is not None and before:
+                    taken = [self._mark(before), *taken]
+            frames.append(messages_frame(taken))
         if self.state is SessionState.CLOSING and not self._queue:
             frames.append(self._close_frame)  # once every message went out
         elif self._beat_due and not frames:
-            frames.append(HEARTBEAT)
+            mark = self._mark
+            if mark is not None and not receiver.marked and self._carried_messages:
+                # The mark instead: an answer lost just before a quiet
+                # spell shows within a heartbeat, not at the next message.
+                receiver.marked = True
+                frames.append(messages_frame([mark(self._carried_messages)]))
+            else:
+                frames.append(HEARTBEAT)
         self._beat_due = False
         if not frames:
             return ""

@@ -1092,6 +1092,7 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     this._lost = null;           // what closed the socket the gap began with
     this._lastClose = null;      // the close details, once closed for good
     this._sock = null;
+    this._carried = 0;
     this._attach(this._factory === null ? sock : this._factory());
     // A socket given open fires no "open": channels subscribe at once.
     this._everOpened = this._sock.readyState === OPEN;
@@ -1189,6 +1190,7 @@ class WebSocketMultiplex extends MultiplexEventTarget {
   // not heard any more.
   _attach(sock) {
     this._sock = sock;
+    this._carried = 0;  // messages this socket brought ("seq" checks them)
     const that = this;
     let current = true;
     sock.addEventListener("open", function () {
@@ -1319,6 +1321,17 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     }
     const session = this._session;
     if (session !== null && session.offer !== "off") {
+      if (event.data.startsWith("seq,")) {
+        // "This socket brought you n messages before": an answer went
+        // missing without a cut (a request the browser sent again): go on
+        // over a new socket, where the session resends what is missing.
+        const match = /^seq,(\d{1,18})$/.exec(event.data);
+        if (match === null || Number(match[1]) !== this._carried) {
+          this._sock.close();
+        }
+        return;
+      }
+      this._carried += 1;
       if (this._answerTimer !== null) {
         this._answered(event.data);
         return;
