@@ -944,7 +944,7 @@ class MultiplexClient:
             await self._handle(first)
         handled = 0
         while (text := await carrier.receive()) is not None:
-            if text.startswith(_CARRIED):  # only on a session: section 3
+            if text.startswith(_CARRIED) and self._session_on():  # section 3
                 if parse_carried(text) != carried:
                     await carrier.close()
                     raise _MessagesLost(
@@ -959,6 +959,10 @@ class MultiplexClient:
                 # A carrier with frames buffered answers without waiting:
                 # let the channels' readers run, or their inboxes overflow.
                 await asyncio.sleep(0)
+
+    def _session_on(self) -> bool:
+        session = self._session
+        return session is not None and session.on
 
     async def _handle(self, text: str) -> None:
         session = self._session
