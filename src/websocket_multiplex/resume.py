@@ -236,8 +236,7 @@ class Book:
         return self.ack()
 
     def timer_armed(self) -> None:
-        """The ack timer (the caller's, of about :data:`ACK_DELAY`) starts
-        now."""
+        """The ack timer (the caller's, of about 50 ms) starts now."""
         self._sent_when_armed = self.sent_count
 
     def timer_fired(self) -> str | None:

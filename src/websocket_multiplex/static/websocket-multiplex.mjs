@@ -1240,6 +1240,7 @@ export class WebSocketMultiplex extends MultiplexEventTarget {
       this._unsubscribeAll();
       this._subscribeAll(false, unwritten);
       if (text !== null) {
+        this._carried -= 1;  // counted already: it is handled once more
         this._socketMessage({ data: text });
       }
       return;
