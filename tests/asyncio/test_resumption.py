@@ -360,6 +360,10 @@ async def test_what_detached_sessions_keep_in_all_is_bounded() -> None:
     kept = sessions.get("b")
     assert kept is not None and sessions.detached_size == kept.book.retained_size
     assert sessions.detached_size > 2000  # all of b's 20 frames
+    control = await session_on(server, "c")  # another client is served
+    await control.send("sub,flood")
+    await control.send("msg,flood,c:1")
+    assert await frame(control) == "msg,flood," + "x" * 100
 
 
 def documented_exchange() -> list[str]:

@@ -14,7 +14,7 @@ only every 50 ms or so, and a budget of 100 KB on loopback is spent long
 before, so no answer would ever reach the page. Cut after a lifetime
 instead (tried: 20-300 ms), pages now and then got frames twice, every
 `seq` count right: not understood yet (docs/SOCKJS.md). The xhr-polling
-case is a known failure, rare (3 runs in some 130), also open.
+case still fails rarely (3 runs in some 130), also open.
 """
 
 from __future__ import annotations
@@ -128,18 +128,7 @@ STREAM = """([transport, url, channels, count, pad]) => {
 }"""
 
 
-KNOWN_LOSS = pytest.mark.xfail(
-    strict=False,
-    reason="rarely (3 runs in some 130) the page skips one poll answer's frames "
-    "(565 of one channel: 32 Ki characters), every seq count right; the "
-    "cause is open (issue 13, docs/SOCKJS.md)",
-)
-
-
-@pytest.mark.parametrize(
-    "transport",
-    [pytest.param(t, marks=KNOWN_LOSS) if t == "xhr-polling" else t for t in COUNTS],
-)
+@pytest.mark.parametrize("transport", list(COUNTS))
 async def test_random_cuts_lose_and_repeat_nothing_either_way(
     page: Page, servers: Servers, cut: Cut, transport: str
 ) -> None:

@@ -128,11 +128,16 @@ async def serving(app: web.Application, port: int = 0) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
-def sockjs_app(server: MultiplexServer) -> web.Application:
-    """SockJS at ``/multiplex``, its raw WebSocket at ``/multiplex/websocket``."""
+def sockjs_app(server: MultiplexServer, **options: Any) -> web.Application:
+    """SockJS at ``/multiplex``, its raw WebSocket at ``/multiplex/websocket``
+    (``options``: more SockJS options)."""
     app = web.Application()
     add_sockjs_endpoint(
-        app, server, prefix="/multiplex", sockjs_url="http://127.0.0.1:1/unused.js"
+        app,
+        server,
+        prefix="/multiplex",
+        sockjs_url="http://127.0.0.1:1/unused.js",
+        **options,
     )
     return app
 

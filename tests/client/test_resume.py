@@ -17,16 +17,13 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
-from aiohttp import web
 
 from websocket_multiplex import (
-    Channel,
     ChannelGap,
     CloseReason,
     Limits,
     MultiplexServer,
 )
-from websocket_multiplex.adapters.aiohttp import add_sockjs_endpoint
 from websocket_multiplex.asyncio import client as client_module
 from websocket_multiplex.asyncio.client import (
     Carrier,
@@ -46,6 +43,7 @@ from .support import (
     TIMEOUT,
     NodeServer,
     States,
+    make_server,
     serving,
     sockjs_app,
     uvicorn_serving,
@@ -272,13 +270,7 @@ async def test_a_goodbye_whose_carrier_drops_during_the_catch_up_goes_on_the_nex
     """close() waits for the catch-up before its goodbye; the carrier dies
     meanwhile: the goodbye goes on the next one, and the server forgets the
     session at once instead of holding it for resume_grace."""
-    server = MultiplexServer()
-
-    @server.channel("echo")
-    async def echo(channel: Channel) -> None:
-        async for data in channel:
-            await channel.send(data)
-
+    server, _ = make_server()
     carriers: list[HeldCarrier] = []
     second = asyncio.Event()
 
@@ -362,22 +354,9 @@ async def test_an_answer_lost_without_a_cut_is_resent_on_a_new_carrier() -> None
     before each answer (or instead of a heartbeat): a client that counted
     fewer resumes on a new carrier, which brings what was lost, once, in
     order."""
-    server = MultiplexServer()
-
-    @server.channel("echo")
-    async def echo(channel: Channel) -> None:
-        async for data in channel:
-            await channel.send(data)
-
-    app = web.Application()
-    add_sockjs_endpoint(
-        app,
-        server,
-        prefix="/multiplex",
-        sockjs_url="http://127.0.0.1:1/unused.js",
-        heartbeat_delay=0.2,  # a quiet poll shows the loss that soon
-    )
-    async with serving(app) as port:
+    server, _ = make_server()
+    # A quiet poll shows the loss within a heartbeat: make that soon.
+    async with serving(sockjs_app(server, heartbeat_delay=0.2)) as port:
         carriers: list[LosesAnAnswer] = []
 
         async def open_lossy() -> LosesAnAnswer:
