@@ -481,3 +481,47 @@ async def test_presented_positions_are_bounded_and_others_are_served() -> None:
     await control.send("msg,echo,still served")
     got = await frames(control, 1)
     assert got == ["msg,echo,still served"]
+
+
+async def test_a_writer_behind_a_replaced_catch_up_sends_its_frames_once() -> None:
+    """A frame sent while a resume's catch-up is under way waits for it;
+    when another resume replaces that catch-up, the new one resends the
+    frame (it is not acknowledged), so the writer must not send it again."""
+    server = MultiplexServer()
+    more = asyncio.Event()
+
+    @server.channel("news")
+    async def news(channel: Channel) -> None:
+        await channel.send("n0")
+        await more.wait()
+        await channel.send("late")
+        await channel.send("after")
+        await channel.receive()
+        await channel.send("end")  # behind whatever the writer still had
+        await channel.receive()
+
+    first = await session_on(server)
+    await first.send("sub,news")
+    assert await frame(first) == "msg,news,n0"
+    await first.close()
+    stuck = await connect_in_memory(server)
+
+    async def never(texts: list[str]) -> None:
+        await asyncio.Event().wait()  # a carrier that takes nothing more
+
+    stuck.transport.send_many = never  # type: ignore[method-assign]
+    await stuck.send("hey,r1,tok,0")  # its catch-up waits on the carrier
+    await settle()
+    more.set()  # "late" waits behind that catch-up
+    await settle()
+    third = await connect_in_memory(server)
+    await third.send("hey,r1,tok,0")
+    got = []
+    while (received := await frame(third)) != "msg,news,after":
+        got.append(received)
+    assert got == ["hey,r1,tok,1", "msg,news,n0", "msg,news,late"]
+    await third.send("msg,news,go")
+    rest = []
+    while (received := await frame(third)) != "msg,news,end":
+        rest.append(received)
+    assert [text for text in rest if text and not text.startswith("ack,")] == []

@@ -13,8 +13,12 @@ Not xhr-streaming: Chromium hands a streaming XHR's progress to the page
 only every 50 ms or so, and a budget of 100 KB on loopback is spent long
 before, so no answer would ever reach the page. Cut after a lifetime
 instead (tried: 20-300 ms), pages now and then got frames twice, every
-`seq` count right: not understood yet (docs/SOCKJS.md). The xhr-polling
-case still fails rarely (3 runs in some 130), also open.
+`seq` count right: not understood yet (docs/SOCKJS.md).
+
+An answer can also be lost where the page sees no cut: Chromium sends a
+request again on its own when the kept-alive connection it used closed
+before the answer began. The random cuts do that now and then; a test of
+its own does it on purpose (the proxy's ``swallow``).
 """
 
 from __future__ import annotations
@@ -85,7 +89,7 @@ async def cut(request: pytest.FixtureRequest, servers: Servers) -> AsyncIterator
 
 STREAM = """([transport, url, channels, count, pad]) => {
     const result = window.result = {
-        got: [], sent: 0, problems: [], opens: [],
+        got: [], sent: 0, problems: [], opens: [], reconnecting: [],
     };
     const mux = new WebSocketMultiplex(function () {
         return transport === "native" ? new WebSocket(url)
@@ -93,6 +97,7 @@ STREAM = """([transport, url, channels, count, pad]) => {
     }, {reconnect: {initialDelay: 20, maxDelay: 200}});
     mux.onopen = function (e) { result.opens.push([e.reconnected, e.resumed]); };
     mux.onclose = function (e) { result.problems.push(["mux close", e.code]); };
+    mux.onreconnecting = function (e) { result.reconnecting.push(e.reason); };
     window.mux = mux;
     for (let c = 0; c < channels; c++) {
         const channel = mux.channel("stream");
@@ -136,6 +141,54 @@ async def test_random_cuts_lose_and_repeat_nothing_either_way(
     rng = random.Random(4321)
     assert cut.proxy is not None
     cut.proxy.cut_after = lambda: rng.randrange(20_000, 100_000)
+    result = await stream_both_ways(page, servers, cut, transport, count)
+    cuts = cut.proxy.cuts
+    assert cuts >= 10, "the proxy did not cut often enough to test anything"
+    opens = result["opens"]
+    assert opens[0] == [False, False]
+    assert len(opens) > 1 and all(resumed for _, resumed in opens[1:])
+    await page.evaluate("window.mux.close()")
+
+
+LOST_ANSWER = "websocket-multiplex: an answer went missing; resuming"
+"""The reason the page closes a socket whose ``seq`` mark shows a hole."""
+
+
+@pytest.mark.parametrize("transport", ["xhr-polling"])
+async def test_answers_the_browser_lost_without_a_cut_are_resent_once_in_order(
+    page: Page, servers: Servers, cut: Cut, transport: str
+) -> None:
+    """A poll's answer lost where the page sees no cut: its kept-alive
+    connection closes before the answer's first byte, Chromium sends the
+    poll again over a new connection, and the next answer begins with a
+    ``seq`` mark past the hole. The page takes nothing of that answer (it
+    would count it as arrived) and resumes; the session resends the rest."""
+    assert cut.proxy is not None
+    answers = []  # the answers with stream messages, by kept-alive connections
+
+    def swallow(data: bytes, brought: int) -> bool:
+        if brought == 0 or not data.startswith(b"HTTP/1.1 200"):
+            return False  # a new connection, or not an answer's start
+        if b"msg,stream" not in data:
+            return False
+        answers.append(len(data))
+        return len(answers) in (3, 10, 25)
+
+    cut.proxy.swallow = swallow
+    result = await stream_both_ways(page, servers, cut, transport, COUNTS[transport])
+    assert cut.proxy.swallowed == 3
+    assert result["reconnecting"] == [LOST_ANSWER] * 3
+    await page.evaluate("window.mux.close()")
+
+
+async def stream_both_ways(
+    page: Page, servers: Servers, cut: Cut, transport: str, count: int
+) -> dict[str, list[object]]:
+    """Stream ``count`` messages each way on every channel through the
+    proxy; check that both sides got each once and in order, that no
+    channel fired "close" or "reconnect" and that every handler ran once and
+    never saw a close. Returns the page's ``result``."""
+    assert cut.proxy is not None
     await page.goto(f"{servers.page_origin}/ours.html")
     await page.evaluate(
         STREAM, [transport, await cut.url(transport), CHANNELS, count, PAD]
@@ -162,7 +215,7 @@ async def test_random_cuts_lose_and_repeat_nothing_either_way(
         raise AssertionError(
             f"page {summary}, server {server}, cuts {cut.proxy.cuts}"
         ) from failed
-    result = await page.evaluate("window.result")
+    result: dict[str, list[object]] = await page.evaluate("window.result")
     assert result["problems"] == []
     try:
         async with asyncio.timeout(60):
@@ -188,9 +241,4 @@ async def test_random_cuts_lose_and_repeat_nothing_either_way(
     for seen in streams:
         assert seen.received == expected
         assert seen.close_reason is None  # still open: it never saw a close
-    cuts = cut.proxy.cuts
-    assert cuts >= 10, "the proxy did not cut often enough to test anything"
-    opens = result["opens"]
-    assert opens[0] == [False, False]
-    assert len(opens) > 1 and all(resumed for _, resumed in opens[1:])
-    await page.evaluate("window.mux.close()")
+    return result

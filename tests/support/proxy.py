@@ -15,7 +15,14 @@ server, a broker and Redis), and breaks it the ways networks break:
 - :attr:`Proxy.cut_after`, when set, gives each new connection a budget
   of bytes (both ways together): the chunk that goes past it is forwarded
   only up to it, wherever that falls (mid-frame, mid-header), and the
-  connection is closed on both sides.
+  connection is closed on both sides;
+- :attr:`Proxy.swallow`, when set, is shown each chunk the upstream sends
+  and the number of bytes its connection brought the client before: a
+  chunk it takes is not forwarded, and the connection closes on both
+  sides. Swallow the start of an answer on a kept-alive connection and a
+  browser sends the request again on its own, over a new connection
+  (Chromium does, for a reused connection that closed before the answer
+  began): the answer is lost without the page seeing a cut.
 """
 
 from __future__ import annotations
@@ -58,8 +65,11 @@ class Proxy:
         self.connections = 0
         self.refuse: Refusal | None = None
         self.cut_after: Callable[[], int] | None = None
+        self.swallow: Callable[[bytes, int], bool] | None = None
+        self.swallowed = 0
+        """Chunks taken by :attr:`swallow`."""
         self.cuts = 0
-        """Connections ended by :attr:`cut_after`."""
+        """Connections ended by :attr:`cut_after` or :attr:`swallow`."""
         self._pairs: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
         self._stalled: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -149,7 +159,10 @@ class Proxy:
         self._pairs.append(pair)
         budget = [self.cut_after()] if self.cut_after is not None else None
         for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pump(source, sink, pair, budget))
+            answers = sink is writer
+            task = asyncio.create_task(
+                self._pump(source, sink, pair, budget, answers=answers)
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -159,13 +172,22 @@ class Proxy:
         sink: asyncio.StreamWriter,
         pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
         budget: list[int] | None,
+        *,
+        answers: bool,
     ) -> None:
         """Copy until the source ends, then close the sink (and thereby,
         through the other pump, the source); a stalled sink gets nothing.
         ``budget``: the bytes this connection may still carry, shared by
-        both pumps (``None``: no limit)."""
+        both pumps (``None``: no limit). ``answers``: the upstream's side,
+        which :attr:`swallow` sees."""
+        brought = 0
         with contextlib.suppress(OSError):
             while data := await source.read(1 << 16):
+                if answers and self.swallow is not None and self.swallow(data, brought):
+                    self.swallowed += 1
+                    self._end(pair)
+                    return
+                brought += len(data)
                 if budget is not None and len(data) >= budget[0]:
                     sink.write(data[: max(budget[0], 0)])
                     budget[0] = 0

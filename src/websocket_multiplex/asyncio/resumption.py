@@ -94,6 +94,7 @@ class SessionCarrier:
         "_book",
         "_carrier_can_write_now",
         "_catching_up",
+        "_covered",
         "_limit",
         "_on_kept",
         "attached",
@@ -116,6 +117,9 @@ class SessionCarrier:
         self._limit = limit
         self._on_kept = on_kept
         self._catching_up: asyncio.Task[None] | None = None
+        self._covered = 0
+        """The frames up to this number went, or go, in a catch-up: a
+        writer that waited for it must not send them again."""
         self._acked: asyncio.Event | None = None  # made when a writer waits
 
     def attach(self, carrier: Transport, first: list[str]) -> Transport | None:
@@ -124,6 +128,7 @@ class SessionCarrier:
         replaces, if one was still attached."""
         replaced = self.attached
         self._attached(carrier)
+        self._covered = self._book.sent_count
         if self._catching_up is not None:  # for a carrier gone already
             self._catching_up.cancel()
         self._catching_up = asyncio.get_running_loop().create_task(
@@ -167,11 +172,15 @@ class SessionCarrier:
 
     async def send(self, text: str) -> None:
         book = self._book
-        if not text.startswith(CONTROL):
+        numbered = not text.startswith(CONTROL)
+        if numbered:
             book.sent(text)
+        number = book.sent_count
         carrier = await self._ready()
         if carrier is None:
             return
+        if numbered and number <= self._covered:
+            return  # a resume while it waited: its catch-up carried it
         try:
             ack = book.due()
             if ack is not None:  # acks ride along with what goes out anyway
@@ -184,13 +193,21 @@ class SessionCarrier:
 
     async def send_many(self, texts: list[str]) -> None:
         book = self._book
-        book.sent_many([text for text in texts if not text.startswith(CONTROL)])
+        numbered = [text for text in texts if not text.startswith(CONTROL)]
+        book.sent_many(numbered)
+        first = book.sent_count - len(numbered) + 1
         carrier = await self._ready()
         if carrier is None:
             return
+        if first <= self._covered:  # a resume while it waited: see send()
+            texts = _without_first(texts, self._covered - first + 1)
+        ack = book.due()
+        if ack is not None:
+            texts = [*texts, ack]
+        if not texts:
+            return
         try:
-            ack = book.due()
-            await carrier.send_many(texts if ack is None else [*texts, ack])
+            await carrier.send_many(texts)
         except ConnectionError:
             return
         await self._room()
@@ -234,6 +251,17 @@ class SessionCarrier:
         acked, self._acked = self._acked, None
         if acked is not None:
             acked.set()
+
+
+def _without_first(texts: list[str], count: int) -> list[str]:
+    """``texts`` without its first ``count`` numbered frames (acks stay)."""
+    kept = []
+    for text in texts:
+        if count and not text.startswith(CONTROL):
+            count -= 1
+        else:
+            kept.append(text)
+    return kept
 
 
 def _batches(frames: list[str]) -> list[list[str]]:

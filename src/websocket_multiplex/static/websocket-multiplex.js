@@ -363,6 +363,7 @@ function backoffDelay(settings, attempt) {
 // Resumable sessions (docs/PROTOCOL-EXTENSIONS.md, section 3).
 const ACK_EVERY = 32;           // acknowledge after this many frames...
 const ACK_DELAY = 50;           // ... or this many ms after the first
+const LOST_ANSWER = "websocket-multiplex: an answer went missing; resuming";
 const HELLO_TIMEOUT = 10000;    // ms to wait for the answer to a resume
 const RESUME_BUFFER = 4 << 20;  // characters kept unacknowledged, at most
 // Characters written and not yet acknowledged, at most (one message more
@@ -1093,6 +1094,7 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     this._lastClose = null;      // the close details, once closed for good
     this._sock = null;
     this._carried = 0;
+    this._pastHole = false;
     this._attach(this._factory === null ? sock : this._factory());
     // A socket given open fires no "open": channels subscribe at once.
     this._everOpened = this._sock.readyState === OPEN;
@@ -1191,6 +1193,7 @@ class WebSocketMultiplex extends MultiplexEventTarget {
   _attach(sock) {
     this._sock = sock;
     this._carried = 0;  // messages this socket brought ("seq" checks them)
+    this._pastHole = false;  // a "seq" showed a hole: nothing more is taken
     const that = this;
     let current = true;
     sock.addEventListener("open", function () {
@@ -1322,13 +1325,18 @@ class WebSocketMultiplex extends MultiplexEventTarget {
     }
     const session = this._session;
     if (session !== null && session.offer !== "off") {
+      if (this._pastHole) {
+        return;  // it would be counted as arrived: the server resends it
+      }
       if (event.data.startsWith("seq,")) {
         // "This socket brought you n messages before": an answer went
         // missing without a cut (a request the browser sent again): go on
         // over a new socket, where the session resends what is missing.
+        // The rest of this answer comes past the hole: it is not taken.
         const match = /^seq,(\d{1,18})$/.exec(event.data);
         if (match === null || Number(match[1]) !== this._carried) {
-          this._sock.close();
+          this._pastHole = true;
+          this._sock.close(1000, LOST_ANSWER);
         }
         return;
       }
