@@ -7,7 +7,8 @@ page and the server stream numbered messages to each other on three
 channels, over SockJS websocket, xhr-polling and eventsource, and a native
 WebSocket. Every message must arrive exactly once and in order both ways;
 no channel may fire "close" or "reconnect", and no handler may see its
-channel close.
+channel close. Past the grace period, the handler ends ``NOT_RESUMED`` and
+the page's channel fires "reconnect" with ``recovered: false``.
 
 Not xhr-streaming: Chromium hands a streaming XHR's progress to the page
 only every 50 ms or so, and a budget of 100 KB on loopback is spent long
@@ -32,6 +33,7 @@ import pytest_asyncio
 from aiohttp import web
 from playwright.async_api import Page
 
+from websocket_multiplex import Channel, CloseReason, Limits, MultiplexServer
 from websocket_multiplex.adapters.aiohttp import add_sockjs_endpoint
 
 from ..support.proxy import Proxy
@@ -242,3 +244,83 @@ async def stream_both_ways(
         assert seen.received == expected
         assert seen.close_reason is None  # still open: it never saw a close
     return result
+
+
+GRACE = """([transport, url]) => {
+    const result = window.result = {got: [], reconnects: [], closes: 0};
+    const mux = new WebSocketMultiplex(function () {
+        return new SockJS(url, null, {transports: [transport]});
+    }, {reconnect: {initialDelay: 50, maxDelay: 200}});
+    window.mux = mux;
+    const channel = window.channel = mux.channel("stream");
+    channel.onmessage = function (e) { result.got.push(e.data); };
+    channel.onreconnect = function (e) { result.reconnects.push(e.recovered); };
+    channel.onclose = function () { result.closes += 1; };
+}"""
+
+
+@pytest.mark.parametrize("transport", ["websocket", "xhr-polling"])
+async def test_past_the_grace_period_the_handler_ends_and_the_page_is_told(
+    page: Page, servers: Servers, transport: str
+) -> None:
+    """A cut longer than ``resume_grace``: the handler's channel ends with
+    ``NOT_RESUMED``, the page's channel fires "reconnect" with
+    ``recovered: false`` (never a silent gap, never "close"), a new handler
+    serves it, and what the page sent during the cut reaches that one."""
+    server = MultiplexServer(limits=Limits(resume_grace=0.3))
+    handlers: asyncio.Queue[Stream] = asyncio.Queue()
+
+    @server.channel("stream")
+    async def stream(channel: Channel) -> None:
+        seen = Stream()
+        handlers.put_nowait(seen)
+        await channel.send("hello")
+        try:
+            async for data in channel:
+                seen.received.append(int(data.split(" ", 1)[0]))
+                if len(seen.received) == 3:
+                    seen.complete.set()
+        finally:
+            seen.close_reason = channel.close_reason
+            seen.done.set()
+
+    app = web.Application()
+    add_sockjs_endpoint(
+        app, server, prefix="/multiplex", **sockjs_options(servers.page_origin)
+    )
+    runner, origin = await start(app)
+    try:
+        async with Proxy(int(origin.rsplit(":", 1)[1])) as proxy:
+            await page.goto(f"{servers.page_origin}/ours.html")
+            url = f"http://127.0.0.1:{proxy.port}/multiplex"
+            await page.evaluate(GRACE, [transport, url])
+            await wait_for(page, "() => result.got.length === 1", what="hello")
+            first = await handlers.get()
+            proxy.cut()  # and refuse new connections, past the grace period
+            # Between two polls the server sees a client go only after
+            # SockJS's disconnect_delay without a poll.
+            async with asyncio.timeout(15):
+                await first.done.wait()
+            assert first.close_reason is CloseReason.NOT_RESUMED
+            await page.evaluate(
+                "() => { for (let n = 1; n <= 3; n++) channel.send(n + ' x'); }"
+            )
+            proxy.restore()
+            await wait_for(
+                page,
+                "() => result.reconnects.length === 1 && result.got.length === 2",
+                what="a reconnect, and the new handler's hello",
+            )
+            second = await handlers.get()
+            async with asyncio.timeout(10):
+                await second.complete.wait()  # what was sent during the cut
+            assert second.received == [1, 2, 3]
+            result = await page.evaluate("window.result")
+            assert result == {
+                "got": ["hello", "hello"],
+                "reconnects": [False],
+                "closes": 0,
+            }
+            await page.evaluate("window.mux.close()")
+    finally:
+        await runner.cleanup()
